@@ -1,0 +1,93 @@
+#include "batch.h"
+
+#include <concurrentqueue/concurrentqueue.h>
+#include <ctime>
+
+namespace hbf {
+
+namespace {
+constexpr size_t kPoolMax = 512;
+constexpr size_t kKeepCapacity = 8u << 20;  // larger buffers go back to the allocator
+
+moodycamel::ConcurrentQueue<Batch*>& pool() {
+    static auto* q = new moodycamel::ConcurrentQueue<Batch*>(kPoolMax);
+    return *q;
+}
+std::atomic<size_t> g_pooled{0};
+}  // namespace
+
+void BatchRecycler::operator()(Batch* b) const noexcept {
+    b->clear();
+    if (b->buf.capacity() > kKeepCapacity || g_pooled.load(std::memory_order_relaxed) >= kPoolMax) {
+        delete b;
+        return;
+    }
+    g_pooled.fetch_add(1, std::memory_order_relaxed);
+    if (!pool().enqueue(b)) {
+        g_pooled.fetch_sub(1, std::memory_order_relaxed);
+        delete b;
+    }
+}
+
+BatchPtr Batch::make() {
+    Batch* b = nullptr;
+    if (pool().try_dequeue(b)) {
+        g_pooled.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+        b = new Batch();
+    }
+    b->received_ns = now_ns();
+    return BatchPtr(b);
+}
+
+bool Batch::dense() const {
+    size_t pos = 0;
+    for (const auto& e : events) {
+        if (e.off != pos) return false;
+        pos = e.off + e.len + 1;
+    }
+    return pos == buf.size();
+}
+
+BatchPtr Batch::clone() const {
+    BatchPtr c = make();
+    c->buf.reserve(buf.size() + kPadding);
+    c->buf = buf;
+    c->events = events;
+    c->acks.reserve(acks.size());
+    for (const auto& a : acks) c->acks.push_back(a.clone());
+    c->received_ns = received_ns;
+    return c;
+}
+
+void Batch::take_acks_from(Batch& from) {
+    for (auto& a : from.acks) acks.push_back(std::move(a));
+    from.acks.clear();
+    received_ns = from.received_ns;
+}
+
+void Batch::mark(AckStatus s, const std::string& reason) {
+    for (auto& a : acks) a.mark(s, &reason);
+}
+
+void Batch::clear() {
+    acks.clear();  // releases the holds: an emptied batch is settled
+    events.clear();
+    buf.clear();
+    received_ns = 0;
+    pending_off_ = 0;
+}
+
+int64_t now_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+int64_t mono_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace hbf

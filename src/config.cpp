@@ -1,0 +1,329 @@
+#include "config.h"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace hbf {
+
+const std::vector<OptionSpec>& service_schema() {
+    static const std::vector<OptionSpec> s = {
+        {"log_level", OptType::string, "info", "trace | debug | info | warn | error"},
+        {"log_format", OptType::string, "text", "text | json"},
+        {"shutdown_timeout", OptType::duration, "10s", "How long SIGTERM may take to drain every queue and flush outputs."},
+        {"queue_events", OptType::integer, "16384", "Capacity of each stage's input queue, in events."},
+        {"queue_bytes", OptType::size, "8MiB", "Capacity of each stage's input queue, in bytes of event text."},
+        {"batch_events", OptType::integer, "1024", "Most events an input puts in one batch."},
+        {"api_address", OptType::string, "", "host:port of the health, metrics and reload API; empty disables it."},
+        {"data_dir", OptType::string, ".hbforward", "Directory for checkpoints and other state."},
+    };
+    return s;
+}
+
+bool PipelineConfig::ok() const {
+    return std::none_of(diags.begin(), diags.end(), [](const Diagnostic& d) { return !d.warning; });
+}
+
+const StageDecl* PipelineConfig::find(const std::string& name) const {
+    for (const auto& s : stages)
+        if (s.name == name) return &s;
+    return nullptr;
+}
+
+std::string PipelineConfig::report() const {
+    auto sorted = diags;
+    std::stable_sort(sorted.begin(), sorted.end(), [](const Diagnostic& a, const Diagnostic& b) {
+        return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
+    });
+    std::string out;
+    for (const auto& d : sorted)
+        out += fmt::format("{}:{}:{}: {}{}\n", d.where.file, d.where.line, d.where.column, d.warning ? "warning: " : "", d.message);
+    return out;
+}
+
+namespace {
+
+const char* section_of(StageKind k) {
+    switch (k) {
+        case StageKind::input: return "inputs";
+        case StageKind::filter: return "filters";
+        case StageKind::output: return "outputs";
+    }
+    return "?";
+}
+
+std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+    return s;
+}
+
+void load_service(PipelineConfig& cfg) {
+    const toml::node* n = cfg.root.get("service");
+    if (!n) return;
+    const toml::table* t = n->as_table();
+    if (!t) {
+        cfg.diags.push_back({location_of(*n, cfg.file), "[service] must be a table"});
+        return;
+    }
+    size_t before = cfg.diags.size();
+    check_table(*t, service_schema(), "[service]", cfg.file, location_of(*t, cfg.file), {}, cfg.diags);
+    if (cfg.diags.size() != before) return;
+    StageConfig sc("[service]", "service", t, &service_schema(), cfg.file, location_of(*t, cfg.file));
+    try {
+        auto& s = cfg.service;
+        s.log_level = sc.str("log_level");
+        if (!valid_log_level(s.log_level)) sc.fail("log_level", fmt::format("log_level '{}' is not one of trace, debug, info, warn, error", s.log_level));
+        s.log_format = sc.str("log_format");
+        if (s.log_format != "text" && s.log_format != "json") sc.fail("log_format", "log_format must be \"text\" or \"json\"");
+        s.shutdown_timeout = sc.duration("shutdown_timeout");
+        s.queue_events = sc.integer("queue_events");
+        if (s.queue_events < 1) sc.fail("queue_events", "queue_events must be at least 1");
+        s.queue_bytes = int64_t(sc.size("queue_bytes"));
+        if (s.queue_bytes < 1024) sc.fail("queue_bytes", "queue_bytes must be at least 1KiB");
+        s.batch_events = sc.integer("batch_events");
+        if (s.batch_events < 1) sc.fail("batch_events", "batch_events must be at least 1");
+        s.api_address = sc.str("api_address");
+        s.data_dir = sc.str("data_dir");
+    } catch (const ConfigError& e) {
+        cfg.diags.push_back({e.where, e.what()});
+    }
+}
+
+void load_stages(PipelineConfig& cfg) {
+    static const char* kSections[] = {"inputs", "filters", "outputs"};
+    for (const auto& [k, v] : cfg.root) {
+        std::string key(k.str());
+        if (key == "service") continue;
+        Location kl{cfg.file, k.source().begin.line, k.source().begin.column};
+        if (std::find(std::begin(kSections), std::end(kSections), key) == std::end(kSections)) {
+            std::string sug = did_you_mean(key, {"service", "inputs", "filters", "outputs"});
+            cfg.diags.push_back({kl, fmt::format("unknown section '{}'{}; expected service, inputs, filters or outputs", key,
+                                                 sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug))});
+        }
+    }
+    std::map<std::string, std::string> seen;  // name -> "inputs.x"
+    for (int kind = 0; kind < 3; ++kind) {
+        StageKind sk = static_cast<StageKind>(kind);
+        const toml::node* sect = cfg.root.get(kSections[kind]);
+        if (!sect) continue;
+        const toml::table* st = sect->as_table();
+        if (!st) {
+            cfg.diags.push_back({location_of(*sect, cfg.file), fmt::format("'{}' must be a table of stages", kSections[kind])});
+            continue;
+        }
+        for (const auto& [k, v] : *st) {
+            StageDecl d;
+            d.name = std::string(k.str());
+            d.kind = sk;
+            std::string what = fmt::format("{}.{}", kSections[kind], d.name);
+            d.loc = {cfg.file, k.source().begin.line, k.source().begin.column};
+            if (d.loc.line == 0) d.loc = location_of(v, cfg.file);
+            d.tbl = v.as_table();
+            if (!d.tbl) {
+                cfg.diags.push_back({d.loc, fmt::format("{} must be a table", what)});
+                continue;
+            }
+            if (d.name.find('.') != std::string::npos || d.name.empty()) {
+                cfg.diags.push_back({d.loc, fmt::format("stage name '{}' must not be empty or contain '.'", d.name)});
+                continue;
+            }
+            if (auto it = seen.find(d.name); it != seen.end()) {
+                cfg.diags.push_back({d.loc, fmt::format("stage name '{}' is already used by {}", d.name, it->second)});
+                continue;
+            }
+            seen[d.name] = what;
+            std::ostringstream fp;
+            fp << *d.tbl;
+            d.fingerprint = fp.str();
+            const toml::node* tn = d.tbl->get("type");
+            if (!tn || !tn->is_string()) {
+                cfg.diags.push_back({tn ? location_of(*tn, cfg.file) : d.loc,
+                                     fmt::format("{} needs type = \"...\"; known {} types: {}", what, to_string(sk),
+                                                 join(Registry::get().types(sk)))});
+                continue;
+            }
+            d.type = tn->as_string()->get();
+            d.info = Registry::get().find(sk, d.type);
+            if (!d.info) {
+                auto known = Registry::get().types(sk);
+                std::string sug = did_you_mean(d.type, known);
+                cfg.diags.push_back({location_of(*tn, cfg.file),
+                                     fmt::format("unknown {} type '{}' in {}{}; known {} types: {}", to_string(sk), d.type, what,
+                                                 sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug), to_string(sk), join(known))});
+                continue;
+            }
+            std::vector<std::string> reserved = {"type"};
+            if (sk != StageKind::input) reserved.push_back("inputs");
+            size_t before = cfg.diags.size();
+            check_table(*d.tbl, d.info->options, what, cfg.file, d.loc, reserved, cfg.diags);
+            d.cfg = std::make_unique<StageConfig>(d.name, d.type, d.tbl, &d.info->options, cfg.file, d.loc);
+            if (sk != StageKind::input) {
+                const toml::node* in = d.tbl->get("inputs");
+                if (!in) {
+                    cfg.diags.push_back({d.loc, fmt::format("missing required option 'inputs' in {}: name the stages it reads from", what)});
+                } else if (auto a = in->as_array()) {
+                    if (a->empty()) cfg.diags.push_back({location_of(*in, cfg.file), fmt::format("'inputs' of {} is empty", what)});
+                    for (const auto& e : *a) {
+                        if (auto s = e.as_string()) {
+                            std::string ref = s->get();
+                            StageDecl::InputRef r{ref, "", location_of(e, cfg.file)};
+                            if (auto dot = ref.find('.'); dot != std::string::npos) {
+                                r.stage = ref.substr(0, dot);
+                                r.port = ref.substr(dot + 1);
+                            }
+                            d.inputs.push_back(r);
+                        } else {
+                            cfg.diags.push_back({location_of(e, cfg.file), fmt::format("'inputs' of {} must hold stage names (strings)", what)});
+                        }
+                    }
+                } else {
+                    cfg.diags.push_back({location_of(*in, cfg.file), fmt::format("'inputs' of {} must be a list of stage names, such as [\"parse\"]", what)});
+                }
+            }
+            if (cfg.diags.size() == before && d.info->ports) {
+                try {
+                    d.ports = d.info->ports(*d.cfg);
+                } catch (const ConfigError& e) {
+                    cfg.diags.push_back({e.where, e.what()});
+                }
+            }
+            cfg.stages.push_back(std::move(d));
+        }
+    }
+}
+
+void check_graph(PipelineConfig& cfg) {
+    std::map<std::string, StageDecl*> by_name;
+    for (auto& s : cfg.stages) by_name[s.name] = &s;
+    std::vector<std::string> names;
+    for (auto& s : cfg.stages) names.push_back(s.name);
+    std::set<std::string> consumed;
+    for (auto& s : cfg.stages) {
+        for (auto& r : s.inputs) {
+            auto it = by_name.find(r.stage);
+            if (it == by_name.end()) {
+                std::string sug = did_you_mean(r.stage, names);
+                cfg.diags.push_back({r.where, fmt::format("{}.{} reads from unknown stage '{}'{}", section_of(s.kind), s.name, r.stage,
+                                                          sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug))});
+                continue;
+            }
+            StageDecl* up = it->second;
+            if (up->kind == StageKind::output) {
+                cfg.diags.push_back({r.where, fmt::format("{}.{} reads from '{}', which is an output: outputs send nowhere further",
+                                                          section_of(s.kind), s.name, r.stage)});
+                continue;
+            }
+            if (!r.port.empty() && std::find(up->ports.begin(), up->ports.end(), r.port) == up->ports.end()) {
+                cfg.diags.push_back({r.where, fmt::format("'{}.{}' names no port of {}.{}{}", r.stage, r.port, section_of(up->kind), up->name,
+                                                          up->ports.empty() ? std::string(" (it has none)")
+                                                                            : fmt::format("; its ports: {}", join(up->ports)))});
+                continue;
+            }
+            if (up == &s) {
+                cfg.diags.push_back({r.where, fmt::format("{}.{} reads from itself", section_of(s.kind), s.name)});
+                continue;
+            }
+            consumed.insert(up->name);
+        }
+    }
+    // Cycles among filters: depth-first search over "reads from" edges.
+    std::map<std::string, int> state;  // 0 new, 1 on stack, 2 done
+    std::function<bool(StageDecl*, std::vector<std::string>&)> dfs = [&](StageDecl* s, std::vector<std::string>& path) {
+        state[s->name] = 1;
+        path.push_back(s->name);
+        for (auto& r : s->inputs) {
+            auto it = by_name.find(r.stage);
+            if (it == by_name.end() || it->second == s) continue;
+            int st = state[r.stage];
+            if (st == 1) {
+                auto from = std::find(path.begin(), path.end(), r.stage);
+                std::vector<std::string> cyc(from, path.end());
+                cyc.push_back(r.stage);
+                std::string c;
+                for (size_t i = 0; i < cyc.size(); ++i) c += (i ? " <- " : "") + cyc[i];
+                cfg.diags.push_back({r.where, fmt::format("cycle in the pipeline: {}", c)});
+                return true;
+            }
+            if (st == 0 && dfs(it->second, path)) return true;
+        }
+        path.pop_back();
+        state[s->name] = 2;
+        return false;
+    };
+    for (auto& s : cfg.stages) {
+        std::vector<std::string> path;
+        if (state[s.name] == 0 && dfs(&s, path)) break;
+    }
+    for (auto& s : cfg.stages) {
+        if (s.kind != StageKind::output && !consumed.count(s.name))
+            cfg.diags.push_back({s.loc, fmt::format("the events of {}.{} go nowhere: no stage names '{}' in its inputs", section_of(s.kind),
+                                                    s.name, s.name),
+                                 true});
+    }
+    bool any_input = std::any_of(cfg.stages.begin(), cfg.stages.end(), [](auto& s) { return s.kind == StageKind::input; });
+    bool any_output = std::any_of(cfg.stages.begin(), cfg.stages.end(), [](auto& s) { return s.kind == StageKind::output; });
+    if (cfg.ok() && (!any_input || !any_output))
+        cfg.diags.push_back({{cfg.file, 1, 1}, "a pipeline needs at least one [inputs.NAME] and one [outputs.NAME]"});
+}
+
+std::unique_ptr<PipelineConfig> finish(std::unique_ptr<PipelineConfig> cfg) {
+    load_service(*cfg);
+    load_stages(*cfg);
+    check_graph(*cfg);
+    return cfg;
+}
+
+}  // namespace
+
+std::unique_ptr<PipelineConfig> load_config_text(std::string_view text, const std::string& path) {
+    auto cfg = std::make_unique<PipelineConfig>();
+    cfg->file = path;
+    try {
+        cfg->root = toml::parse(text, path);
+    } catch (const toml::parse_error& e) {
+        cfg->diags.push_back({{path, e.source().begin.line, e.source().begin.column}, std::string(e.description())});
+        return cfg;
+    }
+    return finish(std::move(cfg));
+}
+
+std::unique_ptr<PipelineConfig> load_config(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) {
+        auto cfg = std::make_unique<PipelineConfig>();
+        cfg->file = path;
+        cfg->diags.push_back({{path, 0, 0}, fmt::format("cannot read config file: {}", std::strerror(errno))});
+        return cfg;
+    }
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return load_config_text(ss.str(), path);
+}
+
+std::vector<BuiltStage> build_stages(PipelineConfig& cfg) {
+    std::vector<BuiltStage> out;
+    for (auto& d : cfg.stages) {
+        BuiltStage b;
+        b.decl = &d;
+        try {
+            switch (d.kind) {
+                case StageKind::input: b.input = d.info->make_input(*d.cfg); break;
+                case StageKind::filter: b.filter = d.info->make_filter(*d.cfg); break;
+                case StageKind::output: b.output = d.info->make_output(*d.cfg); break;
+            }
+        } catch (const ConfigError& e) {
+            cfg.diags.push_back({e.where, e.what()});
+        } catch (const std::exception& e) {
+            cfg.diags.push_back({d.loc, fmt::format("{}.{}: {}", section_of(d.kind), d.name, e.what())});
+        }
+        out.push_back(std::move(b));
+    }
+    return out;
+}
+
+}  // namespace hbf

@@ -1,0 +1,27 @@
+// simdjson On-Demand helpers shared by the stages that read event text.
+#pragma once
+
+#include <simdjson.h>
+#include <string>
+#include <string_view>
+
+namespace hbf {
+
+struct JsonCheck {
+    bool ok = true;
+    size_t offset = 0;     // byte offset of the problem inside the text
+    const char* message = "";
+};
+
+// Fully validates that [p, p+len) is one JSON object (every value visited, nothing trailing).
+// `capacity` is the readable size from p (>= len + SIMDJSON_PADDING): no copy is made.
+JsonCheck check_object(simdjson::ondemand::parser& parser, const char* p, size_t len, size_t capacity);
+
+// The JSON text of a value, inside the document.
+simdjson::simdjson_result<std::string_view> raw_value(simdjson::ondemand::value v);
+
+// Appends s as a JSON string literal, with quotes and escapes.
+void append_json_string(std::string& out, std::string_view s);
+
+// A dotted field path split into its names: .keys."interface-name" or keys.interface-name.
+}  // namespace hbf

@@ -1,0 +1,74 @@
+#include "log.h"
+
+#include <mutex>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include "batch.h"
+
+namespace hbf {
+
+namespace {
+spdlog::sink_ptr& sink() {
+    static spdlog::sink_ptr s = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    return s;
+}
+spdlog::level::level_enum g_level = spdlog::level::info;
+
+// %v escaped as a JSON string body, for log_format = "json".
+class JsonMsgFlag final : public spdlog::custom_flag_formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+        for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+            switch (c) {
+                case '"': dest.append(std::string_view("\\\"")); break;
+                case '\\': dest.append(std::string_view("\\\\")); break;
+                case '\n': dest.append(std::string_view("\\n")); break;
+                case '\t': dest.append(std::string_view("\\t")); break;
+                default:
+                    if (static_cast<unsigned char>(c) < 0x20) dest.append(std::string_view("?"));
+                    else dest.push_back(c);
+            }
+        }
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMsgFlag>(); }
+};
+}  // namespace
+
+bool valid_log_level(const std::string& level) {
+    return level == "trace" || level == "debug" || level == "info" || level == "warn" || level == "error";
+}
+
+void setup_logging(const std::string& level, const std::string& format) {
+    g_level = spdlog::level::from_str(level);
+    auto fmtr = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    if (format == "json") {
+        fmtr->add_flag<JsonMsgFlag>('*').set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","stage":"%n","msg":"%*"})");
+    } else {
+        fmtr->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %-5l [%n] %v");
+    }
+    sink()->set_formatter(std::move(fmtr));
+    auto def = std::make_shared<spdlog::logger>("hbforward", sink());
+    def->set_level(g_level);
+    spdlog::set_default_logger(def);
+    spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->set_level(g_level); });
+}
+
+std::shared_ptr<spdlog::logger> make_logger(const std::string& name) {
+    auto l = std::make_shared<spdlog::logger>(name, sink());
+    l->set_level(g_level);
+    return l;
+}
+
+bool RateLimit::allow(uint64_t& suppressed) {
+    int64_t now = mono_ns();
+    int64_t next = next_ns_.load(std::memory_order_relaxed);
+    if (now >= next && next_ns_.compare_exchange_strong(next, now + interval_ns_)) {
+        suppressed = suppressed_.exchange(0);
+        return true;
+    }
+    suppressed_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+}
+
+}  // namespace hbf

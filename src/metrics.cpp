@@ -1,0 +1,116 @@
+#include "metrics.h"
+
+#include <fmt/format.h>
+
+namespace hbf {
+
+void Histogram::observe_ns(int64_t ns) {
+    if (ns < 0) ns = 0;
+    double s = double(ns) / 1e9;
+    size_t i = 0;
+    while (i < kN && s > kBounds[i]) ++i;
+    buckets[i].fetch_add(1, std::memory_order_relaxed);
+    count.fetch_add(1, std::memory_order_relaxed);
+    sum_ns.fetch_add(uint64_t(ns), std::memory_order_relaxed);
+}
+
+MetricsRegistry& MetricsRegistry::global() {
+    static auto* r = new MetricsRegistry();
+    return *r;
+}
+
+Counter& MetricsRegistry::counter(const std::string& name, const std::string& help, const Labels& labels) {
+    std::lock_guard lk(m_);
+    auto& f = families_[name];
+    f.help = help;
+    f.type = "counter";
+    auto& slot = f.counters[labels];
+    if (!slot) slot = &counters_.emplace_back();
+    return *slot;
+}
+
+Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help, const Labels& labels) {
+    std::lock_guard lk(m_);
+    auto& f = families_[name];
+    f.help = help;
+    f.type = "gauge";
+    auto& slot = f.gauges[labels];
+    if (!slot) slot = &gauges_.emplace_back();
+    return *slot;
+}
+
+Histogram& MetricsRegistry::histogram(const std::string& name, const std::string& help, const Labels& labels) {
+    std::lock_guard lk(m_);
+    auto& f = families_[name];
+    f.help = help;
+    f.type = "histogram";
+    auto& slot = f.histograms[labels];
+    if (!slot) slot = &histograms_.emplace_back();
+    return *slot;
+}
+
+namespace {
+std::string escape_label(const std::string& v) {
+    std::string out;
+    for (char c : v) {
+        if (c == '\\' || c == '"') { out.push_back('\\'); out.push_back(c); }
+        else if (c == '\n') out += "\\n";
+        else out.push_back(c);
+    }
+    return out;
+}
+
+std::string label_text(const Labels& labels, const std::string& extra = {}) {
+    if (labels.empty() && extra.empty()) return {};
+    std::string s = "{";
+    bool first = true;
+    for (const auto& [k, v] : labels) {
+        if (!first) s += ',';
+        first = false;
+        s += k + "=\"" + escape_label(v) + "\"";
+    }
+    if (!extra.empty()) {
+        if (!first) s += ',';
+        s += extra;
+    }
+    return s + "}";
+}
+}  // namespace
+
+std::string MetricsRegistry::render() const {
+    std::lock_guard lk(m_);
+    std::string out;
+    out.reserve(16384);
+    for (const auto& [name, f] : families_) {
+        out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, f.help, name, f.type);
+        for (const auto& [l, c] : f.counters) out += fmt::format("{}{} {}\n", name, label_text(l), c->get());
+        for (const auto& [l, g] : f.gauges) out += fmt::format("{}{} {}\n", name, label_text(l), g->get());
+        for (const auto& [l, h] : f.histograms) {
+            uint64_t cum = 0;
+            for (size_t i = 0; i <= Histogram::kN; ++i) {
+                cum += h->buckets[i].load(std::memory_order_relaxed);
+                std::string le = i < Histogram::kN ? fmt::format("le=\"{}\"", Histogram::kBounds[i]) : "le=\"+Inf\"";
+                out += fmt::format("{}_bucket{} {}\n", name, label_text(l, le), cum);
+            }
+            out += fmt::format("{}_sum{} {}\n", name, label_text(l), double(h->sum_ns.load()) / 1e9);
+            out += fmt::format("{}_count{} {}\n", name, label_text(l), h->count.load());
+        }
+    }
+    return out;
+}
+
+StageMetrics::StageMetrics(const std::string& s, const std::string& t, const std::string& k)
+    : events_in(MetricsRegistry::global().counter("hbf_events_in_total", "Events received by the stage.", {{"stage", s}, {"type", t}})),
+      events_out(MetricsRegistry::global().counter("hbf_events_out_total", "Events sent on by the stage.", {{"stage", s}, {"type", t}})),
+      bytes_in(MetricsRegistry::global().counter("hbf_bytes_in_total", "Bytes of event text received by the stage.", {{"stage", s}, {"type", t}})),
+      bytes_out(MetricsRegistry::global().counter("hbf_bytes_out_total", "Bytes of event text sent on by the stage.", {{"stage", s}, {"type", t}})),
+      errors(MetricsRegistry::global().counter("hbf_errors_total", "Errors met by the stage.", {{"stage", s}, {"type", t}})),
+      latency(MetricsRegistry::global().histogram("hbf_batch_latency_seconds", "Time from a batch's receipt to this stage finishing with it.", {{"stage", s}, {"type", t}})),
+      stage(s), type(t), kind(k) {}
+
+Counter& StageMetrics::dropped(const std::string& reason) {
+    return MetricsRegistry::global().counter("hbf_events_dropped_total", "Events dropped by the stage, by reason.",
+                                             {{"stage", stage}, {"type", type}, {"reason", reason}});
+}
+
+}  // namespace hbf

@@ -1,0 +1,409 @@
+#include "options.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <fmt/format.h>
+
+namespace hbf {
+
+const char* to_string(OptType t) {
+    switch (t) {
+        case OptType::string: return "string";
+        case OptType::integer: return "integer";
+        case OptType::boolean: return "boolean";
+        case OptType::number: return "number";
+        case OptType::size: return "size";
+        case OptType::duration: return "duration";
+        case OptType::string_list: return "list of strings";
+        case OptType::table: return "table";
+        case OptType::any: return "any";
+    }
+    return "?";
+}
+
+std::optional<uint64_t> parse_size(std::string_view s) {
+    size_t i = 0;
+    while (i < s.size() && s[i] == ' ') ++i;
+    size_t start = i;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+    if (i == start) return std::nullopt;
+    double v = std::strtod(std::string(s.substr(start, i - start)).c_str(), nullptr);
+    while (i < s.size() && s[i] == ' ') ++i;
+    std::string unit(s.substr(i));
+    for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    double m;
+    if (unit.empty() || unit == "b") m = 1;
+    else if (unit == "k" || unit == "kib") m = 1024.0;
+    else if (unit == "kb") m = 1e3;
+    else if (unit == "m" || unit == "mib") m = 1024.0 * 1024;
+    else if (unit == "mb") m = 1e6;
+    else if (unit == "g" || unit == "gib") m = 1024.0 * 1024 * 1024;
+    else if (unit == "gb") m = 1e9;
+    else return std::nullopt;
+    return static_cast<uint64_t>(v * m);
+}
+
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s) {
+    size_t i = 0;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+    if (i == 0) return std::nullopt;
+    double v = std::strtod(std::string(s.substr(0, i)).c_str(), nullptr);
+    std::string_view unit = s.substr(i);
+    double ns;
+    if (unit == "ns") ns = 1;
+    else if (unit == "us" || unit == "µs") ns = 1e3;
+    else if (unit == "ms") ns = 1e6;
+    else if (unit == "s" || unit.empty()) ns = 1e9;
+    else if (unit == "m") ns = 60e9;
+    else if (unit == "h") ns = 3600e9;
+    else if (unit == "d") ns = 86400e9;
+    else return std::nullopt;
+    return std::chrono::nanoseconds(static_cast<int64_t>(v * ns));
+}
+
+std::string substitute_env(std::string_view s, std::string* missing) {
+    std::string out;
+    size_t i = 0;
+    while (i < s.size()) {
+        if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
+            size_t end = s.find('}', i + 2);
+            if (end == std::string_view::npos) { out.append(s.substr(i)); break; }
+            std::string_view body = s.substr(i + 2, end - i - 2);
+            std::string_view name = body, def;
+            bool has_def = false;
+            if (auto p = body.find(":-"); p != std::string_view::npos) {
+                name = body.substr(0, p);
+                def = body.substr(p + 2);
+                has_def = true;
+            }
+            const char* v = std::getenv(std::string(name).c_str());
+            if (v && *v) out += v;
+            else if (has_def) out.append(def);
+            else if (missing && missing->empty()) *missing = std::string(name);
+            i = end + 1;
+        } else {
+            out.push_back(s[i++]);
+        }
+    }
+    return out;
+}
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+    auto dist = [](std::string_view a, std::string_view b) {
+        std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+        for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+        for (size_t i = 1; i <= a.size(); ++i) {
+            cur[0] = i;
+            for (size_t j = 1; j <= b.size(); ++j)
+                cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            std::swap(prev, cur);
+        }
+        return prev[b.size()];
+    };
+    std::string best;
+    size_t best_d = SIZE_MAX;
+    for (const auto& c : candidates) {
+        size_t d = dist(word, c);
+        if (d < best_d) { best_d = d; best = c; }
+    }
+    if (best_d <= std::max<size_t>(2, word.size() / 3)) return best;
+    return {};
+}
+
+Location location_of(const toml::node& n, const std::string& file) {
+    return {file, n.source().begin.line, n.source().begin.column};
+}
+
+std::string json_quote(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    out.push_back('"');
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            case '\b': out += "\\b"; break;
+            case '\f': out += "\\f"; break;
+            default:
+                if (c < 0x20) out += fmt::format("\\u{:04x}", c);
+                else out.push_back(static_cast<char>(c));
+        }
+    }
+    out.push_back('"');
+    return out;
+}
+
+std::string toml_to_json(const toml::node& n) {
+    if (auto s = n.as_string()) return json_quote(s->get());
+    if (auto i = n.as_integer()) return std::to_string(i->get());
+    if (auto f = n.as_floating_point()) return fmt::format("{}", f->get());
+    if (auto b = n.as_boolean()) return b->get() ? "true" : "false";
+    if (auto a = n.as_array()) {
+        std::string out = "[";
+        for (size_t i = 0; i < a->size(); ++i) {
+            if (i) out += ',';
+            out += toml_to_json(*a->get(i));
+        }
+        return out + "]";
+    }
+    if (auto t = n.as_table()) {
+        std::string out = "{";
+        bool first = true;
+        for (const auto& [k, v] : *t) {
+            if (!first) out += ',';
+            first = false;
+            out += json_quote(k.str()) + ":" + toml_to_json(v);
+        }
+        return out + "}";
+    }
+    return json_quote(fmt::format("{}", n.source().begin.line));
+}
+
+// ---- StageConfig ----
+
+const OptionSpec* StageConfig::spec(std::string_view key) const {
+    if (!schema_) return nullptr;
+    for (const auto& s : *schema_)
+        if (s.name == key) return &s;
+    return nullptr;
+}
+
+std::string StageConfig::default_of(std::string_view key) const {
+    const OptionSpec* s = spec(key);
+    return s ? s->default_text : std::string();
+}
+
+Location StageConfig::where(std::string_view key) const {
+    if (const toml::node* n = node(key)) return location_of(*n, file_);
+    return loc_;
+}
+
+void StageConfig::fail(std::string_view key, const std::string& message) const { throw ConfigError(where(key), message); }
+
+const toml::node* StageConfig::node(std::string_view key) const { return tbl_ ? tbl_->get(key) : nullptr; }
+
+std::string StageConfig::str(std::string_view key) const {
+    std::string raw;
+    if (const toml::node* n = node(key)) {
+        if (auto s = n->as_string()) raw = s->get();
+        else fail(key, fmt::format("option '{}' of {} must be a string", key, name_));
+    } else {
+        raw = default_of(key);
+    }
+    std::string missing;
+    std::string v = substitute_env(raw, &missing);
+    if (!missing.empty())
+        fail(key, fmt::format("environment variable '{}' used by option '{}' is not set (use ${{{}:-default}} for a default)",
+                              missing, key, missing));
+    return v;
+}
+
+int64_t StageConfig::integer(std::string_view key) const {
+    if (const toml::node* n = node(key)) {
+        if (auto i = n->as_integer()) return i->get();
+        fail(key, fmt::format("option '{}' of {} must be an integer", key, name_));
+    }
+    std::string d = default_of(key);
+    return d.empty() ? 0 : std::stoll(d);
+}
+
+bool StageConfig::boolean(std::string_view key) const {
+    if (const toml::node* n = node(key)) {
+        if (auto b = n->as_boolean()) return b->get();
+        fail(key, fmt::format("option '{}' of {} must be true or false", key, name_));
+    }
+    return default_of(key) == "true";
+}
+
+double StageConfig::number(std::string_view key) const {
+    if (const toml::node* n = node(key)) {
+        if (auto f = n->as_floating_point()) return f->get();
+        if (auto i = n->as_integer()) return double(i->get());
+        fail(key, fmt::format("option '{}' of {} must be a number", key, name_));
+    }
+    std::string d = default_of(key);
+    return d.empty() ? 0 : std::stod(d);
+}
+
+uint64_t StageConfig::size(std::string_view key) const {
+    if (const toml::node* n = node(key)) {
+        if (auto i = n->as_integer()) {
+            if (i->get() < 0) fail(key, fmt::format("option '{}' must not be negative", key));
+            return uint64_t(i->get());
+        }
+        if (auto s = n->as_string()) {
+            if (auto v = parse_size(s->get())) return *v;
+        }
+        fail(key, fmt::format("option '{}' of {} must be a size such as 4096, \"512KiB\", \"64MiB\" or \"1GB\"", key, name_));
+    }
+    auto v = parse_size(default_of(key));
+    return v ? *v : 0;
+}
+
+std::chrono::nanoseconds StageConfig::duration(std::string_view key) const {
+    if (const toml::node* n = node(key)) {
+        if (auto i = n->as_integer()) return std::chrono::seconds(i->get());
+        if (auto f = n->as_floating_point()) return std::chrono::nanoseconds(int64_t(f->get() * 1e9));
+        if (auto s = n->as_string()) {
+            if (auto v = parse_duration(s->get())) return *v;
+        }
+        fail(key, fmt::format("option '{}' of {} must be a duration such as \"500ms\", \"5s\", \"2m\" or a number of seconds", key, name_));
+    }
+    auto v = parse_duration(default_of(key));
+    return v ? *v : std::chrono::nanoseconds(0);
+}
+
+std::vector<std::string> StageConfig::strings(std::string_view key) const {
+    std::vector<std::string> out;
+    const toml::node* n = node(key);
+    if (!n) return out;
+    if (auto s = n->as_string()) {
+        out.push_back(substitute_env(s->get(), nullptr));
+        return out;
+    }
+    auto a = n->as_array();
+    if (!a) fail(key, fmt::format("option '{}' of {} must be a list of strings", key, name_));
+    for (const auto& e : *a) {
+        auto s = e.as_string();
+        if (!s) throw ConfigError(location_of(e, file_), fmt::format("option '{}' of {} must hold only strings", key, name_));
+        out.push_back(substitute_env(s->get(), nullptr));
+    }
+    return out;
+}
+
+const toml::table* StageConfig::table(std::string_view key) const {
+    const toml::node* n = node(key);
+    if (!n) return nullptr;
+    if (auto t = n->as_table()) return t;
+    fail(key, fmt::format("option '{}' of {} must be a table, such as {{ a = \"b\" }}", key, name_));
+}
+
+std::vector<std::pair<std::string, std::string>> StageConfig::json_fields(std::string_view key) const {
+    std::vector<std::pair<std::string, std::string>> out;
+    const toml::table* t = table(key);
+    if (!t) return out;
+    for (const auto& [k, v] : *t) {
+        if (auto s = v.as_string()) {
+            std::string missing;
+            std::string val = substitute_env(s->get(), &missing);
+            if (!missing.empty())
+                throw ConfigError(location_of(v, file_), fmt::format("environment variable '{}' is not set", missing));
+            out.emplace_back(std::string(k.str()), json_quote(val));
+        } else {
+            out.emplace_back(std::string(k.str()), toml_to_json(v));
+        }
+    }
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> StageConfig::string_map(std::string_view key) const {
+    std::vector<std::pair<std::string, std::string>> out;
+    const toml::table* t = table(key);
+    if (!t) return out;
+    for (const auto& [k, v] : *t) {
+        if (auto s = v.as_string()) {
+            std::string missing;
+            std::string val = substitute_env(s->get(), &missing);
+            if (!missing.empty())
+                throw ConfigError(location_of(v, file_), fmt::format("environment variable '{}' is not set", missing));
+            out.emplace_back(std::string(k.str()), val);
+        } else if (v.is_integer() || v.is_boolean() || v.is_floating_point()) {
+            out.emplace_back(std::string(k.str()), toml_to_json(v));
+        } else {
+            throw ConfigError(location_of(v, file_), fmt::format("'{}.{}' must be a string", key, k.str()));
+        }
+    }
+    return out;
+}
+
+// ---- schema check ----
+
+namespace {
+bool type_ok(const toml::node& n, OptType t) {
+    switch (t) {
+        case OptType::string: return n.is_string();
+        case OptType::integer: return n.is_integer();
+        case OptType::boolean: return n.is_boolean();
+        case OptType::number: return n.is_number();
+        case OptType::size: return n.is_integer() || (n.is_string() && parse_size(n.as_string()->get()));
+        case OptType::duration:
+            return n.is_number() || (n.is_string() && parse_duration(n.as_string()->get()));
+        case OptType::string_list: {
+            if (n.is_string()) return true;
+            auto a = n.as_array();
+            if (!a) return false;
+            for (const auto& e : *a)
+                if (!e.is_string()) return false;
+            return true;
+        }
+        case OptType::table: return n.is_table();
+        case OptType::any: return true;
+    }
+    return false;
+}
+
+std::string type_hint(OptType t) {
+    switch (t) {
+        case OptType::size: return "a size such as 4096, \"512KiB\", \"64MiB\" or \"1GB\"";
+        case OptType::duration: return "a duration such as \"500ms\", \"5s\", \"2m\" or a number of seconds";
+        case OptType::string_list: return "a list of strings";
+        case OptType::table: return "a table";
+        case OptType::string: return "a string";
+        case OptType::integer: return "an integer";
+        case OptType::boolean: return "true or false";
+        case OptType::number: return "a number";
+        case OptType::any: return "any value";
+    }
+    return "?";
+}
+
+const char* toml_type_name(const toml::node& n) {
+    switch (n.type()) {
+        case toml::node_type::string: return "a string";
+        case toml::node_type::integer: return "an integer";
+        case toml::node_type::floating_point: return "a float";
+        case toml::node_type::boolean: return "a boolean";
+        case toml::node_type::array: return "an array";
+        case toml::node_type::table: return "a table";
+        default: return "a date/time";
+    }
+}
+}  // namespace
+
+void check_table(const toml::table& tbl, const std::vector<OptionSpec>& schema, const std::string& what,
+                 const std::string& file, const Location& header, const std::vector<std::string>& reserved,
+                 std::vector<Diagnostic>& out) {
+    std::vector<std::string> names;
+    for (const auto& s : schema) names.push_back(s.name);
+    for (const auto& [k, v] : tbl) {
+        std::string key(k.str());
+        if (std::find(reserved.begin(), reserved.end(), key) != reserved.end()) continue;
+        const OptionSpec* spec = nullptr;
+        for (const auto& s : schema)
+            if (s.name == key) spec = &s;
+        Location kl{file, k.source().begin.line, k.source().begin.column};
+        if (kl.line == 0) kl = location_of(v, file);
+        if (!spec) {
+            std::vector<std::string> all = names;
+            all.insert(all.end(), reserved.begin(), reserved.end());
+            std::string sug = did_you_mean(key, all);
+            out.push_back({kl, fmt::format("unknown option '{}' in {}{}", key, what,
+                                           sug.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", sug))});
+            continue;
+        }
+        if (!type_ok(v, spec->type)) {
+            out.push_back({location_of(v, file), fmt::format("option '{}' in {} must be {}, not {}", key, what,
+                                                              type_hint(spec->type), toml_type_name(v))});
+        }
+    }
+    for (const auto& s : schema) {
+        if (s.required && !tbl.contains(s.name))
+            out.push_back({header, fmt::format("missing required option '{}' in {} ({})", s.name, what, s.doc)});
+    }
+}
+
+}  // namespace hbf

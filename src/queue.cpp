@@ -1,0 +1,67 @@
+#include "queue.h"
+
+namespace hbf {
+
+bool BatchQueue::admit(BatchPtr& b) {
+    const int64_t n = static_cast<int64_t>(b->size());
+    const int64_t sz = static_cast<int64_t>(b->bytes());
+    // Reserve first, then check: concurrent producers cannot overshoot by more than one batch each.
+    int64_t ev = events_.fetch_add(n) ;
+    int64_t by = bytes_.fetch_add(sz);
+    if (ev != 0 && (ev + n > max_events_ || by + sz > max_bytes_)) {
+        events_.fetch_sub(n);
+        bytes_.fetch_sub(sz);
+        return false;
+    }
+    q_.enqueue(b.release());
+    return true;
+}
+
+bool BatchQueue::try_push(BatchPtr& b) { return admit(b); }
+
+bool BatchQueue::push(BatchPtr& b, const std::atomic<bool>& abort) {
+    if (admit(b)) return true;
+    waiting_.fetch_add(1);
+    while (!abort.load(std::memory_order_relaxed)) {
+        {
+            std::unique_lock lk(m_);
+            space_.wait_for(lk, std::chrono::milliseconds(5), [&] { return !full(); });
+        }
+        if (admit(b)) {
+            waiting_.fetch_sub(1);
+            return true;
+        }
+    }
+    waiting_.fetch_sub(1);
+    return false;
+}
+
+size_t BatchQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) {
+    Batch* raw[64];
+    if (n > 64) n = 64;
+    size_t got = q_.wait_dequeue_bulk_timed(raw, n, timeout.count());
+    int64_t ev = 0, by = 0;
+    for (size_t i = 0; i < got; ++i) {
+        if (!raw[i]) continue;  // a wake-up token
+        ev += static_cast<int64_t>(raw[i]->size());
+        by += static_cast<int64_t>(raw[i]->bytes());
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < got; ++i)
+        if (raw[i]) out[k++] = BatchPtr(raw[i]);
+    if (k) {
+        inflight_.fetch_add(1);
+        events_.fetch_sub(ev);
+        bytes_.fetch_sub(by);
+        inflight_.fetch_sub(1);
+        if (waiting_.load(std::memory_order_relaxed) > 0) {
+            std::lock_guard lk(m_);
+            space_.notify_all();
+        }
+    }
+    return k;
+}
+
+void BatchQueue::wake_consumer() { q_.enqueue(nullptr); }
+
+}  // namespace hbf

@@ -1,0 +1,57 @@
+// The bounded queue in front of each filter and output.
+//
+// A moodycamel::BlockingConcurrentQueue of batches with a budget in events and bytes. Producers
+// block in push() while the queue is over budget (backpressure), or use try_push() to learn
+// at once that it is full (the HTTP input answers 503). One batch is always admitted into an
+// empty queue, so a batch larger than the budget cannot wedge the pipeline.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+#include <concurrentqueue/blockingconcurrentqueue.h>
+
+#include "batch.h"
+
+namespace hbf {
+
+class BatchQueue {
+public:
+    BatchQueue(int64_t max_events, int64_t max_bytes) : max_events_(max_events), max_bytes_(max_bytes) {}
+
+    // Blocks while full; returns false (keeping the batch) only if `abort` becomes true.
+    bool push(BatchPtr& b, const std::atomic<bool>& abort);
+    bool try_push(BatchPtr& b);
+
+    // Waits up to `timeout` for batches; returns how many were taken into out[0..n).
+    size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout);
+
+    int64_t events() const { return events_.load(std::memory_order_relaxed); }
+    int64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+    int64_t max_events() const { return max_events_; }
+    int64_t max_bytes() const { return max_bytes_; }
+    bool full() const { return events() >= max_events_ || bytes() >= max_bytes_; }
+    bool idle() const { return events_.load() == 0 && inflight_.load() == 0; }
+
+    // Producers are counted so a consumer knows when no more batches can come.
+    void add_producer() { producers_.fetch_add(1); }
+    void remove_producer() { producers_.fetch_sub(1); wake_consumer(); }
+    int producers() const { return producers_.load(); }
+    void wake_consumer();
+
+private:
+    bool admit(BatchPtr& b);
+
+    moodycamel::BlockingConcurrentQueue<Batch*> q_;
+    const int64_t max_events_, max_bytes_;
+    std::atomic<int64_t> events_{0}, bytes_{0}, inflight_{0};
+    std::atomic<int> producers_{0};
+    std::atomic<int> waiting_{0};
+    std::mutex m_;
+    std::condition_variable space_;
+};
+
+}  // namespace hbf

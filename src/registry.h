@@ -1,0 +1,77 @@
+// The stage registry: type name -> factory, option schema and one-line doc.
+//
+// A stage registers itself from its own folder with HBF_REGISTER_{INPUT,FILTER,OUTPUT}; the
+// core looks types up here and never names a concrete stage.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "options.h"
+#include "stage.h"
+
+namespace hbf {
+
+enum class StageKind { input, filter, output };
+const char* to_string(StageKind k);
+
+struct StageInfo {
+    StageKind kind;
+    std::string type;
+    std::string doc;
+    std::vector<OptionSpec> options;
+    std::function<std::unique_ptr<Input>(const StageConfig&)> make_input;
+    std::function<std::unique_ptr<Filter>(const StageConfig&)> make_filter;
+    std::function<std::unique_ptr<Output>(const StageConfig&)> make_output;
+    // Named output ports besides the stage itself ("r.major"); the route filter has them.
+    std::function<std::vector<std::string>(const StageConfig&)> ports;
+};
+
+class Registry {
+public:
+    static Registry& get();
+    void add(StageInfo info);
+    const StageInfo* find(StageKind kind, const std::string& type) const;
+    std::vector<std::string> types(StageKind kind) const;
+    const std::map<std::string, StageInfo>& all(StageKind kind) const;
+
+private:
+    std::map<std::string, StageInfo> by_kind_[3];
+};
+
+struct Registrar {
+    explicit Registrar(StageInfo info) { Registry::get().add(std::move(info)); }
+};
+
+}  // namespace hbf
+
+#define HBF_CONCAT_(a, b) a##b
+#define HBF_CONCAT(a, b) HBF_CONCAT_(a, b)
+
+#define HBF_REGISTER_INPUT(TYPE, CLASS, SCHEMA, DOC)                                                        \
+    static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                           \
+        ::hbf::StageKind::input, TYPE, DOC, SCHEMA,                                                          \
+        [](const ::hbf::StageConfig& c) -> std::unique_ptr<::hbf::Input> { return std::make_unique<CLASS>(c); }, \
+        nullptr, nullptr, nullptr})
+
+#define HBF_REGISTER_FILTER(TYPE, CLASS, SCHEMA, DOC)                                                        \
+    static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
+        ::hbf::StageKind::filter, TYPE, DOC, SCHEMA, nullptr,                                                  \
+        [](const ::hbf::StageConfig& c) -> std::unique_ptr<::hbf::Filter> { return std::make_unique<CLASS>(c); }, \
+        nullptr, nullptr})
+
+// A filter with named ports: PORTS is a callable (const StageConfig&) -> std::vector<std::string>.
+#define HBF_REGISTER_FILTER_PORTS(TYPE, CLASS, SCHEMA, DOC, PORTS)                                           \
+    static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
+        ::hbf::StageKind::filter, TYPE, DOC, SCHEMA, nullptr,                                                  \
+        [](const ::hbf::StageConfig& c) -> std::unique_ptr<::hbf::Filter> { return std::make_unique<CLASS>(c); }, \
+        nullptr, PORTS})
+
+#define HBF_REGISTER_OUTPUT(TYPE, CLASS, SCHEMA, DOC)                                                        \
+    static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
+        ::hbf::StageKind::output, TYPE, DOC, SCHEMA, nullptr, nullptr,                                         \
+        [](const ::hbf::StageConfig& c) -> std::unique_ptr<::hbf::Output> { return std::make_unique<CLASS>(c); }, \
+        nullptr})

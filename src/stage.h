@@ -1,0 +1,112 @@
+// What the core knows of a stage: Input, Filter, Output, and the contexts they run in.
+//
+// Threads: each input runs run() on a thread of its own (an input may start more, like the
+// HTTP server's I/O threads); each filter and each output has one thread that pops batches
+// from its bounded queue. Stages never see queues: they emit batches through their context.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "batch.h"
+#include "log.h"
+#include "metrics.h"
+
+namespace hbf {
+
+class BatchQueue;
+
+// Shared by every kind of stage.
+class StageContext {
+public:
+    StageContext(std::string name, std::string type, std::string kind);
+    const std::string& name() const { return name_; }
+    const std::string& type() const { return type_; }
+    spdlog::logger& log() { return *logger_; }
+    std::shared_ptr<spdlog::logger> logger() { return logger_; }
+    StageMetrics& metrics() { return metrics_; }
+
+    // A running stage that can no longer do its job says so; /health reports it.
+    void set_failed(const std::string& reason);
+    void clear_failed();
+    std::string failure() const;
+
+    // True once shutdown (or a reload that removes the stage) began.
+    bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+    const std::atomic<bool>& stop_flag() const { return stopping_; }
+    void request_stop() { stopping_.store(true); }
+    // Set when the shutdown timeout passed: blocked pushes give up.
+    const std::atomic<bool>& abort_flag() const { return aborting_; }
+    void request_abort() { aborting_.store(true); stopping_.store(true); }
+
+    // From [service]: where state lives, how many events an input puts in a batch.
+    std::string data_dir = ".hbforward";
+    size_t batch_events = 1024;
+
+    // Where this stage's batches go, one list of queues per output port (port 0 = the stage itself).
+    std::vector<std::vector<BatchQueue*>> targets;
+
+private:
+    std::string name_, type_;
+    std::shared_ptr<spdlog::logger> logger_;
+    StageMetrics metrics_;
+    mutable std::mutex m_;
+    std::string failure_;
+    std::atomic<bool> stopping_{false}, aborting_{false};
+};
+
+// Hands a batch to every downstream queue of a port; the last one gets the original, the
+// others a clone. emit() blocks under backpressure; try_emit() refuses at once when a
+// downstream queue is full, keeping the batch.
+class Emitter {
+public:
+    explicit Emitter(StageContext& ctx) : ctx_(ctx) {}
+    bool emit(BatchPtr b, size_t port = 0);
+    bool try_emit(BatchPtr& b, size_t port = 0);
+    bool has_targets(size_t port = 0) const;
+    bool full(size_t port = 0) const;
+
+private:
+    StageContext& ctx_;
+};
+
+class Input {
+public:
+    virtual ~Input() = default;
+    // Binds sockets, opens files: a throw here stops the process with exit code 1.
+    virtual void start(StageContext&) {}
+    // Produces batches until done (EOF, count reached) or ctx.stopping().
+    virtual void run(StageContext& ctx, Emitter& out) = 0;
+    // Called from another thread to make run() return soon (closes listeners and the like).
+    virtual void stop() {}
+};
+
+class Filter {
+public:
+    virtual ~Filter() = default;
+    virtual void start(StageContext&) {}
+    // Takes a batch, emits zero or more. Dropped events are counted by the filter.
+    virtual void process(BatchPtr in, Emitter& out) = 0;
+    virtual void stop() {}
+};
+
+class Output {
+public:
+    virtual ~Output() = default;
+    virtual void start(StageContext&) {}
+    // Takes ownership; the batch's acks settle when the output releases it (after writing, or
+    // after the broker confirmed). A failed write marks the batch failed before releasing it.
+    virtual void write(BatchPtr b) = 0;
+    // Called at least every 100 ms, with or without data (delivery reports, flush timers).
+    virtual void tick() {}
+    // Flushes what it holds; returns when done or when the deadline passes.
+    virtual void flush(std::chrono::steady_clock::time_point /*deadline*/) {}
+    virtual void stop() {}
+};
+
+}  // namespace hbf

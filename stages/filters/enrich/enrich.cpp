@@ -1,0 +1,172 @@
+// filter "enrich": adds static fields, the host name and the receive time to each event.
+//
+// Works by splicing: the event's text is copied up to its closing brace and the new members are
+// appended, so nothing is parsed unless a field might already be there. With overwrite = false
+// (the default) an event that has the field keeps its own value; with overwrite = true the old
+// member is cut out and the new one appended.
+#include <cstring>
+#include <ctime>
+#include <simdjson.h>
+#include <string_view>
+#include <unistd.h>
+
+#include "json_util.h"
+#include "registry.h"
+
+namespace hbf::stages {
+namespace {
+
+struct Field {
+    std::string name;
+    std::string quoted_name;  // "name" as JSON
+    std::string value;        // JSON text; empty for received_at (computed per batch)
+};
+
+class Enrich final : public Filter {
+public:
+    explicit Enrich(const StageConfig& c) {
+        for (auto& [k, v] : c.json_fields("fields")) add(k, v);
+        if (std::string h = c.str("hostname_field"); !h.empty()) {
+            char host[256] = {};
+            ::gethostname(host, sizeof host - 1);
+            std::string q;
+            append_json_string(q, host);
+            add(h, q);
+        }
+        if (std::string r = c.str("received_at_field"); !r.empty()) {
+            add(r, "");
+            received_at_ = fields_.size() - 1;
+        }
+        overwrite_ = c.boolean("overwrite");
+        if (fields_.empty()) c.fail("fields", "enrich has nothing to add: set fields, hostname_field or received_at_field");
+    }
+
+    void start(StageContext& ctx) override { ctx_ = &ctx; }
+
+    void process(BatchPtr in, Emitter& out) override {
+        if (received_at_ != SIZE_MAX) fields_[received_at_].value = rfc3339(in->received_ns);
+        BatchPtr o = Batch::make();
+        o->reserve_more(in->bytes() + in->size() * extra_bytes());
+        o->take_acks_from(*in);
+        for (size_t i = 0; i < in->size(); ++i) splice(*in, i, *o);
+        out.emit(std::move(o));
+    }
+
+private:
+    void add(const std::string& name, std::string value) {
+        Field f{name, {}, std::move(value)};
+        append_json_string(f.quoted_name, name);
+        fields_.push_back(std::move(f));
+    }
+
+    size_t extra_bytes() const {
+        size_t n = 0;
+        for (const auto& f : fields_) n += f.quoted_name.size() + f.value.size() + 40;
+        return n;
+    }
+
+    static std::string rfc3339(int64_t ns) {
+        std::time_t s = std::time_t(ns / 1000000000);
+        std::tm tm;
+        gmtime_r(&s, &tm);
+        char buf[64];
+        size_t n = std::strftime(buf, sizeof buf, "\"%Y-%m-%dT%H:%M:%S", &tm);
+        std::snprintf(buf + n, sizeof buf - n, ".%09lldZ\"", static_cast<long long>(ns % 1000000000));
+        return buf;
+    }
+
+    // Which of our fields the event has at its top level; only parses when a name occurs in the text.
+    uint64_t present(const Batch& in, size_t i) {
+        std::string_view ev = in.event(i);
+        bool maybe = false;
+        for (const auto& f : fields_)
+            if (ev.find(f.quoted_name) != std::string_view::npos) maybe = true;
+        if (!maybe) return 0;
+        uint64_t mask = 0;
+        simdjson::ondemand::document doc;
+        if (parser_.iterate(ev.data(), ev.size(), in.capacity_after(i)).get(doc)) return 0;
+        simdjson::ondemand::object obj;
+        if (doc.get_object().get(obj)) return 0;
+        for (auto field : obj) {
+            std::string_view k;
+            if (field.unescaped_key().get(k)) return mask;
+            for (size_t j = 0; j < fields_.size() && j < 64; ++j)
+                if (fields_[j].name == k) mask |= 1ull << j;
+        }
+        return mask;
+    }
+
+    void splice(const Batch& in, size_t i, Batch& o) {
+        std::string_view ev = in.event(i);
+        size_t close = ev.size();
+        while (close > 0 && ev[close - 1] != '}') --close;
+        if (close == 0 || ev.front() != '{') {  // not an object: leave it alone
+            o.append(ev);
+            return;
+        }
+        uint64_t have = present(in, i);
+        o.begin_event();
+        if (have && overwrite_) {
+            if (!copy_without(in, i, have, o)) o.buf.append(ev.substr(0, close - 1));
+        } else {
+            o.buf.append(ev.substr(0, close - 1));
+        }
+        // Is the object empty so far? Look back past whitespace for '{'.
+        size_t p = o.buf.size();
+        while (p > 0 && (o.buf[p - 1] == ' ' || o.buf[p - 1] == '\n' || o.buf[p - 1] == '\t' || o.buf[p - 1] == '\r')) --p;
+        bool empty = o.buf[p - 1] == '{';
+        for (size_t j = 0; j < fields_.size(); ++j) {
+            if (!overwrite_ && (have >> j & 1)) continue;
+            if (!empty) o.buf.push_back(',');
+            empty = false;
+            o.buf += fields_[j].quoted_name;
+            o.buf.push_back(':');
+            o.buf += fields_[j].value;
+        }
+        o.buf.push_back('}');
+        o.finish_event();
+    }
+
+    // Copies "{" and every member not in `drop` (without the closing brace). False on a parse error.
+    bool copy_without(const Batch& in, size_t i, uint64_t drop, Batch& o) {
+        std::string_view ev = in.event(i);
+        size_t start = o.buf.size();
+        simdjson::ondemand::document doc;
+        simdjson::ondemand::object obj;
+        if (parser_.iterate(ev.data(), ev.size(), in.capacity_after(i)).get(doc) || doc.get_object().get(obj)) return false;
+        o.buf.push_back('{');
+        bool first = true;
+        for (auto field : obj) {
+            std::string_view k, raw;
+            if (field.unescaped_key().get(k)) { o.buf.resize(start); return false; }
+            bool skip = false;
+            for (size_t j = 0; j < fields_.size() && j < 64; ++j)
+                if ((drop >> j & 1) && fields_[j].name == k) skip = true;
+            if (raw_value(field.value()).get(raw)) { o.buf.resize(start); return false; }
+            if (skip) continue;
+            if (!first) o.buf.push_back(',');
+            first = false;
+            append_json_string(o.buf, k);
+            o.buf.push_back(':');
+            o.buf.append(raw);
+        }
+        return true;
+    }
+
+    std::vector<Field> fields_;
+    size_t received_at_ = SIZE_MAX;
+    bool overwrite_ = false;
+    simdjson::ondemand::parser parser_;
+    StageContext* ctx_ = nullptr;
+};
+
+const std::vector<OptionSpec> kEnrichSchema = {
+    {"fields", OptType::table, "", "Static fields added to every event, e.g. { collector = \"edge-01\" }."},
+    {"hostname_field", OptType::string, "", "Field that receives this host's name; empty = off."},
+    {"received_at_field", OptType::string, "", "Field that receives the receive time, RFC 3339 UTC with nanoseconds; empty = off."},
+    {"overwrite", OptType::boolean, "false", "Replace a field the event already has (default: keep the event's own)."},
+};
+HBF_REGISTER_FILTER("enrich", Enrich, kEnrichSchema, "Adds static fields, the host name and the receive time, by splicing.");
+
+}  // namespace
+}  // namespace hbf::stages

@@ -1,0 +1,300 @@
+// input "generate": synthetic HealthBot notifications for benchmarks and demos.
+//
+// A fleet of devices in a few groups raises and clears alarms from a small rule set shaped on
+// Juniper's published rules (interfaces most often, then BGP/IS-IS/MPLS/RPM, system, linecards,
+// chassis). Each alarm instance keeps its state, so a notification is a change of state; about
+// 45% normal, 38% major, 17% minor. Now and then a storm: one device raises dozens of alarms in a
+// row. About 1% of messages carry quotes, backslashes, non-ASCII text or ~1 KB of text.
+// Documents are written the way HealthBot's Python serializer writes them: sorted keys, ", " and
+// ": " separators. Deterministic for a given seed.
+#include <cstring>
+#include <fmt/format.h>
+#include <iterator>
+#include <thread>
+
+#include "registry.h"
+
+namespace hbf::stages {
+namespace {
+
+// splitmix64: small, fast, and the same on every platform.
+struct Rng {
+    uint64_t s;
+    uint64_t next() {
+        uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
+    uint32_t below(uint32_t n) { return uint32_t((next() >> 32) * n >> 32); }
+};
+
+enum class KeyKind { interface, neighbor4, neighbor6, slot, fpc, rpm, isis, none, lsp };
+
+struct Rule {
+    const char* topic;
+    const char* rule;
+    const char* trigger;
+    const char* playbook;
+    const char* instance;
+    KeyKind keys;
+    const char* major;  // message templates; {k} is the key value
+    const char* minor;
+    const char* normal;
+    int weight;
+};
+
+constexpr Rule kRules[] = {
+    {"interface.statistics", "check-interface-status", "link-state", "interface-kpis-playbook", "edge-intf", KeyKind::interface,
+     "{k} operational state is DOWN while admin state is UP", nullptr, "{k} operational state is UP", 14},
+    {"interface.statistics", "check-interface-flaps", "link-flaps", "interface-kpis-playbook", "edge-intf", KeyKind::interface,
+     "{k} flapped 12 times in the last 5 minutes", "{k} flapped 4 times in the last 5 minutes", "{k} is stable", 8},
+    {"interface.statistics", "check-in-errors", "in-errors", "interface-kpis-playbook", "edge-intf", KeyKind::interface,
+     "{k} input errors 1532 per second, above high threshold", "{k} input errors 88 per second, above low threshold",
+     "{k} input errors are normal", 7},
+    {"interface.statistics", "check-interface-utilization", "tx-utilization", "interface-kpis-playbook", "edge-intf", KeyKind::interface,
+     "{k} transmit utilization 97 percent exceeds 90 percent", "{k} transmit utilization 83 percent exceeds 80 percent",
+     "{k} transmit utilization is normal", 6},
+    {"protocol.bgp", "check-bgp-session-state", "neigbor-state", "bgp-session-stats-playbook", "core-bgp", KeyKind::neighbor4,
+     "BGP peer {k} left Established (state now Active)", nullptr, "BGP peer {k} is Established", 6},
+    {"protocol.bgp", "check-bgp-session-state", "neigbor-state", "bgp-session-stats-playbook", "core-bgp", KeyKind::neighbor6,
+     "BGP peer {k} left Established (state now Idle)", nullptr, "BGP peer {k} is Established", 4},
+    {"protocol.bgp", "check-bgp-prefix-count", "received-prefixes", "bgp-session-stats-playbook", "core-bgp", KeyKind::neighbor4,
+     "BGP peer {k} received prefixes 0, below the minimum 1", "BGP peer {k} received prefixes dropped by 40 percent",
+     "BGP peer {k} received prefixes are normal", 3},
+    {"protocol.isis", "check-isis-adjacency", "adjacency-state", "isis-playbook", "core-isis", KeyKind::isis,
+     "IS-IS adjacency on {k} is Down", nullptr, "IS-IS adjacency on {k} is Up", 4},
+    {"protocol.mpls", "check-lsp-state", "lsp-state", "mpls-lsp-playbook", "core-mpls", KeyKind::lsp,
+     "LSP {k} is Dn", nullptr, "LSP {k} is Up", 3},
+    {"protocol.rpm", "check-rpm-rtt", "rtt-threshold", "playbook-rpm", "rpm-all", KeyKind::rpm,
+     "RPM test {k} round-trip time 182 ms over threshold 100 ms", "RPM test {k} round-trip time 91 ms above 80 ms",
+     "RPM test {k} round-trip time is normal", 4},
+    {"system.cpu", "check-system-cpu-load-average", "cpu-utilization-5min", "system-kpis-playbook", "default", KeyKind::slot,
+     "RE{k} 5-minute CPU load 93 percent, above critical level 85", "RE{k} 5-minute CPU load 74 percent, above warning level 60",
+     "RE{k} 5-minute CPU load is normal", 5},
+    {"system.memory", "check-system-memory", "memory-utilization", "system-kpis-playbook", "default", KeyKind::slot,
+     "RE{k} memory utilization 96 percent is above high threshold", "RE{k} memory utilization 82 percent is above low threshold",
+     "RE{k} memory utilization is normal", 4},
+    {"system.storage", "check-storage", "storage-utilization", "system-kpis-playbook", "default", KeyKind::none,
+     "/var utilization 95 percent is above high threshold", "/var utilization 81 percent is above low threshold",
+     "/var utilization is normal", 2},
+    {"linecard.fpc", "check-fpc-memory", "fpc-heap-utilization", "fpc-linecard-playbook", "lc-health", KeyKind::fpc,
+     "FPC {k} heap utilization 91 percent is above high threshold", "FPC {k} heap utilization 78 percent is above low threshold",
+     "FPC {k} heap utilization is normal", 5},
+    {"linecard.fpc", "check-fpc-cpu", "fpc-cpu-utilization", "fpc-linecard-playbook", "lc-health", KeyKind::fpc,
+     "FPC {k} CPU utilization 95 percent is above high threshold", "FPC {k} CPU utilization 81 percent is above low threshold",
+     "FPC {k} CPU utilization is normal", 3},
+    {"chassis.power", "check-power-supply", "psu-status", "chassis-playbook", "chassis", KeyKind::slot,
+     "Power supply {k} status is Failed", nullptr, "Power supply {k} status is OK", 2},
+    {"chassis.environment", "check-temperature", "temperature", "chassis-playbook", "chassis", KeyKind::slot,
+     "Slot {k} temperature 78 C is above high threshold 70 C", "Slot {k} temperature 64 C is above low threshold 60 C",
+     "Slot {k} temperature is normal", 2},
+};
+constexpr size_t kNumRules = sizeof(kRules) / sizeof(kRules[0]);
+
+constexpr const char* kModels[] = {"mx480", "mx960", "mx10003", "mx204", "ptx10008", "ptx5000", "acx7100", "acx5448", "qfx5120", "qfx10002", "srx4600", "srx1500"};
+constexpr const char* kRoles[] = {"pe", "core", "agg", "edge", "leaf", "spine", "fw", "br"};
+constexpr const char* kSites[] = {"ams", "fra", "lon", "par", "nyc", "sjc", "sin", "tyo"};
+constexpr const char* kGroups[] = {"edge-routers", "core", "metro-agg", "dc-fabric", "security", "peering"};
+constexpr const char* kIfPrefixes[] = {"ge", "xe", "et", "ae"};
+
+struct GenOptions {
+    double rate;
+    uint64_t count;
+    uint64_t seed;
+    uint32_t devices;
+};
+
+class Generate final : public Input {
+public:
+    explicit Generate(const StageConfig& c) {
+        o_.rate = c.number("rate");
+        if (o_.rate < 0) c.fail("rate", "rate must be 0 (as fast as possible) or a positive number of events per second");
+        int64_t count = c.integer("count");
+        if (count < 0) c.fail("count", "count must be 0 (forever) or positive");
+        o_.count = uint64_t(count);
+        o_.seed = uint64_t(c.integer("seed"));
+        int64_t dev = c.integer("devices");
+        if (dev < 1 || dev > 1000000) c.fail("devices", "devices must be between 1 and 1000000");
+        o_.devices = uint32_t(dev);
+        build_fleet();
+    }
+
+    void run(StageContext& ctx, Emitter& out) override {
+        const size_t per_batch = ctx.batch_events;
+        const auto t0 = std::chrono::steady_clock::now();
+        uint64_t made = 0;
+        while (!ctx.stopping() && (o_.count == 0 || made < o_.count)) {
+            size_t n = per_batch;
+            if (o_.count) n = std::min<uint64_t>(n, o_.count - made);
+            if (o_.rate > 0) {
+                // Pace by batches: small batches at low rates keep latency sensible.
+                n = std::min<size_t>(n, std::max<size_t>(1, size_t(o_.rate / 100)));
+                auto due = t0 + std::chrono::nanoseconds(int64_t(double(made) * 1e9 / o_.rate));
+                while (!ctx.stopping() && std::chrono::steady_clock::now() < due)
+                    std::this_thread::sleep_until(std::min(due, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
+                if (ctx.stopping()) break;
+            }
+            BatchPtr b = Batch::make();
+            b->reserve_more(n * 420);
+            for (size_t i = 0; i < n; ++i) write_one(*b);
+            made += n;
+            if (!out.emit(std::move(b))) break;
+        }
+        ctx.log().info("generated {} events", made);
+    }
+
+private:
+    struct Device {
+        std::string name;
+        uint8_t group;
+    };
+
+    void build_fleet() {
+        Rng r{o_.seed ^ 0x4842666f7277ULL};
+        for (uint32_t i = 0; i < o_.devices; ++i) {
+            const char* model = kModels[r.below(std::size(kModels))];
+            std::string name = fmt::format("{}-{}{}", model, kRoles[r.below(std::size(kRoles))], i + 1);
+            if (r.below(5) == 0) name += fmt::format(".{}", kSites[r.below(std::size(kSites))]);
+            devices_.push_back({name, uint8_t(r.below(std::size(kGroups)))});
+        }
+        int total = 0;
+        for (const auto& k : kRules) total += k.weight;
+        for (size_t i = 0; i < kNumRules; ++i)
+            for (int w = 0; w < kRules[i].weight; ++w) rule_pick_.push_back(uint8_t(i));
+        (void)total;
+        state_.assign(size_t(o_.devices) * kNumRules * 8, 0);
+        rng_.s = o_.seed;
+    }
+
+    void key_value(KeyKind k, uint32_t inst, std::string& out) {
+        switch (k) {
+            case KeyKind::interface: {
+                const char* p = kIfPrefixes[inst % 4];
+                if (inst % 4 == 3) fmt::format_to(std::back_inserter(out), "ae{}", inst % 48);
+                else if (inst % 7 == 2) fmt::format_to(std::back_inserter(out), "{}-{}/{}/{}:{}", p, inst % 2, inst % 4, inst % 12, inst % 4);
+                else fmt::format_to(std::back_inserter(out), "{}-{}/{}/{}", p, inst % 3, (inst / 3) % 4, inst % 24);
+                break;
+            }
+            case KeyKind::neighbor4: fmt::format_to(std::back_inserter(out), "10.{}.{}.{}", inst % 8, (inst * 7) % 256, 1 + inst % 250); break;
+            case KeyKind::neighbor6: fmt::format_to(std::back_inserter(out), "2001:db8:0:{:x}::{:x}", inst % 64, 1 + inst % 9); break;
+            case KeyKind::slot: fmt::format_to(std::back_inserter(out), "{}", inst % 2); break;
+            case KeyKind::fpc: fmt::format_to(std::back_inserter(out), "{}", inst % 8); break;
+            case KeyKind::rpm: fmt::format_to(std::back_inserter(out), "probe-{}", inst % 6); break;
+            case KeyKind::isis: fmt::format_to(std::back_inserter(out), "et-0/0/{}.0", inst % 8); break;
+            case KeyKind::lsp: fmt::format_to(std::back_inserter(out), "lsp-to-pe{}", inst % 16); break;
+            case KeyKind::none: break;
+        }
+    }
+
+    static void append_json_string(std::string& out, std::string_view s) {
+        out.push_back('"');
+        for (char c : s) {
+            if (c == '"' || c == '\\') out.push_back('\\');
+            out.push_back(c);
+        }
+        out.push_back('"');
+    }
+
+    void write_one(Batch& b) {
+        // Storms: one device raising many alarms within seconds.
+        if (storm_left_ == 0 && rng_.below(2000) == 0) {
+            storm_left_ = 20 + rng_.below(40);
+            storm_device_ = rng_.below(o_.devices);
+        }
+        uint32_t dev = storm_left_ ? storm_device_ : rng_.below(o_.devices);
+        if (storm_left_) --storm_left_;
+        uint32_t ri = rule_pick_[rng_.below(uint32_t(rule_pick_.size()))];
+        const Rule& rule = kRules[ri];
+        uint32_t inst = rng_.below(8);
+        uint8_t& st = state_[(size_t(dev) * kNumRules + ri) * 8 + inst];
+        // Next state: a change from the current one; clears (normal) about 45% of the time.
+        uint32_t roll = rng_.below(100);
+        uint8_t next;  // 0 normal, 1 major, 2 minor
+        if (st != 0) next = roll < 82 ? 0 : (st == 1 ? (rule.minor ? 2 : 0) : 1);
+        else next = (roll < 69 || !rule.minor) ? 1 : 2;
+        st = next;
+        const char* sev = next == 0 ? "normal" : next == 1 ? "major" : "minor";
+        const char* tmpl = next == 0 ? rule.normal : next == 1 ? rule.major : rule.minor;
+
+        key_.clear();
+        key_value(rule.keys, inst + dev * 3, key_);
+        msg_.clear();
+        for (const char* p = tmpl; *p; ++p) {
+            if (p[0] == '{' && p[1] == 'k' && p[2] == '}') { msg_ += key_; p += 2; }
+            else msg_.push_back(*p);
+        }
+        uint32_t odd = rng_.below(100);
+        if (odd == 0) {
+            switch (rng_.below(3)) {
+                case 0: msg_ += " (description \"uplink to C:\\\\core\\\\po1\")"; break;
+                case 1: msg_ += " — Überlast am Standort Zürich, 東京 POP"; break;
+                default:
+                    for (int i = 0; i < 14; ++i) msg_ += " extended diagnostics: counters sampled over five intervals;";
+            }
+        }
+        const Device& d = devices_[dev];
+        auto& s = b.buf;
+        b.begin_event();
+        s += "{\"device-id\": \"";
+        s += d.name;
+        s += "\", \"group\": \"";
+        s += kGroups[d.group];
+        s += "\", \"keys\": {\"_instance_id\": \"[\\\"";
+        s += rule.instance;
+        s += "\\\"]\", \"_playbook_name\": \"";
+        s += rule.playbook;
+        s += '"';
+        const char* key_name = nullptr;
+        switch (rule.keys) {
+            case KeyKind::interface: key_name = "interface-name"; break;
+            case KeyKind::neighbor4:
+            case KeyKind::neighbor6: key_name = "neighbor-address"; break;
+            case KeyKind::slot: key_name = "slot"; break;
+            case KeyKind::fpc: key_name = "fpc"; break;
+            case KeyKind::rpm: key_name = "test-name"; break;
+            case KeyKind::isis: key_name = "interface-name"; break;
+            case KeyKind::lsp: key_name = "lsp-name"; break;
+            case KeyKind::none: break;
+        }
+        if (rule.keys == KeyKind::rpm) s += ", \"owner\": \"sla-probes\"";
+        if (key_name) {
+            s += ", \"";
+            s += key_name;
+            s += "\": ";
+            append_json_string(s, key_);
+        }
+        s += "}, \"message\": ";
+        append_json_string(s, msg_);
+        s += ", \"rule\": \"";
+        s += rule.rule;
+        s += "\", \"severity\": \"";
+        s += sev;
+        s += "\", \"topic\": \"";
+        s += rule.topic;
+        s += "\", \"trigger\": \"";
+        s += rule.trigger;
+        s += "\"}";
+        b.finish_event();
+    }
+
+    GenOptions o_;
+    std::vector<Device> devices_;
+    std::vector<uint8_t> rule_pick_;
+    std::vector<uint8_t> state_;
+    Rng rng_{0};
+    uint32_t storm_left_ = 0, storm_device_ = 0;
+    std::string key_, msg_;
+};
+
+const std::vector<OptionSpec> kGenerateSchema = {
+    {"rate", OptType::number, "0", "Events per second; 0 = as fast as possible."},
+    {"count", OptType::integer, "0", "Events to generate before the input ends; 0 = forever."},
+    {"seed", OptType::integer, "1", "Random seed: the same seed gives the same events."},
+    {"devices", OptType::integer, "200", "How many distinct device ids the fleet has."},
+};
+
+HBF_REGISTER_INPUT("generate", Generate, kGenerateSchema, "Synthetic HealthBot notifications (benchmarks, demos).");
+
+}  // namespace
+}  // namespace hbf::stages
