@@ -202,18 +202,36 @@ private:
             storm_left_ = 20 + rng_.below(40);
             storm_device_ = rng_.below(o_.devices);
         }
-        uint32_t dev = storm_left_ ? storm_device_ : rng_.below(o_.devices);
-        if (storm_left_) --storm_left_;
-        uint32_t ri = rule_pick_[rng_.below(uint32_t(rule_pick_.size()))];
-        const Rule& rule = kRules[ri];
-        uint32_t inst = rng_.below(8);
-        uint8_t& st = state_[(size_t(dev) * kNumRules + ri) * 8 + inst];
-        // Next state: a change from the current one; clears (normal) about 45% of the time.
-        uint32_t roll = rng_.below(100);
+        // About 45% of notifications clear a raised alarm; the rest raise one or change its colour.
+        uint32_t dev, ri, inst;
         uint8_t next;  // 0 normal, 1 major, 2 minor
-        if (st != 0) next = roll < 82 ? 0 : (st == 1 ? (rule.minor ? 2 : 0) : 1);
-        else next = (roll < 69 || !rule.minor) ? 1 : 2;
-        st = next;
+        if (!storm_left_ && !active_.empty() && rng_.below(100) < 45) {
+            uint32_t pick = rng_.below(uint32_t(active_.size()));
+            uint32_t id = active_[pick];
+            active_[pick] = active_.back();
+            active_.pop_back();
+            dev = id / (kNumRules * 8);
+            ri = (id / 8) % kNumRules;
+            inst = id % 8;
+            state_[id] = 0;
+            next = 0;
+        } else {
+            dev = storm_left_ ? storm_device_ : rng_.below(o_.devices);
+            if (storm_left_) --storm_left_;
+            ri = rule_pick_[rng_.below(uint32_t(rule_pick_.size()))];
+            inst = rng_.below(8);
+            uint32_t id = (dev * uint32_t(kNumRules) + ri) * 8 + inst;
+            uint8_t& st = state_[id];
+            bool has_minor = kRules[ri].minor != nullptr;
+            if (st == 0) {
+                next = (!has_minor || rng_.below(100) < 48) ? 1 : 2;
+                active_.push_back(id);
+            } else {
+                next = (st == 1 && has_minor) ? 2 : 1;
+            }
+            st = next;
+        }
+        const Rule& rule = kRules[ri];
         const char* sev = next == 0 ? "normal" : next == 1 ? "major" : "minor";
         const char* tmpl = next == 0 ? rule.normal : next == 1 ? rule.major : rule.minor;
 
@@ -282,6 +300,7 @@ private:
     std::vector<Device> devices_;
     std::vector<uint8_t> rule_pick_;
     std::vector<uint8_t> state_;
+    std::vector<uint32_t> active_;  // ids of raised alarms
     Rng rng_{0};
     uint32_t storm_left_ = 0, storm_device_ = 0;
     std::string key_, msg_;

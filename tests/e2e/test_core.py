@@ -1,0 +1,198 @@
+"""The core, end to end: the real binary with generate, stdin and file inputs and file outputs."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+from conftest import HBF, examples, read_ndjson, run_cli, wait_for
+
+PIPE = """
+[inputs.gen]
+type = "generate"
+count = {count}
+seed = 3
+
+[filters.parse]
+type = "json"
+inputs = ["gen"]
+
+[filters.tag]
+type = "enrich"
+inputs = ["parse"]
+fields = {{ collector = "edge-01" }}
+
+[outputs.out]
+type = "file"
+inputs = ["tag"]
+path = "out.ndjson"
+"""
+
+
+def test_generate_to_file_writes_exactly_count_events(hbf, tmp_path):
+    h = hbf(PIPE.format(count=25000))
+    assert h.wait(60) == 0, h.log()
+    events = read_ndjson(tmp_path / "out.ndjson")
+    assert len(events) == 25000
+    assert all(e["collector"] == "edge-01" for e in events)
+    assert {e["severity"] for e in events} == {"major", "minor", "normal"}
+
+
+def test_stdin_to_file_is_byte_exact(tmp_path):
+    lines = examples() * 300 + ['{"n": %d, "text": "caf\u00e9 \\"q\\" \\\\ end"}' % i for i in range(2000)]
+    data = ("\n".join(lines) + "\n").encode()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[inputs.in]\ntype = "stdin"\n[outputs.out]\ntype = "file"\ninputs = ["in"]\npath = "out.ndjson"\n')
+    p = subprocess.run([str(HBF), "run", "-c", str(cfg)], cwd=tmp_path, input=data, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    assert (tmp_path / "out.ndjson").read_bytes() == data
+
+
+def test_stdout_output_writes_ndjson(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[inputs.in]\ntype = "stdin"\n[filters.p]\ntype = "json"\ninputs = ["in"]\n'
+                   '[outputs.out]\ntype = "stdout"\ninputs = ["p"]\n')
+    data = "\n".join(examples()) + "\n"
+    p = subprocess.run([str(HBF), "run", "-c", str(cfg)], cwd=tmp_path, input=data, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0
+    got = [json.loads(l) for l in p.stdout.splitlines()]
+    assert got == [json.loads(l) for l in examples()]
+
+
+def test_sigterm_during_a_run_loses_nothing_that_was_read(hbf, tmp_path):
+    h = hbf(PIPE.format(count=0).replace("seed = 3", "seed = 3\nrate = 50000"))
+    h.wait_log("running")
+    time.sleep(1.5)
+    h.signal(signal.SIGTERM)
+    assert h.wait(30) == 0, h.log()
+    made = int(re.search(r"generated (\d+) events", h.log()).group(1))
+    assert made > 10000
+    assert len(read_ndjson(tmp_path / "out.ndjson")) == made
+
+
+def test_sigterm_while_reading_a_file_writes_a_prefix_of_it(hbf, tmp_path):
+    src = tmp_path / "in.ndjson"
+    lines = [json.dumps({"n": i, "device-id": "mx%d" % (i % 50), "pad": "x" * 300}) for i in range(300000)]
+    src.write_text("\n".join(lines) + "\n")
+    h = hbf(f'[inputs.f]\ntype = "file"\npath = "{src}"\n[filters.p]\ntype = "json"\ninputs = ["f"]\n'
+            '[outputs.o]\ntype = "file"\ninputs = ["p"]\npath = "out.ndjson"\n')
+    h.wait_log("running")
+    h.signal(signal.SIGTERM)
+    assert h.wait(30) == 0, h.log()
+    out = read_ndjson(tmp_path / "out.ndjson")
+    assert [e["n"] for e in out] == list(range(len(out)))
+
+
+def test_fan_out_gives_every_output_every_event_and_fan_in_merges(hbf, tmp_path):
+    h = hbf("""
+[inputs.a]
+type = "generate"
+count = 3000
+seed = 1
+[inputs.b]
+type = "generate"
+count = 2000
+seed = 2
+[filters.p]
+type = "json"
+inputs = ["a", "b"]
+[outputs.one]
+type = "file"
+inputs = ["p"]
+path = "one.ndjson"
+[outputs.two]
+type = "file"
+inputs = ["p"]
+path = "two.ndjson"
+""")
+    assert h.wait(60) == 0, h.log()
+    one = (tmp_path / "one.ndjson").read_text().splitlines()
+    two = (tmp_path / "two.ndjson").read_text().splitlines()
+    assert len(one) == 5000
+    assert sorted(one) == sorted(two)
+
+
+def test_a_broken_config_exits_1_with_file_line_col_messages(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[inputs.gen]\ntype = "generate"\ncount = "ten"\n[outputs.o]\ntype = "fiel"\ninputs = ["gen"]\n')
+    r = run_cli("run", "-c", str(cfg), cwd=tmp_path)
+    assert r.returncode == 1
+    assert f"{cfg}:3:9: option 'count' in inputs.gen must be an integer, not a string" in r.stderr
+    assert f"{cfg}:5:8: unknown output type 'fiel' in outputs.o (did you mean 'file'?)" in r.stderr
+    v = run_cli("validate", "-c", str(cfg), cwd=tmp_path)
+    assert v.returncode == 1
+    assert "2 errors" in v.stderr
+
+
+def test_validate_accepts_the_shipped_configs():
+    conf = HBF.parents[1] / "conf"
+    for f in sorted(conf.glob("*.toml")):
+        r = run_cli("validate", "-c", str(f), cwd=conf.parent)
+        assert r.returncode == 0, (f, r.stderr)
+
+
+def test_a_stage_that_fails_at_start_stops_the_process_with_exit_1(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[inputs.gen]\ntype = "generate"\ncount = 10\n[outputs.o]\ntype = "file"\ninputs = ["gen"]\n'
+                   'path = "/proc/hbforward-cannot-write-here/out.ndjson"\n')
+    r = run_cli("run", "-c", str(cfg), cwd=tmp_path)
+    assert r.returncode == 1
+    assert "stage 'o' (output file) failed to start: cannot open /proc/hbforward-cannot-write-here/out.ndjson" in r.stderr
+
+
+def test_stages_lists_every_type_with_options_and_version_prints():
+    r = run_cli("stages")
+    assert r.returncode == 0
+    for t in ["input generate", "input stdin", "input file", "filter json", "filter enrich", "output file", "output null"]:
+        assert t in r.stdout
+    assert re.search(r"count\s+integer\s+default 0", r.stdout)
+    v = run_cli("--version")
+    assert v.returncode == 0 and v.stdout.startswith("hbforward ")
+
+
+def test_log_level_flag_overrides_the_config(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[service]\nlog_level = "error"\n' + PIPE.format(count=10))
+    r = run_cli("run", "-c", str(cfg), "--log-level", "debug", cwd=tmp_path)
+    assert r.returncode == 0
+    assert "debug" in r.stderr
+
+
+def test_json_log_format_writes_one_object_a_line(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[service]\nlog_format = "json"\n' + PIPE.format(count=10))
+    r = run_cli("run", "-c", str(cfg), cwd=tmp_path)
+    assert r.returncode == 0
+    recs = [json.loads(l) for l in r.stderr.splitlines() if l.strip()]
+    assert any(rec["stage"] == "gen" and "generated 10 events" in rec["msg"] for rec in recs)
+
+
+def test_file_input_follows_rotation_and_resumes_from_its_checkpoint(hbf, tmp_path):
+    log = tmp_path / "hb.ndjson"
+    cfg = (f'[service]\ndata_dir = "{tmp_path}/state"\n[inputs.tail]\ntype = "file"\npath = "{log}"\nfollow = true\n'
+           'poll_interval = "50ms"\n[outputs.o]\ntype = "file"\ninputs = ["tail"]\npath = "out.ndjson"\n')
+    ex = examples()
+    log.write_text("\n".join(ex[:4]) + "\n")
+    h = hbf(cfg)
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == 4, what="the first 4 lines")
+    with open(log, "a") as f:
+        f.write(ex[4] + "\n" + ex[5][:40])  # the second line is not finished yet
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == 5, what="the 5th line")
+    with open(log, "a") as f:
+        f.write(ex[5][40:] + "\n")
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == 6, what="the completed 6th line")
+    os.rename(log, tmp_path / "hb.ndjson.1")  # rotate
+    log.write_text(ex[6] + "\n")
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == 7, what="the line of the new file")
+    assert h.stop() == 0
+    # Restart: nothing is read twice, and what was appended meanwhile is picked up.
+    with open(log, "a") as f:
+        f.write(ex[7] + "\n")
+    h2 = hbf(cfg)
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == 8, what="the line appended while stopped")
+    time.sleep(0.3)
+    assert h2.stop() == 0
+    got = [json.dumps(e, sort_keys=True) for e in read_ndjson(tmp_path / "out.ndjson")]
+    want = [json.dumps(json.loads(l), sort_keys=True) for l in ex[:8]]
+    assert got == want

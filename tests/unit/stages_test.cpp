@@ -1,0 +1,156 @@
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "helpers.h"
+#include "json_util.h"
+#include "lines.h"
+
+using namespace hbf;
+using test::FilterHarness;
+
+namespace {
+std::vector<std::string> example_lines() {
+    std::ifstream in(std::string(HBF_SHARED_DIR) + "/healthbot/examples.jsonl");
+    std::vector<std::string> out;
+    for (std::string l; std::getline(in, l);)
+        if (!l.empty()) out.push_back(l);
+    return out;
+}
+
+// Runs an input's run() to completion and returns every event it emitted.
+std::vector<std::string> run_input(const std::string& type, const std::string& body) {
+    std::string text = "[inputs.i]\ntype = \"" + type + "\"\n" + body + "\n[outputs.o]\ntype = \"null\"\ninputs = [\"i\"]\n";
+    auto cfg = test::config(text);
+    auto built = build_stages(*cfg);
+    REQUIRE(cfg->ok());
+    StageContext ctx("i", type, "input");
+    ctx.batch_events = 100;
+    BatchQueue q(1 << 30, int64_t(1) << 40);
+    ctx.targets.resize(1);
+    ctx.targets[0].push_back(&q);
+    Emitter em(ctx);
+    built[0].input->start(ctx);
+    built[0].input->run(ctx, em);
+    std::vector<std::string> out;
+    BatchPtr got[64];
+    size_t n;
+    while ((n = q.pop(got, 64, std::chrono::microseconds(0))) > 0)
+        for (size_t i = 0; i < n; ++i)
+            for (size_t j = 0; j < got[i]->size(); ++j) out.emplace_back(got[i]->event(j));
+    return out;
+}
+}  // namespace
+
+TEST_CASE("json makes valid HealthBot documents compact and keeps their content") {
+    FilterHarness f("json", "");
+    auto ex = example_lines();
+    REQUIRE(ex.size() == 10);
+    auto out = f.run(ex);
+    REQUIRE(out.size() == ex.size());
+    CHECK(out[0].find("\"device-id\":\"mx480-pe2.ams\",\"group\":\"edge-routers\"") != std::string::npos);
+    CHECK(out[0].find(", ") == std::string::npos);
+    simdjson::ondemand::parser p;
+    for (auto& e : out) {
+        simdjson::padded_string ps(e);
+        CHECK(check_object(p, ps.data(), ps.size(), ps.size() + simdjson::SIMDJSON_PADDING).ok);
+    }
+}
+
+TEST_CASE("json drops invalid events by default and counts them") {
+    FilterHarness f("json", "");
+    auto out = f.run({"{\"a\":1}", "{\"a\":", "[1,2]", "{\"a\":1} trailing", "{\"s\":\"bad \\x escape\"}", "{\"b\":2}"});
+    CHECK(out == std::vector<std::string>{"{\"a\":1}", "{\"b\":2}"});
+    CHECK(f.ctx().metrics().dropped("invalid_json").get() == 4);
+}
+
+TEST_CASE("json passes or wraps invalid events when told to") {
+    FilterHarness pass("json", "on_error = \"pass\"");
+    CHECK(pass.run({"not json"}) == std::vector<std::string>{"not json"});
+    FilterHarness wrap("json", "on_error = \"wrap\"");
+    auto out = wrap.run({"oops \"quoted\""});
+    REQUIRE(out.size() == 1);
+    CHECK_THAT(out[0], Catch::StartsWith("{\"message\":\"oops \\\"quoted\\\"\",\"error\":"));
+}
+
+TEST_CASE("json rejects invalid UTF-8") {
+    FilterHarness f("json", "");
+    CHECK(f.run({std::string("{\"a\":\"\xff\xfe\"}")}).empty());
+}
+
+TEST_CASE("check_object reports the byte offset of the error") {
+    simdjson::ondemand::parser p;
+    simdjson::padded_string s(std::string_view("{\"a\":1,\"b\":tru}"));
+    auto r = check_object(p, s.data(), s.size(), s.size() + simdjson::SIMDJSON_PADDING);
+    CHECK_FALSE(r.ok);
+    CHECK(r.offset == 11);
+}
+
+TEST_CASE("enrich splices static fields into each event") {
+    FilterHarness f("enrich", "fields = { collector = \"edge-01\", dc = 3, prod = true }");
+    auto out = f.run({"{\"a\":1}", "{}", "{ \"b\": [1] }"});
+    CHECK(out[0] == "{\"a\":1,\"collector\":\"edge-01\",\"dc\":3,\"prod\":true}");
+    CHECK(out[1] == "{\"collector\":\"edge-01\",\"dc\":3,\"prod\":true}");
+    CHECK(out[2] == "{ \"b\": [1] ,\"collector\":\"edge-01\",\"dc\":3,\"prod\":true}");
+}
+
+TEST_CASE("enrich leaves an existing field alone unless overwrite is set") {
+    FilterHarness keep("enrich", "fields = { collector = \"edge-01\" }");
+    CHECK(keep.run({"{\"collector\":\"mine\",\"x\":1}"})[0] == "{\"collector\":\"mine\",\"x\":1}");
+    // The name inside a nested object or a string does not count as the field.
+    CHECK(keep.run({"{\"m\":\"\\\"collector\\\"\",\"k\":{\"collector\":1}}"})[0] ==
+          "{\"m\":\"\\\"collector\\\"\",\"k\":{\"collector\":1},\"collector\":\"edge-01\"}");
+    FilterHarness over("enrich", "fields = { collector = \"edge-01\" }\noverwrite = true");
+    CHECK(over.run({"{\"collector\":\"mine\",\"x\":{\"y\":[1,2]}}"})[0] == "{\"x\":{\"y\":[1,2]},\"collector\":\"edge-01\"}");
+}
+
+TEST_CASE("enrich stamps the receive time as RFC 3339 UTC with nanoseconds") {
+    FilterHarness f("enrich", "received_at_field = \"received_at\"\nhostname_field = \"host\"");
+    BatchPtr b = test::batch({"{\"a\":1}"});
+    b->received_ns = 1764000000123456789;
+    auto out = f.run(std::move(b));
+    CHECK_THAT(out[0], Catch::StartsWith("{\"a\":1,\"host\":\""));
+    CHECK_THAT(out[0], Catch::EndsWith(",\"received_at\":\"2025-11-24T16:00:00.123456789Z\"}"));
+}
+
+TEST_CASE("enrich needs something to add") {
+    auto cfg = load_config_text("[inputs.i]\ntype = \"stdin\"\n[filters.e]\ntype = \"enrich\"\ninputs = [\"i\"]\n[outputs.o]\ntype = \"null\"\ninputs = [\"e\"]\n", "t.toml");
+    build_stages(*cfg);
+    CHECK_THAT(cfg->report(), Catch::Contains("enrich has nothing to add"));
+}
+
+TEST_CASE("generate is deterministic for a seed and HealthBot-shaped") {
+    auto a = run_input("generate", "count = 500\nseed = 7\ndevices = 20");
+    auto b = run_input("generate", "count = 500\nseed = 7\ndevices = 20");
+    auto c = run_input("generate", "count = 500\nseed = 8\ndevices = 20");
+    REQUIRE(a.size() == 500);
+    CHECK(a == b);
+    CHECK(a != c);
+    simdjson::ondemand::parser p;
+    std::set<std::string> devices;
+    int normal = 0;
+    for (auto& e : a) {
+        simdjson::padded_string ps(e);
+        REQUIRE(check_object(p, ps.data(), ps.size(), ps.size() + simdjson::SIMDJSON_PADDING).ok);
+        simdjson::ondemand::document d = p.iterate(ps);
+        for (const char* f : {"device-id", "group", "keys", "message", "rule", "severity", "topic", "trigger"})
+            CHECK(e.find(std::string("\"") + f + "\": ") != std::string::npos);
+        std::string_view dev = d["device-id"].get_string().value();
+        devices.insert(std::string(dev));
+        if (e.find("\"severity\": \"normal\"") != std::string::npos) ++normal;
+    }
+    CHECK(devices.size() <= 20);
+    CHECK(devices.size() >= 10);
+    CHECK(normal > 500 * 30 / 100);
+    CHECK(normal < 500 * 60 / 100);
+}
+
+TEST_CASE("the line splitter keeps partial lines across reads and drops over-long ones") {
+    LineSplitter ls(10);
+    BatchPtr b = Batch::make();
+    std::string one = "{\"a\":1}\n{\"b\"", two = ":2}\n\n{\"toolong\":12345}\n{}";
+    CHECK(ls.feed(one.data(), one.size(), *b) == 0);
+    CHECK(ls.feed(two.data(), two.size(), *b) == 1);
+    CHECK(ls.finish(*b) == 0);
+    CHECK(test::texts(*b) == std::vector<std::string>{"{\"a\":1}", "{\"b\":2}", "{}"});
+}
