@@ -1,5 +1,7 @@
 #include "json_util.h"
 
+#include <cstring>
+
 namespace hbf {
 
 using namespace simdjson;
@@ -99,6 +101,37 @@ simdjson_result<std::string_view> raw_value(ondemand::value v) {
     std::string_view tok = v.raw_json_token();
     while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\n' || tok.back() == '\r' || tok.back() == '\t')) tok.remove_suffix(1);
     return tok;
+}
+
+void append_compact(std::string& out, std::string_view json) {
+    size_t at = out.size();
+    out.resize(at + json.size());
+    char* d = out.data() + at;
+    const char* p = json.data();
+    const char* end = p + json.size();
+    while (p < end) {
+        char c = *p++;
+        if (c == '"') {
+            *d++ = c;
+            // Copy the string through its closing quote; escapes are two bytes.
+            while (p < end) {
+                const char* q = static_cast<const char*>(std::memchr(p, '"', size_t(end - p)));
+                if (!q) q = end;
+                // Count backslashes before the quote: an odd number escapes it.
+                const char* b = q;
+                while (b > p && b[-1] == '\\') --b;
+                bool escaped = ((q - b) & 1) != 0;
+                size_t n = size_t(q - p) + (q < end ? 1 : 0);
+                std::memcpy(d, p, n);
+                d += n;
+                p += n;
+                if (!escaped) break;
+            }
+        } else if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+            *d++ = c;
+        }
+    }
+    out.resize(size_t(d - out.data()));
 }
 
 void append_json_string(std::string& out, std::string_view s) {

@@ -21,11 +21,15 @@ bool BatchQueue::try_push(BatchPtr& b) { return admit(b); }
 
 bool BatchQueue::push(BatchPtr& b, const std::atomic<bool>& abort) {
     if (admit(b)) return true;
+    const int64_t n = static_cast<int64_t>(b->size());
+    const int64_t sz = static_cast<int64_t>(b->bytes());
+    // The same test admit() makes: waking for less room than this batch needs would spin.
+    auto room = [&] { return events() == 0 || (events() + n <= max_events_ && bytes() + sz <= max_bytes_); };
     waiting_.fetch_add(1);
     while (!abort.load(std::memory_order_relaxed)) {
         {
             std::unique_lock lk(m_);
-            space_.wait_for(lk, std::chrono::milliseconds(5), [&] { return !full(); });
+            space_.wait_for(lk, std::chrono::milliseconds(5), room);
         }
         if (admit(b)) {
             waiting_.fetch_sub(1);
@@ -50,10 +54,8 @@ size_t BatchQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeou
     for (size_t i = 0; i < got; ++i)
         if (raw[i]) out[k++] = BatchPtr(raw[i]);
     if (k) {
-        inflight_.fetch_add(1);
         events_.fetch_sub(ev);
         bytes_.fetch_sub(by);
-        inflight_.fetch_sub(1);
         if (waiting_.load(std::memory_order_relaxed) > 0) {
             std::lock_guard lk(m_);
             space_.notify_all();

@@ -34,7 +34,6 @@ public:
     int64_t max_events() const { return max_events_; }
     int64_t max_bytes() const { return max_bytes_; }
     bool full() const { return events() >= max_events_ || bytes() >= max_bytes_; }
-    bool idle() const { return events_.load() == 0 && inflight_.load() == 0; }
 
     // Producers are counted so a consumer knows when no more batches can come.
     void add_producer() { producers_.fetch_add(1); }
@@ -47,7 +46,7 @@ private:
 
     moodycamel::BlockingConcurrentQueue<Batch*> q_;
     const int64_t max_events_, max_bytes_;
-    std::atomic<int64_t> events_{0}, bytes_{0}, inflight_{0};
+    std::atomic<int64_t> events_{0}, bytes_{0};
     std::atomic<int> producers_{0};
     std::atomic<int> waiting_{0};
     std::mutex m_;

@@ -154,3 +154,10 @@ TEST_CASE("the line splitter keeps partial lines across reads and drops over-lon
     CHECK(ls.finish(*b) == 0);
     CHECK(test::texts(*b) == std::vector<std::string>{"{\"a\":1}", "{\"b\":2}", "{}"});
 }
+
+TEST_CASE("append_compact removes whitespace outside strings only") {
+    std::string out;
+    append_compact(out, R"({ "a" : "x y\"  z\\", "b": [ 1 , {"c" : "\\\\" } ],
+  "d\t": "tab\tin" })");
+    CHECK(out == R"({"a":"x y\"  z\\","b":[1,{"c":"\\\\"}],"d	":"tab	in"})");
+}

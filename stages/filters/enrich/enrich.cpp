@@ -39,6 +39,7 @@ public:
         }
         overwrite_ = c.boolean("overwrite");
         if (fields_.empty()) c.fail("fields", "enrich has nothing to add: set fields, hostname_field or received_at_field");
+
     }
 
     void start(StageContext& ctx) override { ctx_ = &ctx; }
@@ -80,7 +81,7 @@ private:
         std::string_view ev = in.event(i);
         bool maybe = false;
         for (const auto& f : fields_)
-            if (ev.find(f.quoted_name) != std::string_view::npos) maybe = true;
+            if (::memmem(ev.data(), ev.size(), f.quoted_name.data(), f.quoted_name.size())) maybe = true;
         if (!maybe) return 0;
         uint64_t mask = 0;
         simdjson::ondemand::document doc;

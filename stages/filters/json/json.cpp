@@ -38,16 +38,7 @@ public:
             JsonCheck chk = check_object(parser_, ev.data(), ev.size(), in->capacity_after(i));
             if (chk.ok) {
                 o->begin_event();
-                size_t at = o->buf.size();
-                o->buf.resize(at + ev.size());
-                size_t n = 0;
-                if (simdjson::minify(ev.data(), ev.size(), o->buf.data() + at, n)) n = 0;
-                if (n == 0) {  // cannot happen for text that validated; keep the original
-                    o->buf.resize(at);
-                    o->buf.append(ev);
-                } else {
-                    o->buf.resize(at + n);
-                }
+                append_compact(o->buf, ev);
                 o->finish_event();
                 continue;
             }

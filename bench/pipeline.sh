@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# End-to-end throughput of the core: 1,000,000 HealthBot notifications through
+#   generate -> json -> enrich -> null     and     file -> json -> enrich -> file
+# beside `cat FILE > OUT` in the same run as the ceiling. Prints the median of RUNS runs:
+# events/s, MB/s, CPU seconds, peak RSS, and the ratio to cat.
+# Usage: bench/pipeline.sh [RUNS]   (build first: ninja -C build)
+set -eu
+cd "$(dirname "$0")/.."
+RUNS=${1:-3}
+N=1000000
+HBF=$PWD/build/hbforward
+W=$(mktemp -d /tmp/hbf-bench.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+DATA=${HBF_BENCH_DATA:-/tmp/hbf-bench-healthbot-1m.ndjson}
+
+if [ ! -s "$DATA" ]; then
+  cat > "$W/make.toml" <<EOT
+[inputs.gen]
+type = "generate"
+count = $N
+seed = 42
+devices = 2000
+[outputs.out]
+type = "file"
+inputs = ["gen"]
+path = "$DATA"
+EOT
+  "$HBF" run -c "$W/make.toml" 2>/dev/null
+fi
+BYTES=$(stat -c %s "$DATA")
+
+cat > "$W/gen.toml" <<EOT
+[inputs.gen]
+type = "generate"
+count = $N
+seed = 42
+devices = 2000
+[filters.parse]
+type = "json"
+inputs = ["gen"]
+[filters.tag]
+type = "enrich"
+inputs = ["parse"]
+fields = { collector = "edge-01" }
+received_at_field = "received_at"
+[outputs.out]
+type = "null"
+inputs = ["tag"]
+EOT
+cat > "$W/file.toml" <<EOT
+[inputs.f]
+type = "file"
+path = "$DATA"
+[filters.parse]
+type = "json"
+inputs = ["f"]
+[filters.tag]
+type = "enrich"
+inputs = ["parse"]
+fields = { collector = "edge-01" }
+received_at_field = "received_at"
+[outputs.out]
+type = "file"
+inputs = ["tag"]
+path = "$W/out.ndjson"
+EOT
+
+# run NAME CMD...: appends "wall user sys maxrss_kb" to $W/NAME
+run() {
+  local name=$1; shift
+  rm -f "$W/out.ndjson"
+  /usr/bin/time -f "%e %U %S %M" -o "$W/t" "$@" >/dev/null 2>"$W/err" || { cat "$W/err"; exit 1; }
+  cat "$W/t" >> "$W/$name"
+}
+for i in $(seq "$RUNS"); do
+  run cat sh -c "cat '$DATA' > '$W/out.ndjson'"
+  run file "$HBF" run -c "$W/file.toml"
+  run gen "$HBF" run -c "$W/gen.toml"
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+printf "%d events, %.0f MB, median of %d runs\n" "$N" "$(echo "$BYTES/1000000" | bc -l)" "$RUNS"
+printf "%-34s %12s %9s %8s %9s %9s\n" pipeline events/s MB/s cpu_s rss_MB vs_cat
+cat_wall=$(awk '{print $1}' "$W/cat" | median)
+for name in cat file gen; do
+  wall=$(awk '{print $1}' "$W/$name" | median)
+  cpu=$(awk '{print $2+$3}' "$W/$name" | median)
+  rss=$(awk '{print $4}' "$W/$name" | median)
+  label=$name
+  [ "$name" = cat ] && label="cat FILE > OUT (ceiling)"
+  [ "$name" = file ] && label="file -> json -> enrich -> file"
+  [ "$name" = gen ] && label="generate -> json -> enrich -> null"
+  awk -v l="$label" -v n="$N" -v b="$BYTES" -v w="$wall" -v c="$cpu" -v r="$rss" -v cw="$cat_wall" \
+    'BEGIN { printf "%-34s %12.0f %9.0f %8.2f %9.1f %9.2f\n", l, n/w, b/w/1e6, c, r/1024, cw/w }'
+done
