@@ -157,7 +157,6 @@ TEST_CASE("the line splitter keeps partial lines across reads and drops over-lon
 
 TEST_CASE("append_compact removes whitespace outside strings only") {
     std::string out;
-    append_compact(out, R"({ "a" : "x y\"  z\\", "b": [ 1 , {"c" : "\\\\" } ],
-  "d\t": "tab\tin" })");
-    CHECK(out == R"({"a":"x y\"  z\\","b":[1,{"c":"\\\\"}],"d	":"tab	in"})");
+    append_compact(out, "{ \"a\" : \"x y\\\"  z\\\\\", \"b\": [ 1 , {\"c\" : \"\\\\\\\\\" } ],\n\t\"d\": \"in\\tside\" }");
+    CHECK(out == "{\"a\":\"x y\\\"  z\\\\\",\"b\":[1,{\"c\":\"\\\\\\\\\"}],\"d\":\"in\\tside\"}");
 }
