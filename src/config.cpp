@@ -137,8 +137,11 @@ void load_stages(PipelineConfig& cfg) {
                 continue;
             }
             seen[d.name] = what;
+            // What a reload compares: the table without `inputs` (rewiring a stage does not restart it).
+            toml::table fpt = *d.tbl;
+            fpt.erase("inputs");
             std::ostringstream fp;
-            fp << *d.tbl;
+            fp << fpt;
             d.fingerprint = fp.str();
             const toml::node* tn = d.tbl->get("type");
             if (!tn || !tn->is_string()) {

@@ -42,7 +42,7 @@ struct StageDecl {
     };
     std::vector<InputRef> inputs;
     std::vector<std::string> ports;  // named ports this stage offers
-    std::string fingerprint;         // the stage's table as text: equal fingerprints = unchanged stage
+    std::string fingerprint;         // the table as text, less `inputs`: equal = unchanged stage
     std::unique_ptr<StageConfig> cfg;
 };
 

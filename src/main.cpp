@@ -6,6 +6,10 @@
 #include <iostream>
 #include <unistd.h>
 
+#include <mutex>
+#include <sys/stat.h>
+
+#include "api/api_server.h"
 #include "commands.h"
 #include "config.h"
 #include "log.h"
@@ -57,7 +61,43 @@ int cmd_stages(const std::string& only) {
     return 0;
 }
 
-int cmd_run(const std::string& path, const std::string& log_level) {
+// Loads, validates and applies the config file to a running pipeline. An invalid config keeps
+// the old pipeline running; every error is logged.
+ReloadResult reload_from(Runtime& rt, const std::string& path, const std::string& log_level_override) {
+    auto cfg = load_config(path);
+    auto stages = cfg->ok() ? build_stages(*cfg) : std::vector<BuiltStage>{};
+    if (!cfg->ok()) {
+        std::string rep = cfg->report();
+        spdlog::error("reload of {} refused; the running pipeline is unchanged. Errors:\n{}", path, rep);
+        MetricsRegistry::global().counter("hbf_config_reloads_total", "Config reloads by result.", {{"result", "invalid"}}).add();
+        return {false, rep};
+    }
+    const ServiceConfig& old = rt.config().service;
+    const ServiceConfig& now = cfg->service;
+    if (old.queue_events != now.queue_events || old.queue_bytes != now.queue_bytes || old.api_address != now.api_address ||
+        old.data_dir != now.data_dir || old.batch_events != now.batch_events)
+        spdlog::warn("reload: changes to [service] queue, batch, api_address and data_dir settings apply to new stages or after a restart");
+    std::string level = log_level_override.empty() ? now.log_level : log_level_override;
+    try {
+        std::string summary = rt.reload(std::move(cfg), std::move(stages));
+        setup_logging(level, rt.config().service.log_format);
+        spdlog::info("reloaded {}: {}", path, summary);
+        MetricsRegistry::global().counter("hbf_config_reloads_total", "Config reloads by result.", {{"result", "applied"}}).add();
+        return {true, summary};
+    } catch (const std::exception& e) {
+        spdlog::error("reload of {} failed, the running pipeline is unchanged: {}", path, e.what());
+        MetricsRegistry::global().counter("hbf_config_reloads_total", "Config reloads by result.", {{"result", "failed"}}).add();
+        return {false, e.what()};
+    }
+}
+
+int64_t mtime_of(const std::string& path) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) return 0;
+    return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec + int64_t(st.st_size) * 7 + int64_t(st.st_ino);
+}
+
+int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
     auto cfg = load_config(path);
     auto stages = cfg->ok() ? build_stages(*cfg) : std::vector<BuiltStage>{};
     setup_logging(!log_level.empty() ? log_level : cfg->service.log_level, cfg->service.log_format);
@@ -68,6 +108,7 @@ int cmd_run(const std::string& path, const std::string& log_level) {
     }
     for (const auto& d : cfg->diags) spdlog::warn("{}:{}:{}: {}", d.where.file, d.where.line, d.where.column, d.message);
     auto shutdown_timeout = cfg->service.shutdown_timeout;
+    std::string api_address = cfg->service.api_address;
 
     // Signals are taken synchronously by this thread; every other thread inherits the mask.
     sigset_t set;
@@ -79,6 +120,22 @@ int cmd_run(const std::string& path, const std::string& log_level) {
     std::signal(SIGPIPE, SIG_IGN);
 
     Runtime rt(std::move(cfg), std::move(stages));
+    std::mutex reload_m;
+    auto reload = [&] {
+        std::lock_guard lk(reload_m);
+        return reload_from(rt, path, log_level);
+    };
+    std::unique_ptr<ApiServer> api;
+    if (!api_address.empty()) {
+        api = std::make_unique<ApiServer>(api_address, [&rt] { return &rt; }, reload);
+        try {
+            api->start();
+        } catch (const std::exception& e) {
+            spdlog::error("API server failed to start: {}", e.what());
+            return 1;
+        }
+        spdlog::info("API on http://{} (/health, /metrics, /pipeline, POST /reload)", api_address);
+    }
     try {
         rt.start();
     } catch (const std::exception& e) {
@@ -88,6 +145,8 @@ int cmd_run(const std::string& path, const std::string& log_level) {
     spdlog::info("hbforward {} running {} ({} stages)", HBF_VERSION, path, rt.nodes().size());
 
     auto deadline = std::chrono::steady_clock::time_point::max();
+    int64_t seen_mtime = watch ? mtime_of(path) : 0;
+    auto next_watch = std::chrono::steady_clock::now();
     for (;;) {
         timespec ts{0, 50'000'000};
         int sig = sigtimedwait(&set, nullptr, &ts);
@@ -101,9 +160,20 @@ int cmd_run(const std::string& path, const std::string& log_level) {
                          std::chrono::duration_cast<std::chrono::milliseconds>(shutdown_timeout).count());
             rt.request_stop();
             deadline = std::chrono::steady_clock::now() + shutdown_timeout;
-        } else if (sig == SIGHUP) {
-            spdlog::info("SIGHUP: hot reload is not available in this build; ignoring");
+        } else if (sig == SIGHUP && !rt.stopping()) {
+            spdlog::info("SIGHUP: reloading {}", path);
+            reload();
         }
+        if (watch && !rt.stopping() && std::chrono::steady_clock::now() >= next_watch) {
+            next_watch = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+            int64_t m = mtime_of(path);
+            if (m != seen_mtime && m != 0) {
+                seen_mtime = m;
+                spdlog::info("{} changed: reloading", path);
+                reload();
+            }
+        }
+        rt.reap();
         if (rt.finished()) break;
         if (std::chrono::steady_clock::now() >= deadline) {
             if (!rt.wait_until(deadline)) {
@@ -114,6 +184,7 @@ int cmd_run(const std::string& path, const std::string& log_level) {
         }
     }
     rt.wait_until(std::chrono::steady_clock::now() + shutdown_timeout);
+    if (api) api->stop();
     spdlog::info("all stages finished; exiting");
     return 0;
 }
@@ -130,6 +201,8 @@ int main(int argc, char** argv) {
     std::string config = "conf/hbforward.toml", log_level;
     auto* run = app.add_subcommand("run", "Run a pipeline.");
     run->add_option("-c,--config", config, "Config file (TOML).")->capture_default_str();
+    bool watch = false;
+    run->add_flag("--watch-config", watch, "Reload the config when the file changes (as SIGHUP and POST /reload do).");
     run->add_option("--log-level", log_level, "Override [service] log_level: trace, debug, info, warn, error.")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
@@ -148,7 +221,7 @@ int main(int argc, char** argv) {
     }
 
     CLI11_PARSE(app, argc, argv);
-    if (run->parsed()) return cmd_run(config, log_level);
+    if (run->parsed()) return cmd_run(config, log_level, watch);
     if (validate->parsed()) return cmd_validate(vconfig);
     if (stages->parsed()) {
         setup_logging("warn", "text");

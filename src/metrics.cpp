@@ -99,6 +99,17 @@ std::string MetricsRegistry::render() const {
     return out;
 }
 
+uint64_t MetricsRegistry::sum(const std::string& name, const std::string& key, const std::string& value) const {
+    std::lock_guard lk(m_);
+    auto it = families_.find(name);
+    if (it == families_.end()) return 0;
+    uint64_t total = 0;
+    for (const auto& [labels, c] : it->second.counters)
+        for (const auto& [k, v] : labels)
+            if (k == key && v == value) total += c->get();
+    return total;
+}
+
 StageMetrics::StageMetrics(const std::string& s, const std::string& t, const std::string& k)
     : events_in(MetricsRegistry::global().counter("hbf_events_in_total", "Events received by the stage.", {{"stage", s}, {"type", t}})),
       events_out(MetricsRegistry::global().counter("hbf_events_out_total", "Events sent on by the stage.", {{"stage", s}, {"type", t}})),

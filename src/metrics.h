@@ -50,6 +50,8 @@ public:
 
     // Prometheus text exposition format 0.0.4.
     std::string render() const;
+    // Sum of a counter family's series whose label `key` equals `value` (for /pipeline).
+    uint64_t sum(const std::string& name, const std::string& key, const std::string& value) const;
 
 private:
     struct Family {

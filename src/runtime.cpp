@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fmt/format.h>
 #include <map>
+#include <set>
 #include <stdexcept>
 
 namespace hbf {
@@ -12,38 +13,60 @@ constexpr auto kPollTimeout = std::chrono::milliseconds(100);
 constexpr size_t kPopMax = 32;
 }  // namespace
 
-Runtime::Runtime(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> stages) : cfg_(std::move(cfg)) {
-    std::map<std::string, Node*> by_name;
-    for (auto& b : stages) {
-        auto n = std::make_unique<Node>();
-        n->decl = b.decl;
-        n->built = std::move(b);
-        n->ctx = std::make_unique<StageContext>(n->decl->name, n->decl->type, to_string(n->decl->kind));
-        if (n->decl->kind != StageKind::input)
-            n->queue = std::make_unique<BatchQueue>(cfg_->service.queue_events, cfg_->service.queue_bytes);
-        n->ctx->data_dir = cfg_->service.data_dir;
-        n->ctx->batch_events = size_t(cfg_->service.batch_events);
-        n->emitter = std::make_unique<Emitter>(*n->ctx);
-        n->ctx->targets.resize(1 + n->decl->ports.size());
-        by_name[n->decl->name] = n.get();
-        nodes_.push_back(std::move(n));
-    }
-    // Wire: each downstream stage's queue goes into its upstream's port list.
-    for (auto& n : nodes_) {
+std::unique_ptr<Runtime::Node> Runtime::make_node(BuiltStage b) {
+    auto n = std::make_unique<Node>();
+    n->decl = b.decl;
+    n->built = std::move(b);
+    n->ctx = std::make_unique<StageContext>(n->decl->name, n->decl->type, to_string(n->decl->kind));
+    n->ctx->data_dir = cfg_->service.data_dir;
+    n->ctx->batch_events = size_t(cfg_->service.batch_events);
+    if (n->decl->kind != StageKind::input)
+        n->queue = std::make_unique<BatchQueue>(cfg_->service.queue_events, cfg_->service.queue_bytes);
+    n->emitter = std::make_unique<Emitter>(*n->ctx);
+    n->ctx->targets.resize(1 + n->decl->ports.size());
+    n->generation = generation_.load();
+    return n;
+}
+
+std::vector<std::vector<std::vector<BatchQueue*>>> Runtime::plan_targets(const std::vector<Node*>& live) const {
+    std::map<std::string, size_t> idx;
+    for (size_t i = 0; i < live.size(); ++i) idx[live[i]->decl->name] = i;
+    std::vector<std::vector<std::vector<BatchQueue*>>> out(live.size());
+    for (size_t i = 0; i < live.size(); ++i) out[i].resize(1 + live[i]->decl->ports.size());
+    for (Node* n : live) {
         for (const auto& r : n->decl->inputs) {
-            Node* up = by_name.at(r.stage);
+            size_t u = idx.at(r.stage);
+            const Node* up = live[u];
             size_t port = 0;
             if (!r.port.empty()) {
                 auto it = std::find(up->decl->ports.begin(), up->decl->ports.end(), r.port);
                 port = 1 + size_t(it - up->decl->ports.begin());
             }
-            auto& list = up->ctx->targets[port];
+            auto& list = out[u][port];
             if (std::find(list.begin(), list.end(), n->queue.get()) == list.end()) list.push_back(n->queue.get());
-            if (std::find(up->feeds.begin(), up->feeds.end(), n->queue.get()) == up->feeds.end()) {
-                up->feeds.push_back(n->queue.get());
-                n->queue->add_producer();
-            }
         }
+    }
+    return out;
+}
+
+static std::vector<BatchQueue*> distinct(const std::vector<std::vector<BatchQueue*>>& ports) {
+    std::vector<BatchQueue*> f;
+    for (const auto& p : ports)
+        for (auto* q : p)
+            if (std::find(f.begin(), f.end(), q) == f.end()) f.push_back(q);
+    return f;
+}
+
+Runtime::Runtime(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> stages)
+    : cfg_(std::move(cfg)), shutdown_timeout_(cfg_->service.shutdown_timeout) {
+    for (auto& b : stages) nodes_.push_back(make_node(std::move(b)));
+    std::vector<Node*> live;
+    for (auto& n : nodes_) live.push_back(n.get());
+    auto plan = plan_targets(live);
+    for (size_t i = 0; i < live.size(); ++i) {
+        live[i]->ctx->targets = plan[i];
+        live[i]->feeds = distinct(plan[i]);
+        for (auto* q : live[i]->feeds) q->add_producer();
     }
 }
 
@@ -61,42 +84,155 @@ void Runtime::join_all() {
         if (n->thread.joinable()) n->thread.join();
 }
 
+void Runtime::start_stage(Node& n) {
+    if (n.built.output) n.built.output->start(*n.ctx);
+    if (n.built.filter) n.built.filter->start(*n.ctx);
+    if (n.built.input) n.built.input->start(*n.ctx);
+}
+
+void Runtime::start_thread(Node& n) {
+    n.started = true;
+    if (n.built.output) n.thread = std::thread([this, &n] { run_output(n); });
+    if (n.built.filter) n.thread = std::thread([this, &n] { run_filter(n); });
+    if (n.built.input) n.thread = std::thread([this, &n] { run_input(n); });
+}
+
 void Runtime::start() {
     started_at_ = std::chrono::steady_clock::now();
-    auto fail = [&](Node& n, const std::exception& e) {
-        std::string msg = fmt::format("stage '{}' ({} {}) failed to start: {}", n.decl->name, to_string(n.decl->kind), n.decl->type, e.what());
-        // Stop what had started: inputs first, then let the rest drain.
-        request_stop();
-        for (auto& m : nodes_) {
-            if (!m->started) {
-                m->done = true;
-                for (auto* q : m->feeds) q->remove_producer();
-            }
-        }
-        wait_until(std::chrono::steady_clock::now() + cfg_->service.shutdown_timeout);
-        throw std::runtime_error(msg);
-    };
     for (StageKind kind : {StageKind::output, StageKind::filter, StageKind::input}) {
         for (auto& np : nodes_) {
             Node& n = *np;
             if (n.decl->kind != kind) continue;
             try {
-                if (n.built.output) n.built.output->start(*n.ctx);
-                if (n.built.filter) n.built.filter->start(*n.ctx);
-                if (n.built.input) n.built.input->start(*n.ctx);
+                start_stage(n);
             } catch (const std::exception& e) {
-                fail(n, e);
+                std::string msg = fmt::format("stage '{}' ({} {}) failed to start: {}", n.decl->name, to_string(n.decl->kind),
+                                              n.decl->type, e.what());
+                request_stop();
+                for (auto& m : nodes_) {
+                    if (!m->started) {
+                        m->done = true;
+                        for (auto* q : m->feeds) q->remove_producer();
+                    }
+                }
+                wait_until(std::chrono::steady_clock::now() + shutdown_timeout_);
+                throw std::runtime_error(msg);
             }
-            n.started = true;
-            if (n.built.output) n.thread = std::thread([this, &n] { run_output(n); });
-            if (n.built.filter) n.thread = std::thread([this, &n] { run_filter(n); });
-            if (n.built.input) n.thread = std::thread([this, &n] { run_input(n); });
+            start_thread(n);
+        }
+    }
+}
+
+std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> stages) {
+    std::lock_guard rl(reload_m_);
+    if (stopping_) throw std::runtime_error("shutting down");
+    reap();
+    // Which running stages stay: same name, kind, type and table.
+    std::map<std::string, Node*> running;
+    {
+        auto lk = nodes_lock();
+        for (auto& n : nodes_)
+            if (!n->retiring && !n->done) running[n->decl->name] = n.get();
+    }
+    std::vector<Node*> live;
+    std::vector<std::unique_ptr<Node>> fresh;
+    std::set<Node*> kept;
+    std::unique_ptr<PipelineConfig> prev = std::move(cfg_);
+    cfg_ = std::move(cfg);
+    generation_.fetch_add(1);
+    for (auto& b : stages) {
+        auto it = running.find(b.decl->name);
+        if (it != running.end() && it->second->decl->kind == b.decl->kind && it->second->decl->type == b.decl->type &&
+            it->second->decl->fingerprint == b.decl->fingerprint) {
+            live.push_back(it->second);
+            kept.insert(it->second);
+            auto lk = nodes_lock();
+            it->second->decl = b.decl;  // same options; its inputs may have changed
+        } else {
+            fresh.push_back(make_node(std::move(b)));
+            live.push_back(fresh.back().get());
+        }
+    }
+    // Start the new stages' objects first: a failure leaves the old pipeline as it was.
+    for (auto& n : fresh) {
+        try {
+            start_stage(*n);
+        } catch (const std::exception& e) {
+            cfg_ = std::move(prev);
+            generation_.fetch_sub(1);
+            for (auto& m : fresh) {
+                if (m.get() == n.get()) break;
+                if (m->built.output) m->built.output->stop();
+                if (m->built.filter) m->built.filter->stop();
+                if (m->built.input) m->built.input->stop();
+            }
+            throw std::runtime_error(fmt::format("stage '{}' ({} {}) failed to start: {}", n->decl->name, to_string(n->decl->kind),
+                                                 n->decl->type, e.what()));
+        }
+    }
+    old_cfgs_.push_back(std::move(prev));
+
+    auto plan = plan_targets(live);
+    // New edges get their producer count before any batch can use them.
+    std::vector<std::vector<BatchQueue*>> new_feeds(live.size());
+    for (size_t i = 0; i < live.size(); ++i) {
+        new_feeds[i] = distinct(plan[i]);
+        for (auto* q : new_feeds[i])
+            if (std::find(live[i]->feeds.begin(), live[i]->feeds.end(), q) == live[i]->feeds.end()) q->add_producer();
+    }
+    {
+        auto lk = nodes_lock();
+        for (auto& n : fresh) nodes_.push_back(std::move(n));
+    }
+    for (Node* n : live)
+        if (!n->started && n->decl->kind != StageKind::input) start_thread(*n);
+    // Rewire kept stages; an emit in progress finishes on the old targets first.
+    for (size_t i = 0; i < live.size(); ++i) {
+        Node* n = live[i];
+        std::vector<BatchQueue*> gone;
+        {
+            std::unique_lock lk(n->ctx->targets_m);
+            n->ctx->targets = plan[i];
+            for (auto* q : n->feeds)
+                if (std::find(new_feeds[i].begin(), new_feeds[i].end(), q) == new_feeds[i].end()) gone.push_back(q);
+            n->feeds = new_feeds[i];
+        }
+        for (auto* q : gone) q->remove_producer();
+    }
+    // Removed stages: inputs stop; filters and outputs drain what they have and finish.
+    size_t removed = 0;
+    for (auto& [name, n] : running) {
+        if (kept.count(n)) continue;
+        ++removed;
+        n->retiring = true;
+        if (n->built.input) {
+            n->ctx->request_stop();
+            n->built.input->stop();
+        }
+    }
+    for (Node* n : live)
+        if (!n->started && n->decl->kind == StageKind::input) start_thread(*n);
+    return fmt::format("config generation {}: {} stages kept, {} started, {} stopped", generation_.load(), kept.size(),
+                       live.size() - kept.size(), removed);
+}
+
+void Runtime::reap() {
+    auto lk = nodes_lock();
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+        Node& n = **it;
+        if (n.retiring && n.done) {
+            if (n.thread.joinable()) n.thread.join();
+            it = nodes_.erase(it);
+        } else {
+            ++it;
         }
     }
 }
 
 void Runtime::request_stop() {
+    std::lock_guard rl(reload_m_);
     if (stopping_.exchange(true)) return;
+    auto lk = nodes_lock();
     for (auto& n : nodes_) {
         if (n->decl->kind != StageKind::input) continue;
         n->ctx->request_stop();
@@ -105,12 +241,14 @@ void Runtime::request_stop() {
 }
 
 bool Runtime::finished() const {
+    auto lk = nodes_lock();
     return std::all_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n->done.load(); });
 }
 
 bool Runtime::wait_until(std::chrono::steady_clock::time_point deadline) {
     while (!finished()) {
         if (std::chrono::steady_clock::now() >= deadline) {
+            auto lk = nodes_lock();
             for (auto& n : nodes_) {
                 if (!n->done) {
                     spdlog::error("stage '{}' did not finish within the shutdown timeout ({} events still queued)", n->decl->name,
@@ -122,12 +260,18 @@ bool Runtime::wait_until(std::chrono::steady_clock::time_point deadline) {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    auto lk = nodes_lock();
     join_all();
     return true;
 }
 
 void Runtime::finish_node(Node& n) {
-    for (auto* q : n.feeds) q->remove_producer();
+    std::vector<BatchQueue*> feeds;
+    {
+        std::unique_lock lk(n.ctx->targets_m);
+        feeds = n.feeds;
+    }
+    for (auto* q : feeds) q->remove_producer();
     n.done = true;
 }
 
@@ -194,7 +338,7 @@ void Runtime::run_output(Node& n) {
         if (n.ctx->abort_flag().load()) break;
     }
     try {
-        n.built.output->flush(std::chrono::steady_clock::now() + cfg_->service.shutdown_timeout);
+        n.built.output->flush(std::chrono::steady_clock::now() + shutdown_timeout_);
         n.built.output->stop();
     } catch (const std::exception& e) {
         n.ctx->log().error("output failed to flush: {}", e.what());

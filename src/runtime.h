@@ -2,11 +2,16 @@
 // filter and output, a thread per input. Start order: outputs, filters, inputs. Stop order:
 // inputs stop producing; each queue drains into its stage; a stage finishes once every
 // upstream stage finished and its queue is empty; outputs flush last.
+//
+// Hot reload applies a new config in place: stages whose table did not change keep running
+// untouched (only their downstream wiring may change), changed and removed stages drain and
+// stop, new ones start.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +34,8 @@ public:
         std::thread thread;
         std::atomic<bool> done{false};
         std::atomic<bool> started{false};
+        std::atomic<bool> retiring{false};  // removed by a reload, draining
+        uint64_t generation = 1;            // the config generation that started it
     };
 
     Runtime(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> stages);
@@ -46,20 +53,39 @@ public:
     // returns false.
     bool wait_until(std::chrono::steady_clock::time_point deadline);
 
+    // Applies a validated config. Returns a one-line summary; throws std::runtime_error (with
+    // the old pipeline still running, untouched) when a new stage fails to start.
+    std::string reload(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> stages);
+    uint64_t generation() const { return generation_.load(); }
+    // Joins and frees stages that a reload removed and that have drained.
+    void reap();
+
     const PipelineConfig& config() const { return *cfg_; }
+    // Call with the lock held (nodes_lock()): the list changes on reload.
     const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
+    std::unique_lock<std::mutex> nodes_lock() const { return std::unique_lock(nodes_m_); }
     std::chrono::steady_clock::time_point started_at() const { return started_at_; }
 
 private:
+    std::unique_ptr<Node> make_node(BuiltStage b);
+    void start_stage(Node& n);   // start() of the stage object; throws
+    void start_thread(Node& n);
     void run_input(Node& n);
     void run_filter(Node& n);
     void run_output(Node& n);
     void finish_node(Node& n);
     void join_all();
+    // Each node's targets and feeds from the decls' inputs; returns per node the new feeds.
+    std::vector<std::vector<std::vector<BatchQueue*>>> plan_targets(const std::vector<Node*>& live) const;
 
     std::unique_ptr<PipelineConfig> cfg_;
+    std::vector<std::unique_ptr<PipelineConfig>> old_cfgs_;  // decls of kept stages point into these
     std::vector<std::unique_ptr<Node>> nodes_;
+    mutable std::mutex nodes_m_;
+    std::mutex reload_m_;
     std::atomic<bool> stopping_{false};
+    std::atomic<uint64_t> generation_{1};
+    std::chrono::nanoseconds shutdown_timeout_;
     std::chrono::steady_clock::time_point started_at_;
 };
 

@@ -22,9 +22,12 @@ std::string StageContext::failure() const {
     return failure_;
 }
 
-bool Emitter::has_targets(size_t port) const { return port < ctx_.targets.size() && !ctx_.targets[port].empty(); }
+bool Emitter::has_targets(size_t port) const {
+    std::shared_lock lk(ctx_.targets_m);
+    return port < ctx_.targets.size() && !ctx_.targets[port].empty(); }
 
 bool Emitter::full(size_t port) const {
+    std::shared_lock lk(ctx_.targets_m);
     if (port >= ctx_.targets.size()) return false;
     for (auto* q : ctx_.targets[port])
         if (q->full()) return true;
@@ -33,6 +36,7 @@ bool Emitter::full(size_t port) const {
 
 bool Emitter::emit(BatchPtr b, size_t port) {
     if (!b || b->empty()) return true;
+    std::shared_lock lk(ctx_.targets_m);
     if (port >= ctx_.targets.size() || ctx_.targets[port].empty()) {
         b->mark(AckStatus::dropped, "no downstream stage");
         return true;
@@ -51,6 +55,7 @@ bool Emitter::emit(BatchPtr b, size_t port) {
 
 bool Emitter::try_emit(BatchPtr& b, size_t port) {
     if (!b || b->empty()) return true;
+    std::shared_lock lk(ctx_.targets_m);
     if (port >= ctx_.targets.size() || ctx_.targets[port].empty()) {
         b->mark(AckStatus::dropped, "no downstream stage");
         b.reset();

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -49,7 +51,9 @@ public:
     size_t batch_events = 1024;
 
     // Where this stage's batches go, one list of queues per output port (port 0 = the stage itself).
+    // A hot reload rewires under the unique lock; emit() holds the shared lock while it pushes.
     std::vector<std::vector<BatchQueue*>> targets;
+    mutable std::shared_mutex targets_m;
 
 private:
     std::string name_, type_;

@@ -12,6 +12,7 @@
 #include <iterator>
 #include <thread>
 
+#include "json_util.h"
 #include "registry.h"
 
 namespace hbf::stages {
@@ -117,6 +118,7 @@ public:
         int64_t dev = c.integer("devices");
         if (dev < 1 || dev > 1000000) c.fail("devices", "devices must be between 1 and 1000000");
         o_.devices = uint32_t(dev);
+        seq_field_ = c.str("sequence_field");
         build_fleet();
     }
 
@@ -187,14 +189,6 @@ private:
         }
     }
 
-    static void append_json_string(std::string& out, std::string_view s) {
-        out.push_back('"');
-        for (char c : s) {
-            if (c == '"' || c == '\\') out.push_back('\\');
-            out.push_back(c);
-        }
-        out.push_back('"');
-    }
 
     void write_one(Batch& b) {
         // Storms: one device raising many alarms within seconds.
@@ -292,7 +286,13 @@ private:
         s += rule.topic;
         s += "\", \"trigger\": \"";
         s += rule.trigger;
-        s += "\"}";
+        s += '"';
+        if (!seq_field_.empty()) {
+            s += ", ";
+            append_json_string(s, seq_field_);
+            fmt::format_to(std::back_inserter(s), ": {}", seq_++);
+        }
+        s += '}';
         b.finish_event();
     }
 
@@ -304,6 +304,8 @@ private:
     Rng rng_{0};
     uint32_t storm_left_ = 0, storm_device_ = 0;
     std::string key_, msg_;
+    std::string seq_field_;
+    uint64_t seq_ = 0;
 };
 
 const std::vector<OptionSpec> kGenerateSchema = {
@@ -311,6 +313,7 @@ const std::vector<OptionSpec> kGenerateSchema = {
     {"count", OptType::integer, "0", "Events to generate before the input ends; 0 = forever."},
     {"seed", OptType::integer, "1", "Random seed: the same seed gives the same events."},
     {"devices", OptType::integer, "200", "How many distinct device ids the fleet has."},
+    {"sequence_field", OptType::string, "", "Field that receives a sequence number 0, 1, 2... (tests); empty = off."},
 };
 
 HBF_REGISTER_INPUT("generate", Generate, kGenerateSchema, "Synthetic HealthBot notifications (benchmarks, demos).");

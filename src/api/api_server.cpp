@@ -1,0 +1,293 @@
+#include "api/api_server.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <dirent.h>
+#include <fmt/format.h>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#include "json_util.h"
+#include "runtime.h"
+#include "version.h"
+
+namespace hbf {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::pair<std::string, unsigned short> split_host_port(const std::string& address) {
+    auto colon = address.rfind(':');
+    if (colon == std::string::npos || colon + 1 == address.size())
+        throw std::invalid_argument("address '" + address + "' must be host:port");
+    std::string host = address.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    int port = 0;
+    try {
+        port = std::stoi(address.substr(colon + 1));
+    } catch (...) {
+        port = -1;
+    }
+    if (port < 0 || port > 65535) throw std::invalid_argument("address '" + address + "' has an invalid port");
+    return {host.empty() ? "0.0.0.0" : host, static_cast<unsigned short>(port)};
+}
+
+namespace {
+
+struct ProcStats {
+    double cpu_seconds = 0;
+    int64_t rss_bytes = 0;
+    int64_t open_fds = 0;
+};
+
+ProcStats proc_stats() {
+    ProcStats s;
+    std::ifstream stat("/proc/self/stat");
+    std::string line;
+    std::getline(stat, line);
+    auto rp = line.rfind(')');
+    if (rp != std::string::npos) {
+        std::istringstream is(line.substr(rp + 2));
+        std::string tok;
+        long utime = 0, stime = 0;
+        for (int field = 3; is >> tok; ++field) {
+            if (field == 14) utime = std::stol(tok);
+            if (field == 15) { stime = std::stol(tok); break; }
+        }
+        s.cpu_seconds = double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+    }
+    std::ifstream status("/proc/self/status");
+    while (std::getline(status, line))
+        if (line.rfind("VmRSS:", 0) == 0) s.rss_bytes = std::stoll(line.substr(6)) * 1024;
+    if (DIR* d = opendir("/proc/self/fd")) {
+        while (readdir(d)) ++s.open_fds;
+        closedir(d);
+        s.open_fds -= 2;  // . and ..
+    }
+    return s;
+}
+
+const char* status_of(const Runtime::Node& n, std::string& reason) {
+    reason = n.ctx->failure();
+    if (n.retiring) return "retiring";
+    if (n.done) return "finished";
+    if (!reason.empty()) return "failing";
+    return "running";
+}
+
+}  // namespace
+
+std::string ApiServer::metrics_text(Runtime& rt) {
+    std::string out = MetricsRegistry::global().render();
+    auto ps = proc_stats();
+    double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - rt.started_at()).count();
+    std::string qe, qc, qb, qbc, up;
+    {
+        auto lk = rt.nodes_lock();
+        for (const auto& n : rt.nodes()) {
+            std::string l = fmt::format("{{stage=\"{}\",type=\"{}\"}}", n->decl->name, n->decl->type);
+            std::string reason;
+            up += fmt::format("hbf_stage_up{} {}\n", l, std::string(status_of(*n, reason)) == "running" ? 1 : 0);
+            if (!n->queue) continue;
+            qe += fmt::format("hbf_queue_events{} {}\n", l, n->queue->events());
+            qc += fmt::format("hbf_queue_capacity_events{} {}\n", l, n->queue->max_events());
+            qb += fmt::format("hbf_queue_bytes{} {}\n", l, n->queue->bytes());
+            qbc += fmt::format("hbf_queue_capacity_bytes{} {}\n", l, n->queue->max_bytes());
+        }
+    }
+    out += "# HELP hbf_queue_events Events waiting in the stage's input queue.\n# TYPE hbf_queue_events gauge\n" + qe;
+    out += "# HELP hbf_queue_capacity_events Capacity of the stage's input queue, in events.\n# TYPE hbf_queue_capacity_events gauge\n" + qc;
+    out += "# HELP hbf_queue_bytes Bytes of event text waiting in the stage's input queue.\n# TYPE hbf_queue_bytes gauge\n" + qb;
+    out += "# HELP hbf_queue_capacity_bytes Capacity of the stage's input queue, in bytes.\n# TYPE hbf_queue_capacity_bytes gauge\n" + qbc;
+    out += "# HELP hbf_stage_up 1 while the stage runs without a reported failure.\n# TYPE hbf_stage_up gauge\n" + up;
+    out += fmt::format("# HELP hbf_config_generation Which config generation is running (1 at start, +1 per reload).\n"
+                       "# TYPE hbf_config_generation gauge\nhbf_config_generation {}\n", rt.generation());
+    out += fmt::format("# HELP process_cpu_seconds_total User and system CPU time spent.\n# TYPE process_cpu_seconds_total counter\n"
+                       "process_cpu_seconds_total {}\n", ps.cpu_seconds);
+    out += fmt::format("# HELP process_resident_memory_bytes Resident memory size.\n# TYPE process_resident_memory_bytes gauge\n"
+                       "process_resident_memory_bytes {}\n", ps.rss_bytes);
+    out += fmt::format("# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}\n", ps.open_fds);
+    out += fmt::format("# HELP hbf_uptime_seconds Seconds since the pipeline started.\n# TYPE hbf_uptime_seconds gauge\n"
+                       "hbf_uptime_seconds {:.3f}\n", uptime);
+    out += fmt::format("# HELP hbf_build_info Build information.\n# TYPE hbf_build_info gauge\nhbf_build_info{{version=\"{}\"}} 1\n",
+                       HBF_VERSION);
+    return out;
+}
+
+std::string ApiServer::pipeline_json(Runtime& rt) {
+    auto& reg = MetricsRegistry::global();
+    auto ps = proc_stats();
+    double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - rt.started_at()).count();
+    std::string out = fmt::format("{{\"version\":\"{}\",\"generation\":{},\"uptime_seconds\":{:.3f},\"cpu_seconds\":{},\"rss_bytes\":{},"
+                                  "\"stopping\":{},\"stages\":[",
+                                  HBF_VERSION, rt.generation(), uptime, ps.cpu_seconds, ps.rss_bytes, rt.stopping() ? "true" : "false");
+    auto lk = rt.nodes_lock();
+    bool first = true;
+    for (const auto& n : rt.nodes()) {
+        auto& m = n->ctx->metrics();
+        std::string reason;
+        const char* status = status_of(*n, reason);
+        std::string inputs;
+        for (const auto& r : n->decl->inputs) {
+            if (!inputs.empty()) inputs += ',';
+            append_json_string(inputs, r.port.empty() ? r.stage : r.stage + "." + r.port);
+        }
+        std::string name, type;
+        append_json_string(name, n->decl->name);
+        append_json_string(type, n->decl->type);
+        out += fmt::format("{}{{\"name\":{},\"kind\":\"{}\",\"type\":{},\"inputs\":[{}],\"status\":\"{}\",", first ? "" : ",", name,
+                           to_string(n->decl->kind), type, inputs, status);
+        if (!reason.empty()) {
+            out += "\"reason\":";
+            append_json_string(out, reason);
+            out += ',';
+        }
+        out += fmt::format("\"events_in\":{},\"events_out\":{},\"bytes_in\":{},\"bytes_out\":{},\"dropped\":{},\"errors\":{},",
+                           m.events_in.get(), m.events_out.get(), m.bytes_in.get(), m.bytes_out.get(),
+                           reg.sum("hbf_events_dropped_total", "stage", n->decl->name), m.errors.get());
+        if (n->queue)
+            out += fmt::format("\"queue_events\":{},\"queue_capacity\":{},\"queue_bytes\":{},\"queue_capacity_bytes\":{}", n->queue->events(),
+                               n->queue->max_events(), n->queue->bytes(), n->queue->max_bytes());
+        else
+            out += "\"queue_events\":0,\"queue_capacity\":0,\"queue_bytes\":0,\"queue_capacity_bytes\":0";
+        out += "}";
+        first = false;
+    }
+    return out + "]}";
+}
+
+std::pair<int, std::string> ApiServer::health(Runtime& rt) {
+    if (rt.stopping()) return {503, "{\"status\":\"stopping\"}"};
+    std::string failing;
+    auto lk = rt.nodes_lock();
+    for (const auto& n : rt.nodes()) {
+        if (n->retiring) continue;
+        std::string reason = n->ctx->failure();
+        if (reason.empty()) continue;
+        if (!failing.empty()) failing += ',';
+        std::string name;
+        append_json_string(name, n->decl->name);
+        failing += "{\"stage\":" + name + ",\"reason\":";
+        append_json_string(failing, reason);
+        failing += "}";
+    }
+    if (!failing.empty()) return {503, "{\"status\":\"failing\",\"stages\":[" + failing + "]}"};
+    return {200, fmt::format("{{\"status\":\"ok\",\"generation\":{}}}", rt.generation())};
+}
+
+struct ApiServer::Impl {
+    std::string address;
+    std::function<Runtime*()> runtime;
+    std::function<ReloadResult()> reload;
+    asio::io_context io{1};
+    tcp::acceptor acceptor{io};
+    std::thread thread;
+
+    void accept() {
+        acceptor.async_accept([this](beast::error_code ec, tcp::socket s) {
+            if (ec) return;
+            std::make_shared<Session>(this, std::move(s))->read();
+            accept();
+        });
+    }
+
+    struct Session : std::enable_shared_from_this<Session> {
+        Impl* impl;
+        beast::tcp_stream stream;
+        beast::flat_buffer buf;
+        http::request<http::string_body> req;
+        http::response<http::string_body> res;
+
+        Session(Impl* i, tcp::socket s) : impl(i), stream(std::move(s)) {}
+
+        void read() {
+            req = {};
+            stream.expires_after(std::chrono::seconds(30));
+            http::async_read(stream, buf, req, [self = shared_from_this()](beast::error_code ec, size_t) {
+                if (ec) return;
+                self->handle();
+            });
+        }
+
+        void reply(int code, std::string body, const char* type = "application/json") {
+            res = {};
+            res.result(static_cast<http::status>(code));
+            res.version(req.version());
+            res.set(http::field::server, "hbforward");
+            res.set(http::field::content_type, type);
+            res.keep_alive(req.keep_alive());
+            res.body() = std::move(body);
+            res.prepare_payload();
+            http::async_write(stream, res, [self = shared_from_this()](beast::error_code ec, size_t) {
+                if (ec || !self->res.keep_alive()) {
+                    beast::error_code ignored;
+                    self->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                    return;
+                }
+                self->read();
+            });
+        }
+
+        void handle() {
+            std::string target(req.target());
+            if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
+            Runtime* rt = impl->runtime();
+            bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+            if (target == "/reload") {
+                if (req.method() != http::verb::post) return reply(405, "{\"error\":\"use POST\"}");
+                ReloadResult r = impl->reload();
+                std::string body = r.ok ? "{\"reloaded\":true,\"summary\":" : "{\"reloaded\":false,\"error\":";
+                append_json_string(body, r.message);
+                return reply(r.ok ? 200 : 400, body + "}");
+            }
+            if (!rt) return reply(503, "{\"status\":\"starting\"}");
+            if (target == "/health" && get) {
+                auto [code, body] = health(*rt);
+                return reply(code, body);
+            }
+            if (target == "/metrics" && get) return reply(200, metrics_text(*rt), "text/plain; version=0.0.4; charset=utf-8");
+            if (target == "/pipeline" && get) return reply(200, pipeline_json(*rt));
+            if (target == "/health" || target == "/metrics" || target == "/pipeline") return reply(405, "{\"error\":\"use GET\"}");
+            return reply(404, "{\"error\":\"unknown path; try /health, /metrics, /pipeline or POST /reload\"}");
+        }
+    };
+};
+
+ApiServer::ApiServer(std::string address, std::function<Runtime*()> runtime, std::function<ReloadResult()> reload)
+    : impl_(std::make_unique<Impl>()) {
+    impl_->address = std::move(address);
+    impl_->runtime = std::move(runtime);
+    impl_->reload = std::move(reload);
+}
+
+ApiServer::~ApiServer() { stop(); }
+
+void ApiServer::start() {
+    auto [host, port] = split_host_port(impl_->address);
+    beast::error_code ec;
+    auto addr = asio::ip::make_address(host, ec);
+    if (ec) throw std::runtime_error("api_address '" + impl_->address + "': '" + host + "' is not an IP address");
+    tcp::endpoint ep(addr, port);
+    impl_->acceptor.open(ep.protocol(), ec);
+    if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) impl_->acceptor.bind(ep, ec);
+    if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) throw std::runtime_error("api_address " + impl_->address + ": " + ec.message());
+    impl_->accept();
+    impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+void ApiServer::stop() {
+    if (!impl_ || !impl_->thread.joinable()) return;
+    impl_->io.stop();
+    impl_->thread.join();
+}
+
+unsigned short ApiServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+}  // namespace hbf

@@ -1,0 +1,185 @@
+// `hbforward top`: a live terminal view of a running instance, read from its /pipeline.
+//
+// Plain ANSI escapes (works over ssh and in tmux), one row per stage: events/s in and out,
+// errors, drops, and the input queue's fill as a bar. Refreshes every second; q quits.
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <fmt/format.h>
+#include <map>
+#include <poll.h>
+#include <simdjson.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "api/api_server.h"
+#include "commands.h"
+
+namespace hbf {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+// GET http://host:port/path; throws on any failure.
+std::string http_get(const std::string& host, unsigned short port, const std::string& path) {
+    asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::seconds(2));
+    stream.connect(tcp::endpoint(asio::ip::make_address(host), port));
+    http::request<http::empty_body> req{http::verb::get, path, 11};
+    req.set(http::field::host, host);
+    http::write(stream, req);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    http::read(stream, buf, res);
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    if (res.result_int() != 200) throw std::runtime_error(fmt::format("HTTP {}", res.result_int()));
+    return res.body();
+}
+
+struct Row {
+    std::string name, kind, type, status;
+    uint64_t in = 0, out = 0, errors = 0, dropped = 0;
+    int64_t q = 0, qcap = 0;
+};
+
+struct Snapshot {
+    std::string version;
+    uint64_t generation = 0;
+    double uptime = 0, cpu = 0;
+    int64_t rss = 0;
+    std::vector<Row> rows;
+};
+
+Snapshot parse(const std::string& body) {
+    simdjson::dom::parser p;
+    simdjson::dom::element doc = p.parse(body);
+    Snapshot s;
+    s.version = std::string(std::string_view(doc["version"]));
+    s.generation = uint64_t(doc["generation"]);
+    s.uptime = double(doc["uptime_seconds"]);
+    s.cpu = double(doc["cpu_seconds"]);
+    s.rss = int64_t(doc["rss_bytes"]);
+    for (simdjson::dom::element st : doc["stages"]) {
+        Row r;
+        r.name = std::string(std::string_view(st["name"]));
+        r.kind = std::string(std::string_view(st["kind"]));
+        r.type = std::string(std::string_view(st["type"]));
+        r.status = std::string(std::string_view(st["status"]));
+        r.in = uint64_t(st["events_in"]);
+        r.out = uint64_t(st["events_out"]);
+        r.errors = uint64_t(st["errors"]);
+        r.dropped = uint64_t(st["dropped"]);
+        r.q = int64_t(st["queue_events"]);
+        r.qcap = int64_t(st["queue_capacity"]);
+        s.rows.push_back(r);
+    }
+    return s;
+}
+
+std::string human(double v) {
+    if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
+    if (v >= 1e4) return fmt::format("{:.1f}k", v / 1e3);
+    return fmt::format("{:.0f}", v);
+}
+
+termios g_saved;
+bool g_raw = false;
+void restore_terminal() {
+    if (g_raw) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved);
+    g_raw = false;
+    std::fputs("\x1b[?25h\x1b[?1049l", stdout);  // cursor back, leave the alternate screen
+    std::fflush(stdout);
+}
+
+int run_top(const std::string& address, int iterations) {
+    auto [host, port] = split_host_port(address);
+    if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &g_saved) == 0) {
+        termios raw = g_saved;
+        raw.c_lflag &= ~tcflag_t(ICANON | ECHO);
+        raw.c_cc[VMIN] = 0;
+        raw.c_cc[VTIME] = 0;
+        tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+        g_raw = true;
+    }
+    std::signal(SIGINT, [](int) { restore_terminal(); _exit(0); });
+    std::fputs("\x1b[?1049h\x1b[?25l", stdout);
+    Snapshot prev;
+    bool have_prev = false;
+    auto prev_t = std::chrono::steady_clock::now();
+    for (int i = 0; iterations == 0 || i < iterations; ++i) {
+        std::string screen = "\x1b[H\x1b[2J";
+        auto now = std::chrono::steady_clock::now();
+        try {
+            Snapshot s = parse(http_get(host, port, "/pipeline"));
+            double dt = std::chrono::duration<double>(now - prev_t).count();
+            double cpu_pct = have_prev && dt > 0 ? 100.0 * (s.cpu - prev.cpu) / dt : 0;
+            int up = int(s.uptime);
+            screen += fmt::format("\x1b[1mhbforward {}\x1b[0m  {}  generation {}  uptime {:02}:{:02}:{:02}  CPU {:.0f}%  RSS {:.1f} MB\r\n\r\n",
+                                  s.version, address, s.generation, up / 3600, up / 60 % 60, up % 60, cpu_pct, double(s.rss) / 1048576);
+            screen += fmt::format("\x1b[7m{:<16} {:<7} {:<10} {:>11} {:>11} {:>8} {:>9}  {:<24}\x1b[0m\r\n", "STAGE", "KIND", "TYPE",
+                                  "IN/s", "OUT/s", "ERRORS", "DROPPED", "QUEUE");
+            std::map<std::string, Row> before;
+            for (auto& r : prev.rows) before[r.name] = r;
+            for (auto& r : s.rows) {
+                double rin = 0, rout = 0;
+                if (auto it = before.find(r.name); have_prev && it != before.end() && dt > 0) {
+                    rin = double(r.in - std::min(r.in, it->second.in)) / dt;
+                    rout = double(r.out - std::min(r.out, it->second.out)) / dt;
+                }
+                std::string bar;
+                if (r.qcap > 0) {
+                    double fill = std::min(1.0, double(r.q) / double(r.qcap));
+                    int n = int(fill * 16 + 0.5);
+                    bar = fmt::format("[{}{}] {:3.0f}%", std::string(size_t(n), '#'), std::string(size_t(16 - n), ' '), fill * 100);
+                }
+                std::string name = r.name + (r.status == "running" ? "" : " (" + r.status + ")");
+                screen += fmt::format("{:<16} {:<7} {:<10} {:>11} {:>11} {:>8} {:>9}  {}\r\n", name, r.kind, r.type,
+                                      r.kind == "input" ? "-" : human(rin), human(rout), r.errors, r.dropped, bar);
+            }
+            prev = std::move(s);
+            have_prev = true;
+            prev_t = now;
+        } catch (const std::exception& e) {
+            screen += fmt::format("hbforward top: cannot read http://{}/pipeline: {}; retrying\r\n", address, e.what());
+            have_prev = false;
+        }
+        screen += "\r\nq: quit\r\n";
+        std::fputs(screen.c_str(), stdout);
+        std::fflush(stdout);
+        pollfd pfd{STDIN_FILENO, POLLIN, 0};
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        while (std::chrono::steady_clock::now() < until) {
+            int ms = int(std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count());
+            if (::poll(&pfd, 1, std::max(ms, 0)) > 0) {
+                char c = 0;
+                if (::read(STDIN_FILENO, &c, 1) <= 0) break;  // EOF: keep refreshing
+                if (c == 'q' || c == 'Q') {
+                    restore_terminal();
+                    return 0;
+                }
+            }
+        }
+    }
+    restore_terminal();
+    return 0;
+}
+
+CommandRegistrar top_command{Command{
+    "top", "Live view of a running hbforward (reads its /pipeline; needs [service] api_address). q quits.",
+    [](CLI::App& app) -> std::function<int()> {
+        auto address = std::make_shared<std::string>("127.0.0.1:2020");
+        auto iterations = std::make_shared<int>(0);
+        app.add_option("-a,--address", *address, "host:port of the instance's API server.")->capture_default_str();
+        app.add_option("-n,--iterations", *iterations, "Refresh this many times, then exit (0 = until q).");
+        return [address, iterations] { return run_top(*address, *iterations); };
+    }}};
+
+}  // namespace
+}  // namespace hbf
