@@ -1,5 +1,8 @@
 #include "field_reader.h"
 
+#include <cstring>
+#include <functional>
+
 #include "json_util.h"
 
 namespace hbf::filters {
@@ -38,15 +41,36 @@ bool FieldReader::read(ondemand::parser& parser, const char* p, size_t len, size
     return true;
 }
 
+error_code FieldReader::key_of(ondemand::field& f, std::string_view& out) {
+    const char* r = f.key().raw();
+    const char* q = static_cast<const char*>(std::memchr(r, '"', 4096));
+    if (q && !std::memchr(r, '\\', size_t(q - r))) {
+        out = std::string_view(r, size_t(q - r));
+        return SUCCESS;
+    }
+    return f.unescaped_key().get(out);
+}
+
+namespace {
+uint64_t mix(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+uint64_t hash_sv(std::string_view s) { return std::hash<std::string_view>{}(s); }
+}  // namespace
+
 bool FieldReader::walk_object(ondemand::object o, const Node& n) {
-    for (auto field : o) {
+    for (auto field_r : o) {
+        ondemand::field field;
+        if (std::move(field_r).get(field)) return true;
         std::string_view k;
-        if (field.unescaped_key().get(k)) return true;  // broken text: stop, what was found stays
+        if (key_of(field, k)) return true;  // broken text: stop, what was found stays
         for (const auto& kid : n.kids) {
             if (kid->seg.is_index() || kid->seg.name != k) continue;
-            ondemand::value v;
-            if (field.value().get(v)) return true;
-            if (take(v, *kid)) return true;
+            if (take(field.value(), *kid)) return true;
             break;
         }
     }
@@ -68,6 +92,31 @@ bool FieldReader::walk_array(ondemand::array a, const Node& n) {
     return false;
 }
 
+// Sum of the members' hashes: member order does not matter. Strings count unescaped.
+bool FieldReader::hash_object(ondemand::value v, uint64_t& h) {
+    ondemand::object o;
+    if (v.get_object().get(o)) return true;
+    h = 0x6f626a;
+    for (auto fr : o) {
+        ondemand::field f;
+        std::string_view k, s;
+        if (std::move(fr).get(f) || key_of(f, k)) return true;
+        ondemand::value mv = f.value();
+        ondemand::json_type t;
+        if (mv.type().get(t)) return true;
+        uint64_t vh;
+        if (t == ondemand::json_type::string) {
+            if (mv.get_string().get(s)) return true;
+            vh = hash_sv(s);
+        } else {
+            if (raw_value(mv).get(s)) return true;
+            vh = hash_sv(s) ^ 0x5a5a;
+        }
+        h += mix(hash_sv(k) * 31 + vh);
+    }
+    return false;
+}
+
 bool FieldReader::take(ondemand::value v, const Node& n) {
     FieldValue* out = n.slot >= 0 ? &values_[size_t(n.slot)] : nullptr;
     if (out && out->present()) return false;  // a repeated member: the first one counts
@@ -79,7 +128,11 @@ bool FieldReader::take(ondemand::value v, const Node& n) {
             if (n.kids.empty() || n.has_index_kids) {
                 if (out) {
                     out->kind = K::object;
-                    if (raw_value(v).get(out->raw)) return true;
+                    if (hash_objects_) {
+                        if (hash_object(v, out->hash)) return true;
+                    } else if (raw_value(v).get(out->raw)) {
+                        return true;
+                    }
                     ++found_;
                 }
                 return found_ == paths_.size();

@@ -23,6 +23,7 @@ struct FieldValue {
     double num = 0;
     std::string_view str;  // unescaped, for strings
     std::string_view raw;  // JSON text for scalars, objects and arrays (empty for an object/array a longer path goes through)
+    uint64_t hash = 0;     // with hash_objects(): an object's hash, independent of member order (raw stays empty)
     bool present() const { return kind != Kind::missing; }
 };
 
@@ -37,6 +38,12 @@ public:
     // Returns false when the text is not a JSON object (all values are then missing).
     bool read(simdjson::ondemand::parser& parser, const char* p, size_t len, size_t capacity);
     const FieldValue& value(size_t slot) const { return values_[slot]; }
+    // Objects are hashed during the pass instead of kept as text (dedupe's identity of `keys`).
+    void hash_objects(bool on) { hash_objects_ = on; }
+
+    // A member's name without unescaping when it holds no escape (the common case): a view into
+    // the event. Falls back to simdjson's unescaping otherwise.
+    static simdjson::error_code key_of(simdjson::ondemand::field& f, std::string_view& out);
 
 private:
     struct Node {
@@ -49,11 +56,13 @@ private:
     bool walk_array(simdjson::ondemand::array a, const Node& n);
     // Records a value for the node's slot and descends; returns true when every path is resolved.
     bool take(simdjson::ondemand::value v, const Node& n);
+    bool hash_object(simdjson::ondemand::value v, uint64_t& h);
 
     Node root_;
     std::vector<FieldPath> paths_;
     std::vector<FieldValue> values_;
     size_t found_ = 0;
+    bool hash_objects_ = false;
 };
 
 }  // namespace hbf::filters

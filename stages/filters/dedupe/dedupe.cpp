@@ -38,6 +38,7 @@ public:
             ids_.push_back(reader_.add(filters::path_option(c, "fields", f)));
         }
         if (ids_.empty()) c.fail("fields", "dedupe needs at least one identity field besides the severity");
+        reader_.hash_objects(true);
         if (!sev.empty()) sev_ = int(reader_.add(filters::path_option(c, "severity_field", sev)));
         window_ns_ = c.duration("window").count();
         if (c.integer("max_entries") < 1) c.fail("max_entries", "max_entries must be at least 1");
@@ -61,10 +62,9 @@ public:
         bool splice = false;
         for (size_t i = 0; i < b.size(); ++i) {
             std::string_view ev = b.event(i);
-            size_t cap = b.capacity_after(i);
-            reader_.read(parser_, ev.data(), ev.size(), cap);
-            uint64_t id = identity(ev.data(), cap);
-            uint64_t sev = sev_ >= 0 ? value_hash(reader_.value(size_t(sev_)), ev.data(), cap) : 0;
+            reader_.read(parser_, ev.data(), ev.size(), b.capacity_after(i));
+            uint64_t id = identity();
+            uint64_t sev = sev_ >= 0 ? value_hash(reader_.value(size_t(sev_))) : 0;
             Alarm* a = table_.find(id);
             uint32_t repeats = 0;
             if (!a) {
@@ -120,45 +120,20 @@ public:
     }
 
 private:
-    uint64_t identity(const char* ev, size_t cap) {
+    uint64_t identity() {
         uint64_t h = 0x9e3779b97f4a7c15ULL;
-        for (size_t k = 0; k < ids_.size(); ++k) h = filters::mix64(h ^ (value_hash(reader_.value(ids_[k]), ev, cap) + k));
+        for (size_t k = 0; k < ids_.size(); ++k) h = filters::mix64(h ^ (value_hash(reader_.value(ids_[k])) + k));
         return h;
     }
 
     // A value's hash: strings by their unescaped text, objects order-independently, the rest by their JSON text.
-    uint64_t value_hash(const FieldValue& v, const char* ev, size_t cap) {
+    uint64_t value_hash(const FieldValue& v) {
         switch (v.kind) {
             case FieldValue::Kind::missing: return 0x6d697373;
             case FieldValue::Kind::string: return filters::mix64(hash_sv(v.str) ^ 1);
-            case FieldValue::Kind::object: return object_hash(v.raw, ev, cap);
+            case FieldValue::Kind::object: return v.hash;
             default: return filters::mix64(hash_sv(v.raw) ^ 2);
         }
-    }
-
-    uint64_t object_hash(std::string_view raw, const char* ev, size_t cap) {
-        ondemand::document doc;
-        ondemand::object o;
-        size_t off = size_t(raw.data() - ev);
-        if (parser2_.iterate(raw.data(), raw.size(), cap - off).get(doc) || doc.get_object().get(o)) return hash_sv(raw);
-        uint64_t sum = 0x6f626a;
-        for (auto f : o) {
-            std::string_view k, s;
-            ondemand::value v;
-            if (f.unescaped_key().get(k) || f.value().get(v)) return hash_sv(raw);
-            uint64_t vh;
-            ondemand::json_type t;
-            if (v.type().get(t)) return hash_sv(raw);
-            if (t == ondemand::json_type::string) {
-                if (v.get_string().get(s)) return hash_sv(raw);
-                vh = hash_sv(s);
-            } else {
-                if (raw_value(v).get(s)) return hash_sv(raw);
-                vh = hash_sv(s) ^ 0x5a5a;
-            }
-            sum += filters::mix64(hash_sv(k) * 31 + vh);
-        }
-        return sum;
     }
 
     FieldReader reader_;
@@ -169,7 +144,7 @@ private:
     filters::LruTable<Alarm> table_;
     std::vector<uint32_t> repeats_;
     int64_t now_ns_ = 0;
-    ondemand::parser parser_, parser2_;
+    ondemand::parser parser_;
     Counter* suppressed_ = nullptr;
     Counter* evicted_ = nullptr;
 };

@@ -8,6 +8,7 @@
 // (a destination member that already exists is replaced); set writes its values (creating
 // intermediate objects); keep, last, filters the result's top-level names.
 #include <algorithm>
+#include <cstring>
 
 #include "../common/config_util.h"
 #include "json_util.h"
@@ -169,12 +170,20 @@ private:
         return false;
     }
 
+    // Appends s escaped for a JSON string, without quotes; runs without special characters are copied whole.
     static void escape_into(std::string& out, std::string_view s) {
-        // append_json_string adds quotes; strip them to join a prefix and a name in one literal.
-        size_t at = out.size();
-        append_json_string(out, s);
-        out.erase(at, 1);
-        out.pop_back();
+        size_t run = 0;
+        for (size_t i = 0; i < s.size(); ++i) {
+            unsigned char c = static_cast<unsigned char>(s[i]);
+            if (c >= 0x20 && c != '"' && c != '\\') continue;
+            out.append(s.data() + run, i - run);
+            size_t at = out.size();
+            append_json_string(out, s.substr(i, 1));
+            out.erase(at, 1);
+            out.pop_back();
+            run = i + 1;
+        }
+        out.append(s.data() + run, s.size() - run);
     }
 
     void begin_member(std::string& out, bool& first, std::string_view prefix, std::string_view name) {
@@ -194,6 +203,10 @@ private:
         size_t len = pj_.size();
         pj_.append(SIMDJSON_PADDING, ' ');
         if (!check_object(parser2_, pj_.data(), len, pj_.size()).ok) return false;
+        if (s.find_first_of(" \t\n\r") == std::string_view::npos) {
+            out.append(s);  // already compact
+            return true;
+        }
         size_t at = out.size();
         out.resize(at + s.size());
         size_t n = 0;
@@ -243,10 +256,11 @@ private:
         if (k->flatten) {
             ondemand::object fo;
             if (v.get_object().get(fo)) return member(key, v, nullptr, depth, out, first, prefix);  // not an object: left as is
-            for (auto f : fo) {
+            for (auto fr : fo) {
+                ondemand::field f;
                 std::string_view fk;
-                ondemand::value fv;
-                if (f.unescaped_key().get(fk) || f.value().get(fv)) return false;
+                if (std::move(fr).get(f) || filters::FieldReader::key_of(f, fk)) return false;
+                ondemand::value fv = f.value();
                 if (flatten_deferred_) {
                     if (!defer(flatten_prefix_, fk, fv, k->find(fk))) return false;
                 } else if (!member(fk, fv, k->find(fk), 0, out, first, flatten_prefix_)) {
@@ -334,10 +348,11 @@ private:
 
     bool members(ondemand::object o, Node& n, int depth, std::string& out, bool& first) {
         size_t span_base = spans_.size();
-        for (auto field : o) {
+        for (auto fr : o) {
+            ondemand::field field;
             std::string_view key;
-            ondemand::value v;
-            if (field.unescaped_key().get(key) || field.value().get(v)) return false;
+            if (std::move(fr).get(field) || filters::FieldReader::key_of(field, key)) return false;
+            ondemand::value v = field.value();
             if (!member(key, v, n.find(key), depth, out, first, {})) return false;
         }
         if (depth == 0) {

@@ -149,8 +149,8 @@ private:
             return;
         }
         bool clash = false;
-        for (const auto& q : names)
-            if (ev.find(q) != std::string_view::npos) clash = true;
+        for (const auto& q : names)  // glibc's memmem: far cheaper than string_view::find on '"'-dense text
+            if (::memmem(ev.data(), ev.size(), q.data(), q.size())) clash = true;
         o.begin_event();
         if (!clash || !copy_without(ev, cap, names, o.buf)) o.buf.append(ev.substr(0, close));
         size_t p = o.buf.size();
