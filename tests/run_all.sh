@@ -11,8 +11,8 @@ ninja -C build -j2 || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; 
 mkdir -p build/test-results
 rm -f build/test-results/*.xml
 unit_rc=0
-./build/unit_tests -r junit -o build/test-results/unit.xml || unit_rc=$?
-./build/unit_tests -r compact 2>&1 | tail -3 || true
+./build/tests/unit_tests -r junit -o build/test-results/unit.xml || unit_rc=$?
+./build/tests/unit_tests -r compact 2>&1 | tail -3 || true
 e2e_rc=0
 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e --junitxml=build/test-results/e2e.xml "$@" || e2e_rc=$?
 /usr/bin/python3 - <<'PY'
