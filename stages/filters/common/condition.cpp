@@ -1,0 +1,305 @@
+#include "condition.h"
+
+#include <cctype>
+#include <charconv>
+#include <re2/re2.h>
+
+namespace hbf::filters {
+namespace {
+
+using Kind = FieldValue::Kind;
+
+class Parser {
+public:
+    Parser(std::string_view t, FieldReader& r, std::vector<Condition::Node>& nodes) : t_(t), reader_(r), nodes_(nodes) {}
+
+    int parse() {
+        skip();
+        if (pos_ >= t_.size()) fail(pos_, "the condition is empty");
+        int n = parse_or();
+        skip();
+        if (pos_ < t_.size()) {
+            if (t_[pos_] == ')') fail(pos_, "unbalanced ')'");
+            fail(pos_, "unexpected '" + std::string(1, t_[pos_]) + "' after a complete condition (join conditions with && or ||)");
+        }
+        return n;
+    }
+
+private:
+    [[noreturn]] void fail(size_t at, const std::string& m) { throw ConditionError(at + 1, m); }
+
+    void skip() {
+        while (pos_ < t_.size() && (t_[pos_] == ' ' || t_[pos_] == '\t' || t_[pos_] == '\n' || t_[pos_] == '\r')) ++pos_;
+    }
+    bool eat(std::string_view s) {
+        skip();
+        if (t_.substr(pos_, s.size()) == s) {
+            pos_ += s.size();
+            return true;
+        }
+        return false;
+    }
+    bool word_at(std::string_view w) const {
+        if (t_.substr(pos_, w.size()) != w) return false;
+        size_t e = pos_ + w.size();
+        return e >= t_.size() || !(std::isalnum(static_cast<unsigned char>(t_[e])) || t_[e] == '_');
+    }
+
+    int add(Condition::Node n) {
+        nodes_.push_back(std::move(n));
+        return int(nodes_.size() - 1);
+    }
+
+    int parse_or() {
+        int l = parse_and();
+        while (true) {
+            skip();
+            if (t_.substr(pos_, 2) == "||") {
+                pos_ += 2;
+                int r = parse_and();
+                Condition::Node n{Condition::Op::or_};
+                n.a = l, n.b = r;
+                l = add(std::move(n));
+            } else if (pos_ < t_.size() && t_[pos_] == '|') {
+                fail(pos_, "'|' is not an operator (did you mean '||'?)");
+            } else {
+                return l;
+            }
+        }
+    }
+
+    int parse_and() {
+        int l = parse_unary();
+        while (true) {
+            skip();
+            if (t_.substr(pos_, 2) == "&&") {
+                pos_ += 2;
+                int r = parse_unary();
+                Condition::Node n{Condition::Op::and_};
+                n.a = l, n.b = r;
+                l = add(std::move(n));
+            } else if (pos_ < t_.size() && t_[pos_] == '&') {
+                fail(pos_, "'&' is not an operator (did you mean '&&'?)");
+            } else {
+                return l;
+            }
+        }
+    }
+
+    int parse_unary() {
+        skip();
+        if (pos_ < t_.size() && t_[pos_] == '!' && t_.substr(pos_, 2) != "!=" && t_.substr(pos_, 2) != "!~") {
+            ++pos_;
+            Condition::Node n{Condition::Op::not_};
+            n.a = parse_unary();
+            return add(std::move(n));
+        }
+        return parse_primary();
+    }
+
+    int parse_primary() {
+        skip();
+        if (pos_ >= t_.size()) fail(pos_, "the condition ends where a comparison, exists(...) or '(' was expected");
+        char c = t_[pos_];
+        if (c == '(') {
+            size_t open = pos_++;
+            int n = parse_or();
+            skip();
+            if (pos_ >= t_.size() || t_[pos_] != ')') fail(open, "this '(' is never closed");
+            ++pos_;
+            return n;
+        }
+        if (word_at("exists")) {
+            pos_ += 6;
+            skip();
+            if (pos_ >= t_.size() || t_[pos_] != '(') fail(pos_, "expected '(' after exists");
+            ++pos_;
+            skip();
+            Condition::Node n{Condition::Op::exists};
+            n.slot = path();
+            skip();
+            if (pos_ >= t_.size() || t_[pos_] != ')') fail(pos_, "expected ')' after the field path of exists(");
+            ++pos_;
+            return add(std::move(n));
+        }
+        if (word_at("true") || word_at("false")) {
+            Condition::Node n{Condition::Op::constant};
+            n.lit.kind = Kind::boolean;
+            n.lit.b = t_[pos_] == 't';
+            pos_ += n.lit.b ? 4 : 5;
+            return add(std::move(n));
+        }
+        if (c != '.') {
+            if (c == '"' || c == '-' || (c >= '0' && c <= '9'))
+                fail(pos_, "a comparison starts with the field path, such as .severity == \"major\"");
+            fail(pos_, "expected a field path (.name), exists(...), '!' or '('");
+        }
+        size_t at = pos_;
+        size_t slot = path();
+        skip();
+        size_t op_at = pos_;
+        Condition::Node n{Condition::Op::eq};
+        n.slot = slot;
+        if (eat("==")) n.op = Condition::Op::eq;
+        else if (eat("!=")) n.op = Condition::Op::ne;
+        else if (eat("<=")) n.op = Condition::Op::le;
+        else if (eat(">=")) n.op = Condition::Op::ge;
+        else if (eat("=~")) n.op = Condition::Op::match;
+        else if (eat("!~")) n.op = Condition::Op::not_match;
+        else if (eat("<")) n.op = Condition::Op::lt;
+        else if (eat(">")) n.op = Condition::Op::gt;
+        else if (word_at("in")) pos_ += 2, n.op = Condition::Op::in;
+        else if (pos_ < t_.size() && t_[pos_] == '=') fail(pos_, "'=' is not an operator (did you mean '=='?)");
+        else if (pos_ >= t_.size()) fail(pos_, "the condition ends after the field " + std::string(t_.substr(at, op_at - at)) +
+                                                   ": expected an operator (==, !=, <, <=, >, >=, =~, !~, in); to test presence write exists(" +
+                                                   std::string(t_.substr(at, op_at - at)) + ")");
+        else fail(pos_, "expected an operator (==, !=, <, <=, >, >=, =~, !~, in) after the field path");
+        skip();
+        size_t lit_at = pos_;
+        switch (n.op) {
+            case Condition::Op::in: {
+                if (pos_ >= t_.size() || t_[pos_] != '[') fail(pos_, "expected a list such as [\"major\", \"critical\"] after 'in'");
+                ++pos_;
+                skip();
+                if (pos_ < t_.size() && t_[pos_] == ']') {
+                    ++pos_;
+                    break;
+                }
+                while (true) {
+                    n.list.push_back(literal());
+                    skip();
+                    if (pos_ < t_.size() && t_[pos_] == ',') {
+                        ++pos_;
+                        continue;
+                    }
+                    if (pos_ < t_.size() && t_[pos_] == ']') {
+                        ++pos_;
+                        break;
+                    }
+                    fail(pos_, "expected ',' or ']' in the list");
+                }
+                break;
+            }
+            case Condition::Op::match:
+            case Condition::Op::not_match: {
+                n.lit = literal();
+                if (n.lit.kind != Kind::string) fail(lit_at, "=~ and !~ take a regular expression as a string, such as \"^ge-\"");
+                RE2::Options o;
+                o.set_log_errors(false);
+                n.re = std::make_unique<RE2>(n.lit.str, o);
+                if (!n.re->ok()) fail(lit_at, "invalid regular expression: " + n.re->error());
+                break;
+            }
+            case Condition::Op::lt:
+            case Condition::Op::le:
+            case Condition::Op::gt:
+            case Condition::Op::ge:
+                n.lit = literal();
+                if (n.lit.kind != Kind::number) fail(lit_at, "<, <=, > and >= compare numbers: expected a number");
+                break;
+            default:
+                n.lit = literal();
+        }
+        return add(std::move(n));
+    }
+
+    size_t path() {
+        FieldPath p;
+        PathError err;
+        if (!parse_path(t_, pos_, true, p, err)) throw ConditionError(err.column, err.message);
+        return reader_.add(p);
+    }
+
+    Condition::Literal literal() {
+        skip();
+        Condition::Literal l;
+        if (pos_ >= t_.size()) fail(pos_, "the condition ends where a value was expected");
+        char c = t_[pos_];
+        if (c == '"') {
+            PathError err;
+            l.kind = Kind::string;
+            if (!parse_json_string(t_, pos_, l.str, err)) throw ConditionError(err.column, err.message);
+            return l;
+        }
+        if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t e = pos_;
+            while (e < t_.size() && (std::isdigit(static_cast<unsigned char>(t_[e])) || t_[e] == '-' || t_[e] == '+' || t_[e] == '.' ||
+                                     t_[e] == 'e' || t_[e] == 'E'))
+                ++e;
+            auto r = std::from_chars(t_.data() + pos_, t_.data() + e, l.num);
+            if (r.ec != std::errc() || r.ptr != t_.data() + e) fail(pos_, "invalid number '" + std::string(t_.substr(pos_, e - pos_)) + "'");
+            l.kind = Kind::number;
+            pos_ = e;
+            return l;
+        }
+        if (word_at("true") || word_at("false")) {
+            l.kind = Kind::boolean;
+            l.b = c == 't';
+            pos_ += l.b ? 4 : 5;
+            return l;
+        }
+        if (word_at("null")) {
+            l.kind = Kind::null;
+            pos_ += 4;
+            return l;
+        }
+        if (c == '\'') fail(pos_, "strings take double quotes: \"...\"");
+        if (c == '.') fail(pos_, "the right-hand side is a value (string, number, true, false, null), not a field");
+        fail(pos_, "expected a value: a string in double quotes, a number, true, false or null");
+    }
+
+    std::string_view t_;
+    FieldReader& reader_;
+    std::vector<Condition::Node>& nodes_;
+    size_t pos_ = 0;
+};
+
+bool equal(const FieldValue& v, const Condition::Literal& l) {
+    if (v.kind != l.kind) return false;
+    switch (l.kind) {
+        case Kind::string: return v.str == l.str;
+        case Kind::number: return v.num == l.num;
+        case Kind::boolean: return v.b == l.b;
+        case Kind::null: return true;
+        default: return false;
+    }
+}
+
+}  // namespace
+
+Condition::Condition(std::string_view text, FieldReader& reader) : text_(text) {
+    root_ = Parser(text, reader, nodes_).parse();
+}
+Condition::Condition(Condition&&) noexcept = default;
+Condition& Condition::operator=(Condition&&) noexcept = default;
+Condition::~Condition() = default;
+
+bool Condition::eval(const FieldReader& r, int i) const {
+    const Node& n = nodes_[size_t(i)];
+    switch (n.op) {
+        case Op::or_: return eval(r, n.a) || eval(r, n.b);
+        case Op::and_: return eval(r, n.a) && eval(r, n.b);
+        case Op::not_: return !eval(r, n.a);
+        case Op::constant: return n.lit.b;
+        default: break;
+    }
+    const FieldValue& v = r.value(n.slot);
+    switch (n.op) {
+        case Op::exists: return v.present();
+        case Op::eq: return equal(v, n.lit);
+        case Op::ne: return !equal(v, n.lit);
+        case Op::lt: return v.kind == Kind::number && v.num < n.lit.num;
+        case Op::le: return v.kind == Kind::number && v.num <= n.lit.num;
+        case Op::gt: return v.kind == Kind::number && v.num > n.lit.num;
+        case Op::ge: return v.kind == Kind::number && v.num >= n.lit.num;
+        case Op::match: return v.kind == Kind::string && RE2::PartialMatch(re2::StringPiece(v.str.data(), v.str.size()), *n.re);
+        case Op::not_match: return !(v.kind == Kind::string && RE2::PartialMatch(re2::StringPiece(v.str.data(), v.str.size()), *n.re));
+        case Op::in:
+            for (const auto& l : n.list)
+                if (equal(v, l)) return true;
+            return false;
+        default: return false;
+    }
+}
+
+}  // namespace hbf::filters

@@ -1,0 +1,190 @@
+#include "field_reader.h"
+
+#include <cstring>
+#include <functional>
+
+#include "json_util.h"
+
+namespace hbf::filters {
+
+using namespace simdjson;
+
+size_t FieldReader::add(const FieldPath& p) {
+    for (size_t i = 0; i < paths_.size(); ++i)
+        if (paths_[i] == p) return i;
+    Node* n = &root_;
+    for (const auto& s : p.segments) {
+        Node* next = nullptr;
+        for (auto& k : n->kids)
+            if (k->seg == s) next = k.get();
+        if (!next) {
+            n->kids.push_back(std::make_unique<Node>());
+            next = n->kids.back().get();
+            next->seg = s;
+            if (s.is_index()) n->has_index_kids = true;
+        }
+        n = next;
+    }
+    n->slot = int(paths_.size());
+    paths_.push_back(p);
+    values_.emplace_back();
+    return paths_.size() - 1;
+}
+
+bool FieldReader::read(ondemand::parser& parser, const char* p, size_t len, size_t capacity) {
+    for (auto& v : values_) v = FieldValue{};
+    found_ = 0;
+    ondemand::document doc;
+    ondemand::object obj;
+    if (parser.iterate(p, len, capacity).get(doc) || doc.get_object().get(obj)) return false;
+    walk_object(obj, root_);
+    return true;
+}
+
+error_code FieldReader::key_of(ondemand::field& f, std::string_view& out) {
+    const char* r = f.key().raw();
+    const char* q = static_cast<const char*>(std::memchr(r, '"', 4096));
+    if (q && !std::memchr(r, '\\', size_t(q - r))) {
+        out = std::string_view(r, size_t(q - r));
+        return SUCCESS;
+    }
+    return f.unescaped_key().get(out);
+}
+
+namespace {
+uint64_t mix(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+uint64_t hash_sv(std::string_view s) { return std::hash<std::string_view>{}(s); }
+}  // namespace
+
+bool FieldReader::walk_object(ondemand::object o, const Node& n) {
+    for (auto field_r : o) {
+        ondemand::field field;
+        if (std::move(field_r).get(field)) return true;
+        std::string_view k;
+        if (key_of(field, k)) return true;  // broken text: stop, what was found stays
+        for (const auto& kid : n.kids) {
+            if (kid->seg.is_index() || kid->seg.name != k) continue;
+            if (take(field.value(), *kid)) return true;
+            break;
+        }
+    }
+    return false;
+}
+
+bool FieldReader::walk_array(ondemand::array a, const Node& n) {
+    long i = 0;
+    for (auto el : a) {
+        for (const auto& kid : n.kids) {
+            if (kid->seg.index != i) continue;
+            ondemand::value v;
+            if (el.get(v)) return true;
+            if (take(v, *kid)) return true;
+            break;
+        }
+        ++i;
+    }
+    return false;
+}
+
+// Sum of the members' hashes: member order does not matter. Strings count unescaped.
+bool FieldReader::hash_object(ondemand::value v, uint64_t& h) {
+    ondemand::object o;
+    if (v.get_object().get(o)) return true;
+    h = 0x6f626a;
+    for (auto fr : o) {
+        ondemand::field f;
+        std::string_view k, s;
+        if (std::move(fr).get(f) || key_of(f, k)) return true;
+        ondemand::value mv = f.value();
+        ondemand::json_type t;
+        if (mv.type().get(t)) return true;
+        uint64_t vh;
+        if (t == ondemand::json_type::string) {
+            if (mv.get_string().get(s)) return true;
+            vh = hash_sv(s);
+        } else {
+            if (raw_value(mv).get(s)) return true;
+            vh = hash_sv(s) ^ 0x5a5a;
+        }
+        h += mix(hash_sv(k) * 31 + vh);
+    }
+    return false;
+}
+
+bool FieldReader::take(ondemand::value v, const Node& n) {
+    FieldValue* out = n.slot >= 0 ? &values_[size_t(n.slot)] : nullptr;
+    if (out && out->present()) return false;  // a repeated member: the first one counts
+    ondemand::json_type t;
+    if (v.type().get(t)) return true;
+    using K = FieldValue::Kind;
+    switch (t) {
+        case ondemand::json_type::object: {
+            if (n.kids.empty() || n.has_index_kids) {
+                if (out) {
+                    out->kind = K::object;
+                    if (hash_objects_) {
+                        if (hash_object(v, out->hash)) return true;
+                    } else if (raw_value(v).get(out->raw)) {
+                        return true;
+                    }
+                    ++found_;
+                }
+                return found_ == paths_.size();
+            }
+            if (out) out->kind = K::object, ++found_;
+            ondemand::object o;
+            if (v.get_object().get(o)) return true;
+            if (walk_object(o, n)) return true;
+            return found_ == paths_.size();
+        }
+        case ondemand::json_type::array: {
+            if (!n.has_index_kids) {
+                if (out) {
+                    out->kind = K::array;
+                    if (raw_value(v).get(out->raw)) return true;
+                    ++found_;
+                }
+                return found_ == paths_.size();
+            }
+            if (out) out->kind = K::array, ++found_;
+            ondemand::array a;
+            if (v.get_array().get(a)) return true;
+            if (walk_array(a, n)) return true;
+            return found_ == paths_.size();
+        }
+        default: break;
+    }
+    if (!out) return false;  // a scalar where the path wanted to go deeper
+    out->raw = v.raw_json_token();
+    while (!out->raw.empty() && (out->raw.back() == ' ' || out->raw.back() == '\n' || out->raw.back() == '\r' || out->raw.back() == '\t'))
+        out->raw.remove_suffix(1);
+    switch (t) {
+        case ondemand::json_type::string:
+            if (v.get_string().get(out->str)) return true;
+            out->kind = K::string;
+            break;
+        case ondemand::json_type::number:
+            if (v.get_double().get(out->num)) return true;
+            out->kind = K::number;
+            break;
+        case ondemand::json_type::boolean:
+            if (v.get_bool().get(out->b)) return true;
+            out->kind = K::boolean;
+            break;
+        default: {
+            bool isnull = false;
+            if (v.is_null().get(isnull) || !isnull) return true;
+            out->kind = K::null;
+        }
+    }
+    ++found_;
+    return found_ == paths_.size();
+}
+
+}  // namespace hbf::filters

@@ -1,0 +1,163 @@
+// filter "dedupe": suppresses repeats of the same alarm within a window.
+//
+// An alarm's identity is a 64-bit hash of the `fields` values; an object (HealthBot's `keys`) is
+// hashed member by member and the members' hashes summed, so member order does not matter. The
+// severity field is not part of the identity: it is remembered per alarm, and a change of severity
+// (a clear, an escalation) always passes. Otherwise an alarm passes at most once per `window`,
+// counted from the last time it passed. State is a fixed-size LRU table (max_entries).
+#include <functional>
+
+#include "../common/config_util.h"
+#include "../common/lru_table.h"
+#include "json_util.h"
+#include "registry.h"
+
+namespace hbf::stages {
+namespace {
+
+using filters::FieldReader;
+using filters::FieldValue;
+using namespace simdjson;
+
+struct Alarm {
+    uint64_t severity = 0;
+    int64_t last_pass_ns = 0;
+    uint32_t suppressed = 0;
+};
+
+uint64_t hash_sv(std::string_view s) { return std::hash<std::string_view>{}(s); }
+
+class Dedupe final : public Filter {
+public:
+    explicit Dedupe(const StageConfig& c) : table_(size_t(std::max<int64_t>(1, c.integer("max_entries")))) {
+        std::string sev = c.str("severity_field");
+        std::vector<std::string> fields = c.has("fields") ? c.strings("fields")
+                                                          : std::vector<std::string>{"group", "device-id", "topic", "rule", "trigger", "keys", "severity"};
+        for (const auto& f : fields) {
+            if (f == sev) continue;
+            ids_.push_back(reader_.add(filters::path_option(c, "fields", f)));
+        }
+        if (ids_.empty()) c.fail("fields", "dedupe needs at least one identity field besides the severity");
+        reader_.hash_objects(true);
+        if (!sev.empty()) sev_ = int(reader_.add(filters::path_option(c, "severity_field", sev)));
+        window_ns_ = c.duration("window").count();
+        if (c.integer("max_entries") < 1) c.fail("max_entries", "max_entries must be at least 1");
+        if (std::string r = c.str("repeat_count_field"); !r.empty()) {
+            append_json_string(repeat_name_, r);
+            repeat_name_.push_back(':');
+        }
+    }
+
+    void start(StageContext& ctx) override {
+        suppressed_ = &ctx.metrics().dropped("duplicate");
+        evicted_ = &MetricsRegistry::global().counter("hbf_dedupe_evictions_total", "Alarms forgotten because the dedupe table was full.",
+                                                      {{"stage", ctx.name()}});
+    }
+
+    void process(BatchPtr in, Emitter& out) override {
+        Batch& b = *in;
+        now_ns_ = std::max(now_ns_, b.received_ns);
+        repeats_.resize(b.size());
+        size_t keep = 0;
+        bool splice = false;
+        for (size_t i = 0; i < b.size(); ++i) {
+            std::string_view ev = b.event(i);
+            reader_.read(parser_, ev.data(), ev.size(), b.capacity_after(i));
+            uint64_t id = identity();
+            uint64_t sev = sev_ >= 0 ? value_hash(reader_.value(size_t(sev_))) : 0;
+            Alarm* a = table_.find(id);
+            uint32_t repeats = 0;
+            if (!a) {
+                bool ev_out = false;
+                a = &table_.insert(id, &ev_out);
+                if (ev_out) evicted_->add();
+            } else if (a->severity == sev && now_ns_ - a->last_pass_ns < window_ns_) {
+                ++a->suppressed;
+                continue;
+            } else {
+                repeats = a->suppressed;
+            }
+            a->severity = sev;
+            a->last_pass_ns = now_ns_;
+            a->suppressed = 0;
+            repeats_[keep] = repeats;
+            splice |= repeats && !repeat_name_.empty();
+            b.events[keep++] = b.events[i];
+        }
+        if (size_t n = b.size() - keep) suppressed_->add(n);
+        if (keep == 0) {
+            if (!b.empty()) b.mark(AckStatus::dropped, "duplicate alarm suppressed by dedupe");
+            return;
+        }
+        b.events.resize(keep);
+        if (!splice) {
+            out.emit(std::move(in));
+            return;
+        }
+        BatchPtr o = Batch::make();
+        o->reserve_more(b.bytes() + keep * (repeat_name_.size() + 12));
+        o->take_acks_from(b);
+        for (size_t i = 0; i < keep; ++i) {
+            std::string_view ev = b.event(i);
+            size_t close = ev.rfind('}');
+            if (!repeats_[i] || close == std::string_view::npos) {
+                o->append(ev);
+                continue;
+            }
+            o->begin_event();
+            o->buf.append(ev.substr(0, close));
+            size_t p = o->buf.size();
+            while (p > 0 && (o->buf[p - 1] == ' ' || o->buf[p - 1] == '\n' || o->buf[p - 1] == '\t' || o->buf[p - 1] == '\r')) --p;
+            if (o->buf[p - 1] != '{') o->buf.push_back(',');
+            o->buf += repeat_name_;
+            char num[16];
+            int n = std::snprintf(num, sizeof num, "%u", repeats_[i]);
+            o->buf.append(num, size_t(n));
+            o->buf.append(ev.substr(close));
+            o->finish_event();
+        }
+        out.emit(std::move(o));
+    }
+
+private:
+    uint64_t identity() {
+        uint64_t h = 0x9e3779b97f4a7c15ULL;
+        for (size_t k = 0; k < ids_.size(); ++k) h = filters::mix64(h ^ (value_hash(reader_.value(ids_[k])) + k));
+        return h;
+    }
+
+    // A value's hash: strings by their unescaped text, objects order-independently, the rest by their JSON text.
+    uint64_t value_hash(const FieldValue& v) {
+        switch (v.kind) {
+            case FieldValue::Kind::missing: return 0x6d697373;
+            case FieldValue::Kind::string: return filters::mix64(hash_sv(v.str) ^ 1);
+            case FieldValue::Kind::object: return v.hash;
+            default: return filters::mix64(hash_sv(v.raw) ^ 2);
+        }
+    }
+
+    FieldReader reader_;
+    std::vector<size_t> ids_;
+    int sev_ = -1;
+    int64_t window_ns_ = 0;
+    std::string repeat_name_;
+    filters::LruTable<Alarm> table_;
+    std::vector<uint32_t> repeats_;
+    int64_t now_ns_ = 0;
+    ondemand::parser parser_;
+    Counter* suppressed_ = nullptr;
+    Counter* evicted_ = nullptr;
+};
+
+const std::vector<OptionSpec> kDedupeSchema = {
+    {"fields", OptType::string_list, "[\"group\", \"device-id\", \"topic\", \"rule\", \"trigger\", \"keys\", \"severity\"]",
+     "Paths that make an alarm's identity (member order inside objects does not matter)."},
+    {"severity_field", OptType::string, "severity", "Compared rather than hashed: a change of it always passes. Empty = none."},
+    {"window", OptType::duration, "5m", "An alarm passes at most once per window unless its severity changed."},
+    {"max_entries", OptType::integer, "100000", "Most alarms remembered; the least recently seen is forgotten first."},
+    {"repeat_count_field", OptType::string, "", "Member added to a passing event with how many repeats were suppressed before it; empty = off."},
+};
+HBF_REGISTER_FILTER("dedupe", Dedupe, kDedupeSchema, "Suppresses repeats of the same alarm within a window; severity changes always pass.");
+
+}  // namespace
+}  // namespace hbf::stages

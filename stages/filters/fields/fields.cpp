@@ -1,0 +1,431 @@
+// filter "fields": renames, removes, keeps, sets, flattens and parses members, by splicing.
+//
+// The operations are merged into one trie over the event's paths at config time; each event is
+// then walked once with simdjson On-Demand and rebuilt from its members' raw JSON: a member no
+// operation touches is copied as is, objects no operation reaches inside are copied whole.
+//
+// Order of effect: remove and parse_json act on the input's members; rename and flatten move them
+// (a destination member that already exists is replaced); set writes its values (creating
+// intermediate objects); keep, last, filters the result's top-level names.
+#include <algorithm>
+#include <cstring>
+
+#include "../common/config_util.h"
+#include "json_util.h"
+#include "registry.h"
+
+namespace hbf::stages {
+namespace {
+
+using filters::FieldPath;
+using filters::PathSegment;
+using namespace simdjson;
+
+struct Rename {
+    FieldPath from, to;
+    bool to_root_deferred = false;  // source nested, destination top-level: written at the end of the root
+    uint64_t written = 0;           // event stamp when written
+};
+
+struct Node {
+    std::string name;
+    std::vector<std::unique_ptr<Node>> kids;
+    Node* parent = nullptr;
+    bool remove = false, parse_json = false, flatten = false;
+    int rename = -1;       // source of renames_[rename]
+    int set = -1;          // sets_[set] replaces or creates this member
+    int claim = -1;        // destination of renames_[claim]: an existing member is replaced when the rename happens
+    bool set_below = false;
+    bool ops_below = false;  // some operation inside this member's value
+    uint64_t seen = 0;
+
+    Node* find(std::string_view k) const {
+        for (const auto& c : kids)
+            if (c->name == k) return c.get();
+        return nullptr;
+    }
+};
+
+struct Deferred {
+    std::string_view prefix, name;  // name unescaped
+    std::string_view value;         // raw JSON in the event, or in scratch_ when in_scratch
+    size_t off = 0, len = 0;
+    bool in_scratch = false;
+};
+
+struct Span {
+    size_t start, end;
+    bool had_comma;
+    int rename;
+};
+
+class Fields final : public Filter {
+public:
+    explicit Fields(const StageConfig& c) {
+        for (const auto& p : c.strings("remove")) {
+            Node* n = node(c, "remove", p);
+            n->remove = true;
+        }
+        for (const auto& p : c.strings("parse_json")) node(c, "parse_json", p)->parse_json = true;
+        for (auto& [from, to] : c.string_map("rename")) {
+            Rename r{filters::path_option(c, "rename", from), filters::path_option(c, "rename", to)};
+            if (r.from.segments.back().is_index() || r.to.segments.back().is_index()) c.fail("rename", "rename works on object members, not array elements");
+            bool same_parent = r.from.segments.size() == r.to.segments.size() &&
+                               std::equal(r.from.segments.begin(), r.from.segments.end() - 1, r.to.segments.begin());
+            if (!same_parent && r.to.segments.size() != 1)
+                c.fail("rename", "rename '" + from + "' to '" + to + "': the destination must be top-level or beside the source");
+            r.to_root_deferred = !same_parent;
+            int idx = int(renames_.size());
+            Node* s = node(c, "rename", from);
+            if (s->remove) c.fail("rename", "'" + from + "' is both renamed and removed");
+            if (s->rename >= 0) c.fail("rename", "'" + from + "' is renamed twice");
+            s->rename = idx;
+            Node* d = node(c, "rename", to);
+            d->claim = idx;
+            renames_.push_back(std::move(r));
+        }
+        if (std::string f = c.str("flatten"); !f.empty()) {
+            Node* n = node(c, "flatten", f);
+            if (n->rename >= 0 || n->remove) c.fail("flatten", "'" + f + "' is flattened and also renamed or removed");
+            n->flatten = true;
+            flatten_prefix_ = c.has("flatten_prefix") ? c.str("flatten_prefix") : n->name + "_";
+            flatten_deferred_ = n->parent != &root_;
+        }
+        for (auto& [p, v] : c.json_fields("set")) {
+            Node* n = node(c, "set", p);
+            if (n->rename >= 0 || n->remove || n->flatten) c.fail("set", "'" + p + "' is set and also renamed, removed or flattened");
+            n->set = int(sets_.size());
+            sets_.push_back(v);
+            for (Node* q = n->parent; q; q = q->parent) q->set_below = true;
+        }
+        for (const auto& k : c.strings("keep")) {
+            if (k.find('.') != std::string::npos && k.front() != '"')
+                c.fail("keep", "keep lists top-level names ('" + k + "' holds a dot)");
+            keep_.push_back(k);
+        }
+        if (root_.kids.empty() && keep_.empty()) c.fail("remove", "fields has nothing to do: set rename, remove, keep, set, flatten or parse_json");
+        mark_ops(root_);
+        scratch_.reserve(4096);
+        pj_.reserve(4096);
+        deferred_.reserve(64);
+        spans_.reserve(64);
+    }
+
+    void start(StageContext& ctx) override {
+        ctx_ = &ctx;
+        bad_json_ = &ctx.metrics().errors;
+    }
+
+    void process(BatchPtr in, Emitter& out) override {
+        BatchPtr o = Batch::make();
+        o->reserve_more(in->bytes() + in->size() * 64);
+        o->take_acks_from(*in);
+        for (size_t i = 0; i < in->size(); ++i) {
+            std::string_view ev = in->event(i);
+            o->begin_event();
+            if (!rewrite(ev, in->capacity_after(i), o->buf)) {
+                o->cancel_event();
+                o->append(ev);  // not an object, or broken: passed on untouched
+                continue;
+            }
+            o->finish_event();
+        }
+        out.emit(std::move(o));
+    }
+
+private:
+    Node* node(const StageConfig& c, const std::string& key, const std::string& text) {
+        FieldPath p = filters::path_option(c, key, text);
+        Node* n = &root_;
+        for (const auto& s : p.segments) {
+            if (s.is_index()) c.fail(key, "'" + text + "': fields works on object members, not array elements");
+            Node* k = n->find(s.name);
+            if (!k) {
+                n->kids.push_back(std::make_unique<Node>());
+                k = n->kids.back().get();
+                k->name = s.name;
+                k->parent = n;
+            }
+            n = k;
+        }
+        return n;
+    }
+
+    static bool mark_ops(Node& n) {
+        bool any = false;
+        for (auto& k : n.kids) {
+            bool below = mark_ops(*k);
+            k->ops_below = below;
+            any = any || below || k->remove || k->parse_json || k->flatten || k->rename >= 0 || k->set >= 0 || k->claim >= 0;
+        }
+        return any;
+    }
+
+    bool kept(std::string_view prefix, std::string_view name) const {
+        if (keep_.empty()) return true;
+        for (const auto& k : keep_)
+            if (k.size() == prefix.size() + name.size() && k.compare(0, prefix.size(), prefix) == 0 &&
+                k.compare(prefix.size(), std::string::npos, name) == 0)
+                return true;
+        return false;
+    }
+
+    // Appends s escaped for a JSON string, without quotes; runs without special characters are copied whole.
+    static void escape_into(std::string& out, std::string_view s) {
+        size_t run = 0;
+        for (size_t i = 0; i < s.size(); ++i) {
+            unsigned char c = static_cast<unsigned char>(s[i]);
+            if (c >= 0x20 && c != '"' && c != '\\') continue;
+            out.append(s.data() + run, i - run);
+            size_t at = out.size();
+            append_json_string(out, s.substr(i, 1));
+            out.erase(at, 1);
+            out.pop_back();
+            run = i + 1;
+        }
+        out.append(s.data() + run, s.size() - run);
+    }
+
+    void begin_member(std::string& out, bool& first, std::string_view prefix, std::string_view name) {
+        if (!first) out.push_back(',');
+        first = false;
+        out.push_back('"');
+        escape_into(out, prefix);
+        escape_into(out, name);
+        out += "\":";
+    }
+
+    // A string member holding JSON text -> that JSON, compact. False (and nothing written) if it is not valid JSON.
+    bool parsed_json(std::string_view s, std::string& out) {
+        pj_.assign("{\"v\":");
+        pj_.append(s);
+        pj_.push_back('}');
+        size_t len = pj_.size();
+        pj_.append(SIMDJSON_PADDING, ' ');
+        if (!check_object(parser2_, pj_.data(), len, pj_.size()).ok) return false;
+        if (s.find_first_of(" \t\n\r") == std::string_view::npos) {
+            out.append(s);  // already compact
+            return true;
+        }
+        size_t at = out.size();
+        out.resize(at + s.size());
+        size_t n = 0;
+        if (simdjson::minify(s.data(), s.size(), out.data() + at, n)) {
+            out.resize(at);
+            return false;
+        }
+        out.resize(at + n);
+        return true;
+    }
+
+    bool rewrite(std::string_view ev, size_t capacity, std::string& out) {
+        ++stamp_;
+        deferred_.clear();
+        spans_.clear();
+        scratch_.clear();
+        ondemand::document doc;
+        ondemand::object obj;
+        if (parser_.iterate(ev.data(), ev.size(), capacity).get(doc) || doc.get_object().get(obj)) return false;
+        out.push_back('{');
+        bool first = true;
+        if (!members(obj, root_, 0, out, first)) return false;
+        out.push_back('}');
+        return true;
+    }
+
+    // Writes one member whose value is `v`, handling the operations of node `k` (may be null).
+    // `prefix` is non-empty for the members of a flattened object, written at the top level.
+    bool member(std::string_view key, ondemand::value v, Node* k, int depth, std::string& out, bool& first, std::string_view prefix) {
+        bool top = depth == 0 || !prefix.empty();
+        if (!k) {
+            std::string_view raw;
+            if (raw_value(v).get(raw)) return false;
+            if (top && !kept(prefix, key)) return true;
+            begin_member(out, first, prefix, key);
+            out.append(raw);
+            return true;
+        }
+        k->seen = stamp_;
+        if (k->remove) return true;
+        if (k->set >= 0) {
+            if (top && !kept(prefix, key)) return true;
+            begin_member(out, first, prefix, key);
+            out += sets_[size_t(k->set)];
+            return true;
+        }
+        if (k->flatten) {
+            ondemand::object fo;
+            if (v.get_object().get(fo)) return member(key, v, nullptr, depth, out, first, prefix);  // not an object: left as is
+            for (auto fr : fo) {
+                ondemand::field f;
+                std::string_view fk;
+                if (std::move(fr).get(f) || filters::FieldReader::key_of(f, fk)) return false;
+                ondemand::value fv = f.value();
+                if (flatten_deferred_) {
+                    if (!defer(flatten_prefix_, fk, fv, k->find(fk))) return false;
+                } else if (!member(fk, fv, k->find(fk), 0, out, first, flatten_prefix_)) {
+                    return false;
+                }
+            }
+            return true;
+        }
+        std::string_view name = key;
+        if (k->rename >= 0) {
+            Rename& r = renames_[size_t(k->rename)];
+            r.written = stamp_;
+            if (r.to_root_deferred) return defer({}, r.to.segments.back().name, v, k);
+            name = r.to.segments.back().name;
+        }
+        if (top && !kept(prefix, name)) return true;
+        if (k->parse_json) {
+            std::string_view s;
+            ondemand::json_type t;
+            if (v.type().get(t)) return false;
+            if (t == ondemand::json_type::string && v.get_string().get(s) == SUCCESS) {
+                size_t mark = out.size();
+                bool was_first = first;
+                begin_member(out, first, prefix, name);
+                if (parsed_json(s, out)) return true;
+                note_bad_json(key);
+                out.resize(mark);
+                first = was_first;
+                begin_member(out, first, prefix, name);
+                append_json_string(out, s);
+                return true;
+            }
+        }
+        if (k->ops_below) {
+            ondemand::object so;
+            ondemand::json_type t;
+            if (v.type().get(t)) return false;
+            if (t == ondemand::json_type::object && v.get_object().get(so) == SUCCESS) {
+                begin_member(out, first, prefix, name);
+                out.push_back('{');
+                bool f2 = true;
+                if (!members(so, *k, depth + 1, out, f2)) return false;
+                out.push_back('}');
+                return true;
+            }
+            if (k->set_below) {  // a scalar where set needs an object: replaced
+                begin_member(out, first, prefix, name);
+                create(*k, out);
+                return true;
+            }
+        }
+        std::string_view raw;
+        if (raw_value(v).get(raw)) return false;
+        size_t start = out.size();
+        bool had_comma = !first;
+        begin_member(out, first, prefix, name);
+        out.append(raw);
+        if (k->claim >= 0 && k->rename < 0) spans_.push_back({start, out.size(), had_comma, k->claim});
+        return true;
+    }
+
+    // Keeps a member for the end of the top level (moved out of a nested object).
+    bool defer(std::string_view prefix, std::string_view name, ondemand::value v, Node* k) {
+        Deferred d{prefix, name, {}, 0, 0, false};
+        if (k && k->remove) return true;
+        if (k && k->parse_json) {
+            std::string_view s;
+            ondemand::json_type t;
+            if (v.type().get(t)) return false;
+            if (t == ondemand::json_type::string && v.get_string().get(s) == SUCCESS) {
+                d.off = scratch_.size();
+                if (parsed_json(s, scratch_)) {
+                    d.len = scratch_.size() - d.off;
+                    d.in_scratch = true;
+                    deferred_.push_back(d);
+                    return true;
+                }
+                note_bad_json(name);
+            }
+        }
+        if (raw_value(v).get(d.value)) return false;
+        deferred_.push_back(d);
+        return true;
+    }
+
+    bool members(ondemand::object o, Node& n, int depth, std::string& out, bool& first) {
+        size_t span_base = spans_.size();
+        for (auto fr : o) {
+            ondemand::field field;
+            std::string_view key;
+            if (std::move(fr).get(field) || filters::FieldReader::key_of(field, key)) return false;
+            ondemand::value v = field.value();
+            if (!member(key, v, n.find(key), depth, out, first, {})) return false;
+        }
+        if (depth == 0) {
+            for (const auto& d : deferred_) {
+                if (!kept(d.prefix, d.name)) continue;
+                begin_member(out, first, d.prefix, d.name);
+                if (d.in_scratch) out.append(scratch_, d.off, d.len);
+                else out.append(d.value);
+            }
+        }
+        // Members that set creates.
+        for (auto& k : n.kids) {
+            if (k->seen == stamp_ || (k->set < 0 && !k->set_below)) continue;
+            if (depth == 0 && !kept({}, k->name)) continue;
+            begin_member(out, first, {}, k->name);
+            if (k->set >= 0) out += sets_[size_t(k->set)];
+            else create(*k, out);
+        }
+        // Existing members that a rename replaced, last first so the offsets hold.
+        while (spans_.size() > span_base) {
+            Span s = spans_.back();
+            spans_.pop_back();
+            if (renames_[size_t(s.rename)].written != stamp_) continue;
+            out.erase(s.start, s.end - s.start);
+            if (!s.had_comma && s.start < out.size() && out[s.start] == ',') out.erase(s.start, 1);
+        }
+        return true;
+    }
+
+    // An object holding the values that set puts below `n`.
+    void create(const Node& n, std::string& out) {
+        out.push_back('{');
+        bool first = true;
+        for (const auto& k : n.kids) {
+            if (k->set < 0 && !k->set_below) continue;
+            begin_member(out, first, {}, k->name);
+            if (k->set >= 0) out += sets_[size_t(k->set)];
+            else create(*k, out);
+        }
+        out.push_back('}');
+    }
+
+    void note_bad_json(std::string_view key) {
+        bad_json_->add();
+        log_limited(rl_, ctx_->log(), spdlog::level::warn, "parse_json: member '{}' does not hold valid JSON text; left as a string", key);
+    }
+
+    Node root_;
+    std::vector<Rename> renames_;
+    std::vector<std::string> sets_;
+    std::vector<std::string> keep_;
+    std::string flatten_prefix_;
+    bool flatten_deferred_ = false;
+    uint64_t stamp_ = 0;
+    std::vector<Deferred> deferred_;
+    std::vector<Span> spans_;
+    std::string scratch_, pj_;
+    ondemand::parser parser_, parser2_;
+    StageContext* ctx_ = nullptr;
+    Counter* bad_json_ = nullptr;
+    RateLimit rl_;
+};
+
+const std::vector<OptionSpec> kFieldsSchema = {
+    {"rename", OptType::table, "", "Old path = new path, e.g. { \"device-id\" = \"device\", \"keys._playbook_name\" = \"playbook\" }."},
+    {"remove", OptType::string_list, "", "Paths of members to remove."},
+    {"keep", OptType::string_list, "", "Top-level names of the result to keep; every other top-level member goes."},
+    {"set", OptType::table, "", "Path = value to write, e.g. { \"labels.env\" = \"prod\" }; intermediate objects are created."},
+    {"flatten", OptType::string, "", "Path of an object whose members move to the top level, prefixed."},
+    {"flatten_prefix", OptType::string, "<name>_", "Prefix of the flattened members' names (default: the object's name and '_')."},
+    {"parse_json", OptType::string_list, "", "Paths of string members holding JSON text, replaced by that JSON value."},
+};
+HBF_REGISTER_FILTER("fields", Fields, kFieldsSchema, "Renames, removes, keeps, sets, flattens and parses members of each event, by splicing.");
+
+}  // namespace
+}  // namespace hbf::stages

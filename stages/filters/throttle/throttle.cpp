@@ -1,0 +1,109 @@
+// filter "throttle": lets at most `rate` events per `per` interval through for each key.
+//
+// The key is a template such as "{device-id}" or "{group}/{device-id}": the values of the named
+// fields are hashed (no string is built). Each key counts in fixed windows that start with its
+// first event. The excess is dropped and counted, or with on_excess = "sample" one in `sample`
+// passes (the first of each run of `sample`). State is a fixed-size LRU table (max_entries).
+#include <functional>
+
+#include "../common/config_util.h"
+#include "../common/lru_table.h"
+#include "registry.h"
+
+namespace hbf::stages {
+namespace {
+
+using filters::FieldReader;
+using filters::FieldValue;
+
+struct Bucket {
+    int64_t window_start = 0;
+    uint64_t count = 0;
+    uint64_t excess = 0;
+};
+
+class Throttle final : public Filter {
+public:
+    explicit Throttle(const StageConfig& c) : table_(size_t(std::max<int64_t>(1, c.integer("max_entries")))) {
+        if (!c.has("rate")) c.fail("rate", "throttle needs 'rate', the most events per 'per' interval and key");
+        if (c.integer("rate") < 1) c.fail("rate", "rate must be at least 1");
+        rate_ = uint64_t(c.integer("rate"));
+        per_ns_ = c.duration("per").count();
+        if (per_ns_ <= 0) c.fail("per", "per must be a positive duration");
+        if (c.integer("max_entries") < 1) c.fail("max_entries", "max_entries must be at least 1");
+        std::string e = c.str("on_excess");
+        if (e == "sample") sample_ = uint64_t(std::max<int64_t>(1, c.integer("sample")));
+        else if (e != "drop") c.fail("on_excess", "on_excess must be \"drop\" or \"sample\"");
+        std::string key = c.str("key");
+        for (size_t p = 0; (p = key.find('{', p)) != std::string::npos;) {
+            size_t q = key.find('}', p);
+            if (q == std::string::npos) c.fail("key", "unclosed '{' in key template '" + key + "'");
+            slots_.push_back(reader_.add(filters::path_option(c, "key", key.substr(p + 1, q - p - 1))));
+            p = q + 1;
+        }
+        if (!key.empty() && slots_.empty()) c.fail("key", "key template '" + key + "' names no field: write fields in braces, such as \"{device-id}\"");
+    }
+
+    void start(StageContext& ctx) override { dropped_ = &ctx.metrics().dropped("throttled"); }
+
+    void process(BatchPtr in, Emitter& out) override {
+        Batch& b = *in;
+        now_ns_ = std::max(now_ns_, b.received_ns);
+        size_t keep = 0;
+        for (size_t i = 0; i < b.size(); ++i) {
+            uint64_t key = 0x7468726f;
+            if (!slots_.empty()) {
+                std::string_view ev = b.event(i);
+                reader_.read(parser_, ev.data(), ev.size(), b.capacity_after(i));
+                for (size_t k = 0; k < slots_.size(); ++k) key = filters::mix64(key ^ (value_hash(reader_.value(slots_[k])) + k));
+            }
+            Bucket* bk = table_.find(key);
+            if (!bk) bk = &table_.insert(key), bk->window_start = now_ns_;
+            if (now_ns_ - bk->window_start >= per_ns_) *bk = Bucket{now_ns_, 0, 0};
+            bool pass;
+            if (bk->count < rate_) {
+                ++bk->count;
+                pass = true;
+            } else {
+                ++bk->excess;
+                pass = sample_ && (bk->excess - 1) % sample_ == 0;
+            }
+            if (pass) b.events[keep++] = b.events[i];
+        }
+        if (size_t n = b.size() - keep) dropped_->add(n);
+        if (keep == 0) {
+            if (!b.empty()) b.mark(AckStatus::dropped, "throttled");
+            return;
+        }
+        b.events.resize(keep);
+        out.emit(std::move(in));
+    }
+
+private:
+    static uint64_t value_hash(const FieldValue& v) {
+        if (v.kind == FieldValue::Kind::missing) return 0x6d697373;
+        if (v.kind == FieldValue::Kind::string) return std::hash<std::string_view>{}(v.str);
+        return std::hash<std::string_view>{}(v.raw) ^ 0x5a5a;
+    }
+
+    FieldReader reader_;
+    std::vector<size_t> slots_;
+    uint64_t rate_ = 0, sample_ = 0;
+    int64_t per_ns_ = 0, now_ns_ = 0;
+    filters::LruTable<Bucket> table_;
+    simdjson::ondemand::parser parser_;
+    Counter* dropped_ = nullptr;
+};
+
+const std::vector<OptionSpec> kThrottleSchema = {
+    {"rate", OptType::integer, "", "Most events per interval and key.", true},
+    {"per", OptType::duration, "1s", "The interval."},
+    {"key", OptType::string, "", "Key template naming fields in braces, e.g. \"{device-id}\"; empty = one limit for all events."},
+    {"on_excess", OptType::string, "drop", "drop: the excess is dropped and counted; sample: one in `sample` of the excess passes."},
+    {"sample", OptType::integer, "10", "With on_excess = \"sample\", one in this many excess events passes."},
+    {"max_entries", OptType::integer, "100000", "Most keys remembered; the least recently seen is forgotten first."},
+};
+HBF_REGISTER_FILTER("throttle", Throttle, kThrottleSchema, "Lets at most `rate` events per `per` interval through per key; drops or samples the excess.");
+
+}  // namespace
+}  // namespace hbf::stages

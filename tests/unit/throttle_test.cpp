@@ -1,0 +1,51 @@
+#include "helpers.h"
+
+using namespace hbf;
+using namespace hbf::test;
+
+namespace {
+const int64_t kSec = 1000000000;
+BatchPtr at(int64_t t_ns, const std::vector<std::string>& evs) {
+    BatchPtr b = batch(evs);
+    b->received_ns = t_ns;
+    return b;
+}
+std::vector<std::string> dev(const std::string& d, int n) {
+    std::vector<std::string> v;
+    for (int i = 0; i < n; ++i) v.push_back(R"({"device-id":")" + d + R"(","n":)" + std::to_string(i) + "}");
+    return v;
+}
+}  // namespace
+
+TEST_CASE("throttle lets rate events per interval through per key and counts the excess") {
+    FilterHarness h("throttle", "rate = 3\nper = \"10s\"\nkey = \"{device-id}\"");
+    uint64_t before = h.ctx().metrics().dropped("throttled").get();
+    auto a = dev("a", 5), b = dev("b", 2);
+    std::vector<std::string> in = a;
+    in.insert(in.end(), b.begin(), b.end());
+    CHECK(h.run(at(kSec, in)) == std::vector<std::string>{a[0], a[1], a[2], b[0], b[1]});
+    CHECK(h.run(at(5 * kSec, dev("a", 1))).empty());
+    CHECK(h.run(at(11 * kSec, dev("a", 4))) == std::vector<std::string>{a[0], a[1], a[2]});
+    CHECK(h.ctx().metrics().dropped("throttled").get() - before == 4);
+}
+
+TEST_CASE("throttle on_excess = sample passes one in N of the excess") {
+    FilterHarness h("throttle", "rate = 2\nper = \"1m\"\non_excess = \"sample\"\nsample = 3");
+    auto a = dev("a", 10);
+    CHECK(h.run(at(kSec, a)) == std::vector<std::string>{a[0], a[1], a[2], a[5], a[8]});
+}
+
+TEST_CASE("throttle keys on several fields; a missing field is a key of its own") {
+    FilterHarness h("throttle", "rate = 1\nkey = \"{group}/{device-id}\"");
+    CHECK(h.run(at(kSec, {R"({"group":"g","device-id":"a"})", R"({"group":"h","device-id":"a"})", R"({"device-id":"a"})",
+                          R"({"device-id":"a"})", R"({"group":"g","device-id":"a"})"}))
+              .size() == 3);
+}
+
+TEST_CASE("throttle rejects a key template without fields") {
+    auto cfg = load_config_text("[inputs.i]\ntype = \"stdin\"\n[filters.f]\ntype = \"throttle\"\ninputs = [\"i\"]\nrate = 1\nkey = \"device-id\"\n"
+                                "[outputs.o]\ntype = \"null\"\ninputs = [\"f\"]\n",
+                                "t.toml");
+    if (cfg->ok()) build_stages(*cfg);
+    CHECK_THAT(cfg->report(), Catch::Contains("names no field"));
+}
