@@ -47,6 +47,45 @@ void append_compact(const char* p, size_t n, std::string_view extra, Batch& out)
     out.finish_event();
 }
 
+// Where the first top-level value of [p, p+len) ends (one past its last byte), skipping strings;
+// len when it does not end.
+size_t value_end(const char* p, size_t len) {
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; ++i) {
+        char c = p[i];
+        if (in_str) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '{' || c == '[') {
+            ++depth;
+        } else if (c == '}' || c == ']') {
+            if (--depth == 0) return i + 1;
+        }
+    }
+    return len;
+}
+
+// check_object, with a precise offset for trailing content: simdjson reports a root object
+// followed by anything as an error of the whole document, at byte 0.
+JsonCheck check_one(ondemand::parser& parser, const char* p, size_t len, size_t capacity) {
+    JsonCheck chk = check_object(parser, p, len, capacity);
+    if (chk.ok || chk.offset != 0) return chk;
+    size_t first = 0;
+    while (first < len && is_ws(p[first])) ++first;
+    if (first == len || p[first] != '{') return chk;
+    size_t end = value_end(p, len);
+    if (end == len) return {false, len, "the JSON object is not closed"};
+    JsonCheck head = check_object(parser, p, end, capacity);
+    if (!head.ok) return head;
+    size_t next = end;
+    while (next < len && is_ws(p[next])) ++next;
+    if (next == len) return chk;
+    return {false, next, "trailing content after the JSON object"};
+}
+
 struct Rollback {
     Batch& b;
     size_t bytes, events;
@@ -114,7 +153,7 @@ BodyResult append_ndjson(BodyParsers& ps, const char* p, size_t len, size_t capa
         while (a < b && is_ws(p[a])) ++a;
         while (b > a && is_ws(p[b - 1])) --b;
         if (b > a) {
-            JsonCheck chk = check_object(ps.inner, p + a, b - a, capacity - a);
+            JsonCheck chk = check_one(ps.inner, p + a, b - a, capacity - a);
             if (!chk.ok) return fail(rb, a + chk.offset, chk.message);
             append_compact(p + a, b - a, extra, out);
             ++r.events;
@@ -150,7 +189,7 @@ BodyResult append_events(BodyParsers& ps, const char* p, size_t len, size_t capa
     if (first == len) return fail(rb, 0, "empty body");
     if (fmt == BodyFormat::ndjson) return append_ndjson(ps, p, len, capacity, extra, out, rb);
     if (p[first] == '[') return append_array(ps, p, len, capacity, extra, out, rb);
-    JsonCheck chk = check_object(ps.inner, p, len, capacity);
+    JsonCheck chk = check_one(ps.inner, p, len, capacity);
     if (!chk.ok) return fail(rb, chk.offset, chk.message);
     size_t last = len;
     while (last > first && is_ws(p[last - 1])) --last;
