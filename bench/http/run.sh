@@ -73,8 +73,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 for r in $(seq "$RUNS"); do
   b=$(one_run "http://127.0.0.1:$BARE_PORT/healthbot" "$BARE_PID"); echo "$b" >>"$TMP/bare"
   h=$(one_run "http://127.0.0.1:$HBF_PORT/healthbot" "$HBF_PID"); echo "$h" >>"$TMP/hbf"
-  echo "run $r: bare  $b" | awk '{printf "%s %s %-6s %7d req/s  p50 %5d us  p99 %5d us  cpu %5.1f us/req  errors %d\n", $1, $2, $4, $5, $6, $7, $8}'
-  echo "run $r: hbfwd $h" | awk '{printf "%s %s %-6s %7d req/s  p50 %5d us  p99 %5d us  cpu %5.1f us/req  errors %d\n", $1, $2, $4, $5, $6, $7, $8}'
+  for x in "bare $b" "hbfwd $h"; do
+    echo "run $r: $x" | awk '{printf "%s %s %-6s %7d req/s  p50 %5d us  p99 %5d us  cpu %5.1f us/req  errors %d\n", $1, $2, $3, $4, $5, $6, $7, $8}'
+  done
 done
 
 col() { awk -v c="$2" '{print $c}' "$TMP/$1" | median; }
