@@ -27,17 +27,10 @@ std::string_view media_type(std::string_view ct) {
 }
 
 // Appends one validated object compacted, with `extra` members spliced before its closing brace.
-void append_compact(const char* p, size_t n, std::string_view extra, Batch& out) {
+void append_event(const char* p, size_t n, std::string_view extra, Batch& out) {
     out.reserve_more(n + extra.size() + 2);
     out.begin_event();
-    const size_t at = out.buf.size();
-    out.buf.resize(at + n);
-    size_t m = 0;
-    if (simdjson::minify(p, n, out.buf.data() + at, m) != SUCCESS || m < 2) {
-        std::memcpy(out.buf.data() + at, p, n);  // cannot happen for text that validated
-        m = n;
-    }
-    out.buf.resize(at + m);
+    append_compact(out.buf, std::string_view(p, n));
     if (!extra.empty() && out.buf.back() == '}') {
         out.buf.pop_back();
         if (out.buf.back() == '{') extra.remove_prefix(1);  // an empty object takes no comma
@@ -132,7 +125,7 @@ BodyResult append_array(BodyParsers& ps, const char* p, size_t len, size_t capac
         const size_t off = size_t(raw.data() - p);
         JsonCheck chk = check_object(ps.inner, raw.data(), raw.size(), capacity - off);
         if (!chk.ok) return fail(rb, off + chk.offset, chk.message);
-        append_compact(raw.data(), raw.size(), extra, out);
+        append_event(raw.data(), raw.size(), extra, out);
         ++r.events;
     }
     // Anything after the closing bracket is an error; at the very end the location is out of bounds.
@@ -155,7 +148,7 @@ BodyResult append_ndjson(BodyParsers& ps, const char* p, size_t len, size_t capa
         if (b > a) {
             JsonCheck chk = check_one(ps.inner, p + a, b - a, capacity - a);
             if (!chk.ok) return fail(rb, a + chk.offset, chk.message);
-            append_compact(p + a, b - a, extra, out);
+            append_event(p + a, b - a, extra, out);
             ++r.events;
         }
         start = end + 1;
@@ -193,7 +186,7 @@ BodyResult append_events(BodyParsers& ps, const char* p, size_t len, size_t capa
     if (!chk.ok) return fail(rb, chk.offset, chk.message);
     size_t last = len;
     while (last > first && is_ws(p[last - 1])) --last;
-    append_compact(p + first, last - first, extra, out);
+    append_event(p + first, last - first, extra, out);
     BodyResult r;
     r.events = 1;
     return r;
