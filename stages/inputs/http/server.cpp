@@ -120,6 +120,7 @@ struct Server::Impl {
     std::atomic<int64_t> open{0};
     std::atomic<bool> stopped{false};
     Counter* codes[kNCodes] = {};
+    std::string too_many;  // the whole reply to a connection over max_connections
     Gauge* open_gauge = nullptr;
     Counter* rejected_invalid = nullptr;
     RateLimit rl_invalid, rl_accept;
@@ -644,14 +645,9 @@ void Server::Impl::do_accept() {
         }
         ++next_worker;
         if (size_t(open.load()) >= opts.max_connections) {
-            static const std::string kFull = [] {
-                std::string_view body = R"({"error":"too many connections"})";
-                return fmt::format("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
-                                   "Retry-After: 1\r\nConnection: close\r\n\r\n{}", body.size(), body);
-            }();
             boost::system::error_code e;
             s.non_blocking(true, e);
-            s.write_some(asio::buffer(kFull), e);
+            s.write_some(asio::buffer(too_many), e);
             s.close(e);
             count(503);
             do_accept();
@@ -676,6 +672,9 @@ void Server::listen(StageContext& ctx) {
                                   {{"stage", ctx.name()}, {"code", std::to_string(kCodes[i])}});
     s.open_gauge = &reg.gauge("hbf_http_connections_open", "Open HTTP connections.", {{"stage", ctx.name()}});
     s.rejected_invalid = &ctx.metrics().dropped("invalid_json_request");
+    std::string_view full = R"({"error":"too many connections"})";
+    s.too_many = fmt::format("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
+                             "Retry-After: {}\r\nConnection: close\r\n\r\n{}", full.size(), s.opts.retry_after, full);
     for (int i = 0; i < std::max(1, s.opts.threads); ++i) s.workers.push_back(std::make_shared<Worker>(s));
     asio::io_context& io0 = s.workers[0]->io;
     const std::string where = fmt::format("{}:{}", s.opts.host, s.opts.port);
