@@ -45,6 +45,10 @@ def test_http_1000_concurrent_keepalive_connections(hbf, threads):
     h = hbf(pipeline(port, f"threads = {threads}"))
     listening(port)
     n, rounds = 1000, 3
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 100 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, hard))
     socks = []
     for _ in range(n):
         socks.append(socket.create_connection(("127.0.0.1", port)))

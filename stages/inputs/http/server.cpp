@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <optional>
+#include <sys/resource.h>
 #include <thread>
 
 #include "body.h"
@@ -675,6 +676,13 @@ void Server::listen(StageContext& ctx) {
     std::string_view full = R"({"error":"too many connections"})";
     s.too_many = fmt::format("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
                              "Retry-After: {}\r\nConnection: close\r\n\r\n{}", full.size(), s.opts.retry_after, full);
+    // Each connection is a file descriptor: make room for max_connections if the soft limit is lower.
+    rlimit rl{};
+    const rlim_t want = rlim_t(s.opts.max_connections) + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = std::min(want, rl.rlim_max);
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     for (int i = 0; i < std::max(1, s.opts.threads); ++i) s.workers.push_back(std::make_shared<Worker>(s));
     asio::io_context& io0 = s.workers[0]->io;
     const std::string where = fmt::format("{}:{}", s.opts.host, s.opts.port);
