@@ -1,0 +1,164 @@
+"""http input: keep-alive, pipelining, many connections, connection limits, start-up and shutdown."""
+import json
+import selectors
+import signal
+import socket
+import time
+
+import pytest
+
+from conftest import free_port, run_cli
+from hbhttp import listening, notification, pipeline, post, raw_post, read_responses, seqs, stop_and_read
+
+
+def test_http_pipelined_requests_are_answered_in_order(hbf):
+    port = free_port()
+    h = hbf(pipeline(port))
+    listening(port)
+    reqs = [raw_post(notification(1)), raw_post(b'{"seq": 100, bad}'), raw_post(notification(2), path="/nope"),
+            raw_post([notification(3), notification(4)]), raw_post(notification(5))]
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"".join(reqs))      # all at once: each request pipelined behind the previous
+        got = read_responses(s, len(reqs))
+    assert [st for st, _, _ in got] == [200, 400, 404, 200, 200]
+    assert [json.loads(b) for _, _, b in got][3] == {"accepted": 2}
+    assert all("connection" not in hd for _, hd, _ in got)   # kept alive throughout
+    assert seqs(stop_and_read(h)) == [1, 3, 4, 5]
+
+
+def test_http_client_close_is_honoured(hbf):
+    port = free_port()
+    h = hbf(pipeline(port))
+    listening(port)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(raw_post(notification(1), close=True) + raw_post(notification(2)))
+        got = read_responses(s, 2, timeout=3)
+        assert [st for st, _, _ in got] == [200]
+        assert got[0][1]["connection"] == "close"
+        assert s.recv(100) == b""
+    assert seqs(stop_and_read(h)) == [1]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_http_1000_concurrent_keepalive_connections(hbf, threads):
+    port = free_port()
+    h = hbf(pipeline(port, f"threads = {threads}"))
+    listening(port)
+    n, rounds = 1000, 3
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 100 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, hard))
+    socks = []
+    for _ in range(n):
+        socks.append(socket.create_connection(("127.0.0.1", port)))
+    sel = selectors.DefaultSelector()
+    bufs = {}
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        bufs[s] = b""
+    statuses = []
+    seq = 0
+    deadline = time.time() + 60
+    sent = {}
+    for r in range(rounds):
+        for s in socks:
+            sent[s] = seq
+            s.sendall(raw_post(notification(seq)))
+            seq += 1
+        pending = set(socks)
+        while pending and time.time() < deadline:
+            for key, _ in sel.select(timeout=1):
+                s = key.fileobj
+                chunk = s.recv(65536)
+                assert chunk, "a connection was closed"
+                bufs[s] += chunk
+                if b"\r\n\r\n" in bufs[s]:
+                    head, rest = bufs[s].split(b"\r\n\r\n", 1)
+                    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+                    if len(rest) >= length:
+                        statuses.append(int(head.split()[1]))
+                        bufs[s] = rest[length:]
+                        pending.discard(s)
+        assert not pending, f"{len(pending)} connections got no reply in round {r}"
+    metrics_ok = h.proc.poll() is None
+    for s in socks:
+        s.close()
+    assert metrics_ok
+    assert statuses == [200] * (n * rounds)
+    assert seqs(stop_and_read(h)) == list(range(n * rounds))
+
+
+def test_http_max_connections_refuses_extra_connections_with_503(hbf):
+    port = free_port()
+    h = hbf(pipeline(port, "max_connections = 3"))
+    listening(port)
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    time.sleep(0.2)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(raw_post(notification(100)))
+        got = read_responses(s, 1)
+        assert got and got[0][0] == 503 and "retry-after" in got[0][1]
+    held[0].sendall(raw_post(notification(1)))
+    assert read_responses(held[0], 1)[0][0] == 200
+    for s in held:
+        s.close()
+    time.sleep(0.3)
+    assert post(port, notification(2))[0] == 200     # slots free again
+    assert seqs(stop_and_read(h)) == [1, 2]
+
+
+def test_http_idle_keepalive_connection_is_closed(hbf):
+    port = free_port()
+    h = hbf(pipeline(port, 'idle_timeout = "1s"'))
+    listening(port)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(raw_post(notification(1)))
+        assert read_responses(s, 1)[0][0] == 200
+        s.settimeout(5)
+        t0 = time.time()
+        assert s.recv(100) == b""
+        assert 0.5 < time.time() - t0 < 3
+    assert seqs(stop_and_read(h)) == [1]
+
+
+def test_http_graceful_shutdown_finishes_the_request_in_flight(hbf):
+    port = free_port()
+    h = hbf(pipeline(port))
+    listening(port)
+    idle = socket.create_connection(("127.0.0.1", port))
+    req = raw_post(notification(1))
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(req[:-10])                 # a request half sent
+        time.sleep(0.3)
+        h.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # Stopped accepting: new connections are refused.
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        # The idle keep-alive connection was closed.
+        idle.settimeout(2)
+        assert idle.recv(100) == b""
+        s.sendall(req[-10:])                 # the request in flight completes
+        got = read_responses(s, 1)
+        assert got[0][0] == 200 and got[0][1]["connection"] == "close"
+    assert h.wait() == 0
+    assert seqs(stop_and_read(h)) == [1]
+
+
+def test_http_bind_failure_exits_1_naming_the_address(hbf):
+    port = free_port()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        h = hbf(pipeline(port))
+        assert h.wait() == 1
+        assert f"127.0.0.1:{port}" in h.log() and "Address already in use" in h.log()
+
+
+def test_http_default_config_is_the_webhook_pipeline():
+    r = run_cli("validate", "-c", "conf/hbforward.toml", cwd=str(__import__("conftest").ROOT))
+    assert r.returncode == 0, r.stderr
+    text = (__import__("conftest").ROOT / "conf" / "hbforward.toml").read_text()
+    assert 'type = "http"' in text and "127.0.0.1:8080" in text
