@@ -86,7 +86,8 @@ def test_unknown_librdkafka_property_fails_at_start(hbf):
 def test_broker_down_loses_nothing(hbf, broker):
     """Events flow while the broker is down for 3 s; afterwards every accepted event is on the topic."""
     n = 20000
-    h = hbf('[inputs.in]\ntype = "stdin"\n' + kafka_out(broker.bootstrap, "outage"), stdin=subprocess.PIPE)
+    cfg = '[service]\nshutdown_timeout = "30s"\n[inputs.in]\ntype = "stdin"\n'
+    h = hbf(cfg + kafka_out(broker.bootstrap, "outage", 'flush_timeout = "20s"'), stdin=subprocess.PIPE)
 
     def feed():
         for i in range(0, n, 500):

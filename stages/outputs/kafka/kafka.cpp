@@ -49,6 +49,8 @@ const kafka::Props kProducerDefaults = {
     {"queue.buffering.max.kbytes", "65536"},  // 64 MiB of message text held by librdkafka at most
     {"message.max.bytes", "2000000"},
     {"socket.nagle.disable", "true"},
+    // Back within a second of a broker's return, not librdkafka's 10 s backoff.
+    {"reconnect.backoff.max.ms", "1000"},
 };
 
 class KafkaOut final : public Output, public kafka::Client {
