@@ -110,3 +110,14 @@ def test_broker_down_loses_nothing(hbf, broker):
     got = [json.loads(l)["seq"] for l in consume(broker.bootstrap, "outage").decode().splitlines()]
     assert set(got) == set(range(n)), f"missing {sorted(set(range(n)) - set(got))[:10]}"
     assert end_offsets(broker.bootstrap, "outage", parts) >= n
+
+
+def test_finite_delivery_timeout_reports_expired_events(hbf, broker):
+    broker.control("down 1")
+    h = hbf('[inputs.in]\ntype = "stdin"\n' + kafka_out(broker.bootstrap, "expire", 'delivery_timeout = "1s"'),
+            stdin=subprocess.PIPE)
+    h.proc.communicate(("\n".join(examples()) + "\n").encode(), timeout=30)
+    assert h.wait(30) == 0, h.log()
+    log = h.log()
+    assert "delivery to topic expire failed: Local: Message timed out" in log
+    assert "could not be delivered" not in log  # they failed by timeout, before the shutdown flush
