@@ -19,11 +19,6 @@
 
 namespace hbf {
 
-std::vector<Command>& commands() {
-    static std::vector<Command> c;
-    return c;
-}
-
 namespace {
 
 int cmd_validate(const std::string& path) {

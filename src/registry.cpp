@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "commands.h"
+
 namespace hbf {
 
 const char* to_string(StageKind k) {
@@ -9,6 +11,12 @@ const char* to_string(StageKind k) {
         case StageKind::output: return "output";
     }
     return "?";
+}
+
+// Here, not in main.cpp, so that stages contributing commands also link into the unit tests.
+std::vector<Command>& commands() {
+    static std::vector<Command> c;
+    return c;
 }
 
 Registry& Registry::get() {

@@ -1,0 +1,422 @@
+// output "kafka": produces each event's JSON text to a Kafka topic with librdkafka.
+//
+// Zero copy: the message value points into the batch's buffer, so a batch stays alive (in an
+// InFlight record, the messages' opaque) until librdkafka has reported on each of its messages;
+// then its acks settle: delivered, or failed with librdkafka's error. Being queued is not
+// delivery. Backpressure: when librdkafka's queue is full, write() serves delivery reports
+// (rd_kafka_poll) until there is room, so the output's queue fills and the inputs slow down.
+// A fatal producer error (the idempotent producer's) recreates the producer and produces again
+// every message not yet reported delivered.
+#include <cerrno>
+#include <unordered_map>
+
+#include "kafka/client.h"
+#include "registry.h"
+#include "kafka/template.h"
+
+namespace hbf::stages {
+namespace {
+
+using kafka::FieldTemplate;
+
+struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+// One per batch written: counts the batch's messages librdkafka has not reported on yet.
+struct InFlight {
+    BatchPtr batch;
+    uint32_t pending = 0;
+    uint32_t delivered = 0;
+    AckStatus worst = AckStatus::delivered;
+    std::string reason;
+    void note(AckStatus s, std::string_view why) {
+        if (int(s) > int(worst)) {
+            worst = s;
+            reason.assign(why);
+        }
+    }
+};
+
+// Measured with bench/kafka/run.sh (see README): these beat librdkafka's own defaults for
+// HealthBot-sized (~450 B) JSON messages.
+const kafka::Props kProducerDefaults = {
+    {"linger.ms", "5"},
+    {"batch.num.messages", "10000"},
+    {"batch.size", "1000000"},
+    {"queue.buffering.max.messages", "200000"},
+    {"queue.buffering.max.kbytes", "65536"},  // 64 MiB of message text held by librdkafka at most
+    {"message.max.bytes", "2000000"},
+    {"socket.nagle.disable", "true"},
+    // Back within a second of a broker's return, not librdkafka's 10 s backoff.
+    {"reconnect.backoff.max.ms", "1000"},
+};
+
+class KafkaOut final : public Output, public kafka::Client {
+public:
+    explicit KafkaOut(const StageConfig& c) : name_(c.name()) {
+        brokers_ = c.str("brokers");
+        if (brokers_.empty()) c.fail("brokers", "brokers must be host:port[,host:port...] or \"embedded\"");
+        topic_ = parse_template(c, "topic");
+        if (c.has("key")) {
+            key_ = parse_template(c, "key");
+            has_key_ = true;
+        }
+        if (topic_.is_static())
+            if (std::string why = kafka::topic_name_problem(topic_.literal()); !why.empty())
+                c.fail("topic", "topic \"" + topic_.literal() + "\": " + why);
+        if (c.has("headers"))
+            for (auto& [k, v] : c.string_map("headers")) headers_.emplace_back(k, v);
+
+        kafka::Props settings;
+        std::string comp = c.str("compression");
+        if (comp != "none" && comp != "gzip" && comp != "snappy" && comp != "lz4" && comp != "zstd")
+            c.fail("compression", "compression must be none, gzip, snappy, lz4 or zstd");
+        settings.emplace_back("compression.codec", comp);
+        std::string acks = c.str("acks");
+        if (acks != "all" && acks != "1" && acks != "0" && acks != "-1") c.fail("acks", "acks must be \"all\", \"1\" or \"0\"");
+        bool idem = c.boolean("idempotence");
+        if (idem && acks != "all" && acks != "-1")
+            c.fail("acks", "the idempotent producer needs acks = \"all\" (or set idempotence = false)");
+        settings.emplace_back("acks", acks == "all" ? "-1" : acks);
+        settings.emplace_back("enable.idempotence", idem ? "true" : "false");
+        auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.duration("delivery_timeout"));
+        // 0 = librdkafka retries until the message is delivered.
+        settings.emplace_back("message.timeout.ms", std::to_string(timeout.count()));
+        flush_timeout_ = c.duration("flush_timeout");
+        conf_ = kafka::make_conf(c, kProducerDefaults, settings);
+    }
+
+    ~KafkaOut() override { destroy_producer(); }
+
+    void start(StageContext& ctx) override {
+        ctx_ = &ctx;
+        set_logger(ctx.logger());
+        auto& reg = MetricsRegistry::global();
+        Labels l{{"stage", name_}};
+        delivered_ = &reg.counter("hbf_kafka_delivered_total", "Messages the broker acknowledged.", l);
+        failed_ = &reg.counter("hbf_kafka_failed_total", "Messages that failed (delivery timeout, rejected by the broker).", l);
+        retried_ = &reg.counter("hbf_kafka_retried_total", "Messages produced again after a fatal producer error.", l);
+        inflight_events_ = &reg.gauge("hbf_kafka_inflight_events", "Messages handed to librdkafka and not yet reported on.", l);
+        inflight_bytes_ = &reg.gauge("hbf_kafka_inflight_bytes", "Bytes of event text held for librdkafka (counted in its queue limit).", l);
+        bad_topic_ = &ctx.metrics().dropped("invalid_topic");
+        missing_field_ = &ctx.metrics().dropped("topic_field_missing");
+        bootstrap_ = kafka::resolve_brokers(brokers_, *log_);
+        make_producer();
+        ctx.log().info("producing to {} (topic {})", bootstrap_, topic_.source());
+    }
+
+    void write(BatchPtr b) override {
+        InFlight* f = take_inflight();
+        f->batch = std::move(b);
+        f->pending = 1;  // held by this call until every message is produced
+        Batch& batch = *f->batch;
+        const bool parse = !topic_.is_static() || (has_key_ && !key_.is_static());
+        for (size_t i = 0; i < batch.size(); ++i) {
+            std::string_view ev = batch.event(i);
+            rd_kafka_topic_t* rkt = rkt_;
+            std::string_view key;
+            if (parse) {
+                simdjson::ondemand::document doc;
+                if (parser_.iterate(ev.data(), ev.size(), batch.capacity_after(i)).get(doc) != simdjson::SUCCESS) {
+                    drop(*f, *missing_field_, "the event is not JSON; its topic cannot be resolved");
+                    continue;
+                }
+                if (!resolve(doc, rkt, key, *f)) continue;
+            } else if (has_key_) {
+                key = key_.literal();
+            }
+            if (!produce(rkt, ev, key, f)) continue;
+            ++f->pending;
+        }
+        release(f);
+        rd_kafka_poll(rk_, 0);
+        recover_if_fatal();
+    }
+
+    void tick() override {
+        rd_kafka_poll(rk_, 0);
+        recover_if_fatal();
+    }
+
+    void flush(std::chrono::steady_clock::time_point deadline) override {
+        deadline = std::min(deadline, std::chrono::steady_clock::now() + flush_timeout_);
+        while (rk_ && (rd_kafka_outq_len(rk_) > 0 || !replay_.empty())) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) break;
+            rd_kafka_flush(rk_, int(std::min<int64_t>(left.count(), 100)));
+            recover_if_fatal();
+        }
+        if (!rk_) return;
+        int left = rd_kafka_outq_len(rk_);
+        if (left == 0) return;
+        // What remains is failed, and each batch holding it reports so upstream.
+        uint64_t failed_before = failed_->get();
+        shutting_down_ = true;
+        rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        for (int i = 0; i < 50 && rd_kafka_outq_len(rk_) > 0; ++i) rd_kafka_poll(rk_, 10);
+        log_->error("{} message(s) could not be delivered to {} before the flush timeout; reported upstream as failed",
+                    failed_->get() - failed_before, bootstrap_);
+    }
+
+    void stop() override { destroy_producer(); }
+
+    void on_error(rd_kafka_t* rk, int err, const char* reason) override {
+        if (err == RD_KAFKA_RESP_ERR__FATAL) fatal_ = true;
+        Client::on_error(rk, err, reason);
+    }
+
+    void on_delivery(const rd_kafka_message_t* m) {
+        auto* f = static_cast<InFlight*>(m->_private);
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ++f->delivered;
+            delivered_->add();
+        } else if (!shutting_down_ && (m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                                       m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
+            fatal_ = true;  // produced again once the producer is recreated; the batch stays held
+            replay_.push_back({f, index_of(*f->batch, static_cast<const char*>(m->payload))});
+            return;
+        } else {
+            failed_->add();
+            const char* why = rd_kafka_err2str(m->err);
+            log_limited(fail_rl_, *log_, spdlog::level::err, "delivery to topic {} failed: {}",
+                        m->rkt ? rd_kafka_topic_name(m->rkt) : "?", why);
+            f->note(AckStatus::failed, why);
+        }
+        inflight_events_->add(-1);
+        inflight_bytes_->add(-int64_t(m->len));
+        release(f);
+    }
+
+private:
+    static FieldTemplate parse_template(const StageConfig& c, const char* key) {
+        try {
+            return FieldTemplate(c.str(key));
+        } catch (const std::invalid_argument& e) {
+            c.fail(key, e.what());
+        }
+    }
+
+    static size_t index_of(const Batch& b, const char* payload) {
+        uint32_t off = uint32_t(payload - b.buf.data());
+        auto it = std::lower_bound(b.events.begin(), b.events.end(), off, [](const EventRef& e, uint32_t o) { return e.off < o; });
+        if (it != b.events.end() && it->off == off) return size_t(it - b.events.begin());
+        for (size_t i = 0; i < b.events.size(); ++i)  // events out of order in the buffer
+            if (b.events[i].off == off) return i;
+        return 0;
+    }
+
+    bool resolve(simdjson::ondemand::document& doc, rd_kafka_topic_t*& rkt, std::string_view& key, InFlight& f) {
+        std::string_view missing;
+        if (!topic_.is_static()) {
+            topic_buf_.clear();
+            if (!topic_.render(doc, topic_buf_, &missing)) {
+                drop(f, *missing_field_, fmt::format("field '{}' of the topic template is missing", missing));
+                return false;
+            }
+            rkt = topic_handle(topic_buf_);
+            if (!rkt) {
+                drop(f, *bad_topic_, fmt::format("topic \"{}\": {}", topic_buf_, kafka::topic_name_problem(topic_buf_)));
+                return false;
+            }
+        }
+        if (has_key_) {
+            if (key_.is_static()) {
+                key = key_.literal();
+            } else {
+                key_buf_.clear();
+                if (key_.render(doc, key_buf_, &missing)) key = key_buf_;  // a missing key field: no key
+            }
+        }
+        return true;
+    }
+
+    // A cached handle, or nullptr for a name Kafka does not allow.
+    rd_kafka_topic_t* topic_handle(const std::string& name) {
+        auto it = topics_.find(std::string_view(name));
+        if (it != topics_.end()) return it->second;
+        rd_kafka_topic_t* t = nullptr;
+        if (kafka::topic_name_problem(name).empty()) t = rd_kafka_topic_new(rk_, name.c_str(), nullptr);
+        if (t || topics_.size() < 10000) topics_.emplace(name, t);
+        return t;
+    }
+
+    bool produce(rd_kafka_topic_t* rkt, std::string_view ev, std::string_view key, InFlight* f) {
+        for (;;) {
+            int rc;
+            if (headers_.empty()) {
+                rc = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, 0, const_cast<char*>(ev.data()), ev.size(),
+                                      key.empty() ? nullptr : key.data(), key.size(), f);
+            } else {
+                rd_kafka_headers_t* h = rd_kafka_headers_new(headers_.size());
+                for (const auto& [k, v] : headers_) rd_kafka_header_add(h, k.data(), ssize_t(k.size()), v.data(), ssize_t(v.size()));
+                rd_kafka_resp_err_t e = rd_kafka_producev(
+                    rk_, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA), RD_KAFKA_V_MSGFLAGS(0),
+                    RD_KAFKA_V_VALUE(const_cast<char*>(ev.data()), ev.size()),
+                    RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(f),
+                    RD_KAFKA_V_END);
+                if (e) rd_kafka_headers_destroy(h);
+                rc = e ? -1 : 0;
+                if (e) errno = e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? ENOBUFS : EINVAL;
+            }
+            if (rc == 0) {
+                inflight_events_->add(1);
+                inflight_bytes_->add(int64_t(ev.size()));
+                return true;
+            }
+            rd_kafka_resp_err_t err = rd_kafka_last_error();
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || errno == ENOBUFS) {
+                // Backpressure: serve delivery reports until librdkafka has room.
+                if (ctx_->abort_flag().load()) {
+                    fail(*f, "shutdown timeout passed while librdkafka's queue was full");
+                    return false;
+                }
+                rd_kafka_poll(rk_, 50);
+                recover_if_fatal();
+                continue;
+            }
+            fail(*f, fmt::format("produce to {} failed: {}", rd_kafka_topic_name(rkt), rd_kafka_err2str(err)));
+            return false;
+        }
+    }
+
+    void drop(InFlight& f, Counter& c, const std::string& why) {
+        c.add();
+        log_limited(drop_rl_, *log_, spdlog::level::warn, "event dropped: {}", why);
+        f.note(AckStatus::dropped, why);
+    }
+    void fail(InFlight& f, const std::string& why) {
+        failed_->add();
+        log_limited(fail_rl_, *log_, spdlog::level::err, "{}", why);
+        f.note(AckStatus::failed, why);
+    }
+
+    void release(InFlight* f) {
+        if (--f->pending > 0) return;
+        if (f->worst != AckStatus::delivered) f->batch->mark(f->worst, f->reason);
+        ctx_->metrics().events_out.add(f->delivered);
+        f->batch.reset();  // settles its acks
+        f->delivered = 0;
+        f->worst = AckStatus::delivered;
+        f->reason.clear();
+        free_.push_back(f);
+    }
+
+    InFlight* take_inflight() {
+        if (free_.empty()) {
+            pool_.push_back(std::make_unique<InFlight>());
+            return pool_.back().get();
+        }
+        InFlight* f = free_.back();
+        free_.pop_back();
+        return f;
+    }
+
+    static void dr_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+        static_cast<KafkaOut*>(static_cast<kafka::Client*>(opaque))->on_delivery(m);
+    }
+
+    void make_producer() {
+        rd_kafka_conf_t* conf = rd_kafka_conf_dup(conf_.get());
+        char err[512];
+        rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_.c_str(), err, sizeof err);
+        attach(conf);
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+        rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+        if (!rk_) {
+            rd_kafka_conf_destroy(conf);
+            throw std::runtime_error(std::string("cannot create the Kafka producer: ") + err);
+        }
+        if (topic_.is_static()) {
+            rkt_ = rd_kafka_topic_new(rk_, topic_.literal().c_str(), nullptr);
+            if (!rkt_) throw std::runtime_error("cannot use topic " + topic_.literal() + ": " + rd_kafka_err2str(rd_kafka_last_error()));
+        }
+    }
+
+    void destroy_producer() {
+        if (!rk_) return;
+        for (auto& [n, t] : topics_)
+            if (t) rd_kafka_topic_destroy(t);
+        topics_.clear();
+        if (rkt_) rd_kafka_topic_destroy(rkt_);
+        rkt_ = nullptr;
+        rd_kafka_destroy(rk_);
+        rk_ = nullptr;
+    }
+
+    // After a fatal error: purge what librdkafka holds (each purged message lands in replay_),
+    // recreate the producer and produce those messages again.
+    void recover_if_fatal() {
+        if (!fatal_ || recovering_) return;
+        recovering_ = true;
+        char why[512] = "";
+        rd_kafka_fatal_error(rk_, why, sizeof why);
+        log_->error("fatal producer error: {}; recreating the producer and producing {}+ undelivered messages again", why,
+                    rd_kafka_outq_len(rk_));
+        rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        for (int i = 0; i < 100 && rd_kafka_outq_len(rk_) > 0; ++i) rd_kafka_poll(rk_, 10);
+        destroy_producer();
+        make_producer();
+        fatal_ = false;
+        std::vector<std::pair<InFlight*, size_t>> again;
+        again.swap(replay_);
+        for (auto& [f, i] : again) {
+            inflight_events_->add(-1);
+            inflight_bytes_->add(-int64_t(f->batch->events[i].len));
+            retried_->add();
+            rd_kafka_topic_t* rkt = rkt_;
+            std::string_view key;
+            bool ok = true;
+            if (!topic_.is_static() || (has_key_ && !key_.is_static())) {
+                std::string_view ev = f->batch->event(i);
+                simdjson::ondemand::document doc;
+                ok = parser_.iterate(ev.data(), ev.size(), f->batch->capacity_after(i)).get(doc) == simdjson::SUCCESS &&
+                     resolve(doc, rkt, key, *f);
+            } else if (has_key_) {
+                key = key_.literal();
+            }
+            if (!ok || !produce(rkt, f->batch->event(i), key, f)) release(f);
+        }
+        recovering_ = false;
+    }
+
+    std::string name_, brokers_, bootstrap_;
+    FieldTemplate topic_, key_;
+    bool has_key_ = false;
+    std::vector<std::pair<std::string, std::string>> headers_;
+    std::chrono::nanoseconds flush_timeout_{};
+    kafka::ConfPtr conf_;
+
+    rd_kafka_t* rk_ = nullptr;
+    rd_kafka_topic_t* rkt_ = nullptr;
+    std::unordered_map<std::string, rd_kafka_topic_t*, StringHash, std::equal_to<>> topics_;
+    simdjson::ondemand::parser parser_;
+    std::string topic_buf_, key_buf_;
+    std::vector<std::unique_ptr<InFlight>> pool_;
+    std::vector<InFlight*> free_;
+    std::vector<std::pair<InFlight*, size_t>> replay_;
+    bool fatal_ = false, recovering_ = false, shutting_down_ = false;
+
+    StageContext* ctx_ = nullptr;
+    Counter *delivered_ = nullptr, *failed_ = nullptr, *retried_ = nullptr, *bad_topic_ = nullptr, *missing_field_ = nullptr;
+    Gauge *inflight_events_ = nullptr, *inflight_bytes_ = nullptr;
+    RateLimit fail_rl_, drop_rl_;
+};
+
+const std::vector<OptionSpec> kKafkaOutSchema = {
+    {"brokers", OptType::string, "", "Bootstrap brokers host:port[,host:port]; \"embedded\" starts the in-process development broker.", true},
+    {"topic", OptType::string, "", "Topic template: literal text and {field} / {a.b} / {field|fallback} from the event.", true},
+    {"key", OptType::string, "", "Message key template (same syntax); unset = no key. \"{device-id}\" keeps a device's events in order."},
+    {"headers", OptType::table, "", "Static message headers, name = \"value\"."},
+    {"compression", OptType::string, "lz4", "none | gzip | snappy | lz4 | zstd."},
+    {"acks", OptType::string, "all", "all | 1 | 0: how many replicas must have a message before it counts as delivered."},
+    {"idempotence", OptType::boolean, "true", "librdkafka's idempotent producer: no duplicates or reordering from its own retries."},
+    {"delivery_timeout", OptType::duration, "0", "How long a message may take to be delivered; 0 = retry until delivered. Expired = failed upstream."},
+    {"flush_timeout", OptType::duration, "5s", "At shutdown, how long to wait for deliveries before reporting the rest failed."},
+    {"librdkafka", OptType::table, "", "Any librdkafka producer property, passed through (\"linger.ms\" = \"5\"); checked at start."},
+};
+HBF_REGISTER_OUTPUT("kafka", KafkaOut, kKafkaOutSchema, "Produces events to Kafka topics (librdkafka), acknowledged from delivery reports.");
+
+}  // namespace
+}  // namespace hbf::stages

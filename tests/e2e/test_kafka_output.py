@@ -1,0 +1,123 @@
+"""output kafka against the dev broker, checked with kcat (an independent client)."""
+import json
+import subprocess
+import threading
+import time
+
+from conftest import examples, run_cli
+from kafka_helpers import KCAT, broker, consume, end_offsets, topics  # noqa: F401 (fixture)
+
+
+def kafka_out(bootstrap, topic, extra=""):
+    return f'''
+[outputs.k]
+type = "kafka"
+inputs = ["in"]
+brokers = "{bootstrap}"
+topic = "{topic}"
+{extra}
+'''
+
+
+def test_stdin_to_kafka_is_byte_for_byte(hbf, broker):
+    lines = examples() * 50
+    h = hbf('[inputs.in]\ntype = "stdin"\n' + kafka_out(broker.bootstrap, "notifications"), stdin=subprocess.PIPE)
+    h.proc.communicate(("\n".join(lines) + "\n").encode(), timeout=30)
+    assert h.wait() == 0, h.log()
+    got = consume(broker.bootstrap, "notifications").decode().splitlines()
+    assert len(got) == len(lines)
+    assert sorted(got) == sorted(lines)
+
+
+def test_topic_and_key_come_from_the_event(hbf, broker):
+    cfg = '''
+[inputs.gen]
+type = "generate"
+count = 3000
+[filters.in]
+type = "json"
+inputs = ["gen"]
+''' + kafka_out(broker.bootstrap, "hb.{severity}", 'key = "{device-id}"\nheaders = { source = "hbforward" }').replace('inputs = ["in"]', 'inputs = ["in"]', 1)
+    h = hbf(cfg)
+    assert h.wait() == 0, h.log()
+    seen = 0
+    for t in topics(broker.bootstrap):
+        if not t.startswith("hb."):
+            continue
+        out = consume(broker.bootstrap, t, fmt="%k\\t%h\\t%s\\n").decode().splitlines()
+        for line in out:
+            key, headers, value = line.split("\t", 2)
+            ev = json.loads(value)
+            assert t == "hb." + ev["severity"]
+            assert key == ev["device-id"]
+            assert headers == "source=hbforward"
+            seen += 1
+    assert seen == 3000
+    assert set(t for t in topics(broker.bootstrap) if t.startswith("hb.")) == {"hb.major", "hb.minor", "hb.normal"}
+
+
+def test_missing_field_uses_fallback_and_bad_names_are_dropped(hbf, broker):
+    lines = ['{"group": "core", "n": 1}', '{"n": 2}', '{"group": "bad/name", "n": 3}', '{"group": "core", "n": 4}']
+    h = hbf('[inputs.in]\ntype = "stdin"\n' + kafka_out(broker.bootstrap, "g.{group|nogroup}"), stdin=subprocess.PIPE)
+    h.proc.communicate(("\n".join(lines) + "\n").encode(), timeout=30)
+    assert h.wait() == 0, h.log()
+    assert sorted(consume(broker.bootstrap, "g.core").decode().splitlines()) == [lines[0], lines[3]]
+    assert consume(broker.bootstrap, "g.nogroup").decode().splitlines() == [lines[1]]
+    assert "g.bad/name" in h.log() and "dropped" in h.log()
+
+
+def test_bad_static_topic_fails_at_start(hbf, tmp_path):
+    h = hbf('[inputs.in]\ntype = "stdin"\n' + kafka_out("127.0.0.1:1", "no spaces allowed"))
+    assert h.wait() == 1
+    assert "topic \"no spaces allowed\"" in h.log() and "[a-zA-Z0-9._-]" in h.log()
+
+
+def test_unknown_librdkafka_property_fails_at_start(hbf):
+    extra = '[outputs.k.librdkafka]\n"linger.ms" = "5"\n"no.such.property" = "1"\n'
+    h = hbf('[inputs.in]\ntype = "stdin"\n' + kafka_out("127.0.0.1:1", "t", extra))
+    assert h.wait() == 1
+    assert "no.such.property" in h.log() and "No such configuration property" in h.log()
+    # validate catches it too, with the position
+    cfg = h.config
+    r = run_cli("validate", "-c", str(cfg))
+    assert r.returncode == 1 and "no.such.property" in r.stderr
+
+
+def test_broker_down_loses_nothing(hbf, broker):
+    """Events flow while the broker is down for 3 s; afterwards every accepted event is on the topic."""
+    n = 20000
+    cfg = '[service]\nshutdown_timeout = "30s"\n[inputs.in]\ntype = "stdin"\n'
+    h = hbf(cfg + kafka_out(broker.bootstrap, "outage", 'flush_timeout = "20s"'), stdin=subprocess.PIPE)
+
+    def feed():
+        for i in range(0, n, 500):
+            chunk = "".join(json.dumps({"seq": s, "device-id": f"r{s % 7}"}) + "\n" for s in range(i, i + 500))
+            h.proc.stdin.write(chunk.encode())
+            h.proc.stdin.flush()
+            time.sleep(0.1)  # the input keeps flowing for ~4 s
+        h.proc.stdin.close()
+
+    t = threading.Thread(target=feed)
+    t.start()
+    time.sleep(0.5)
+    broker.control("down 1")
+    time.sleep(3)
+    broker.control("up 1")
+    t.join(30)
+    assert h.wait(60) == 0, h.log()
+    assert "Connection refused" in h.log()  # the outage did reach the producer
+    parts = topics(broker.bootstrap)["outage"]
+    got = [json.loads(l)["seq"] for l in consume(broker.bootstrap, "outage").decode().splitlines()]
+    assert set(got) == set(range(n)), f"missing {sorted(set(range(n)) - set(got))[:10]}"
+    assert end_offsets(broker.bootstrap, "outage", parts) >= n
+
+
+def test_finite_delivery_timeout_reports_expired_events(hbf, broker):
+    broker.control("down 1")
+    h = hbf('[inputs.in]\ntype = "stdin"\n' + kafka_out(broker.bootstrap, "expire", 'delivery_timeout = "1s"'),
+            stdin=subprocess.PIPE)
+    h.proc.communicate(("\n".join(examples()) + "\n").encode(), timeout=30)
+    assert h.wait(30) == 0, h.log()
+    log = h.log()
+    assert "delivery to topic expire failed: Local: Message timed out" in log
+    assert "could not be delivered" not in log  # they failed by timeout, before the shutdown flush
