@@ -18,6 +18,16 @@
 
 namespace hbf {
 
+// A filter that its single upstream may run on the upstream's own thread instead of queueing
+// to it (see Runtime: a chain input -> json -> enrich runs on one thread, one hop fewer each).
+class InlineConsumer {
+public:
+    virtual ~InlineConsumer() = default;
+    virtual void consume(BatchPtr b) = 0;
+    // True when the consumer's own downstream queues are over budget.
+    virtual bool downstream_full() const = 0;
+};
+
 class BatchQueue {
 public:
     BatchQueue(int64_t max_events, int64_t max_bytes) : max_events_(max_events), max_bytes_(max_bytes) {}
@@ -40,6 +50,10 @@ public:
     void remove_producer() { producers_.fetch_sub(1); wake_consumer(); }
     int producers() const { return producers_.load(); }
     void wake_consumer();
+
+    // Set while the queue's filter runs inline in its one producer's thread; batches then
+    // bypass the queue.
+    std::atomic<InlineConsumer*> inline_consumer{nullptr};
 
 private:
     bool admit(BatchPtr& b);

@@ -25,6 +25,7 @@ std::unique_ptr<Runtime::Node> Runtime::make_node(BuiltStage b) {
     n->emitter = std::make_unique<Emitter>(*n->ctx);
     n->ctx->targets.resize(1 + n->decl->ports.size());
     n->generation = generation_.load();
+    n->rt = this;
     return n;
 }
 
@@ -68,6 +69,12 @@ Runtime::Runtime(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> st
         live[i]->feeds = distinct(plan[i]);
         for (auto* q : live[i]->feeds) q->add_producer();
     }
+    for (Node* n : live)
+        if (n->built.filter) set_inline(*n, n->queue->producers() == 1);
+}
+
+void Runtime::set_inline(Node& n, bool on) {
+    n.queue->inline_consumer.store(on ? &n : nullptr, std::memory_order_release);
 }
 
 Runtime::~Runtime() {
@@ -180,6 +187,13 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
         for (auto* q : new_feeds[i])
             if (std::find(live[i]->feeds.begin(), live[i]->feeds.end(), q) == live[i]->feeds.end()) q->add_producer();
     }
+    // Inline only where no reordering can happen: a new filter's queue is empty, and a filter
+    // that already ran inline had nothing queued. A second producer turns it off.
+    std::set<Node*> is_fresh;
+    for (auto& n : fresh) is_fresh.insert(n.get());
+    for (Node* n : live)
+        if (n->built.filter)
+            set_inline(*n, n->queue->producers() == 1 && (is_fresh.count(n) || n->queue->inline_consumer.load() != nullptr));
     {
         auto lk = nodes_lock();
         for (auto& n : fresh) nodes_.push_back(std::move(n));
@@ -286,24 +300,26 @@ void Runtime::run_input(Node& n) {
     finish_node(n);
 }
 
+void Runtime::process_filter(Node& n, BatchPtr b) {
+    std::lock_guard lk(n.proc_m);
+    auto& m = n.ctx->metrics();
+    m.events_in.add(b->size());
+    m.bytes_in.add(b->bytes());
+    int64_t t0 = b->received_ns;
+    try {
+        n.built.filter->process(std::move(b), *n.emitter);
+    } catch (const std::exception& e) {
+        m.errors.add();
+        n.ctx->log().error("filter failed on a batch: {}", e.what());
+    }
+    m.latency.observe_ns(now_ns() - t0);
+}
+
 void Runtime::run_filter(Node& n) {
     BatchPtr in[kPopMax];
-    auto& m = n.ctx->metrics();
     for (;;) {
         size_t got = n.queue->pop(in, kPopMax, kPollTimeout);
-        for (size_t i = 0; i < got; ++i) {
-            m.events_in.add(in[i]->size());
-            m.bytes_in.add(in[i]->bytes());
-            int64_t t0 = in[i]->received_ns;
-            try {
-                n.built.filter->process(std::move(in[i]), *n.emitter);
-            } catch (const std::exception& e) {
-                m.errors.add();
-                n.ctx->log().error("filter failed on a batch: {}", e.what());
-            }
-            m.latency.observe_ns(now_ns() - t0);
-            in[i].reset();
-        }
+        for (size_t i = 0; i < got; ++i) process_filter(n, std::move(in[i]));
         if (got == 0 && n.queue->producers() == 0 && n.queue->events() == 0) break;
         if (n.ctx->abort_flag().load()) break;
     }

@@ -24,7 +24,12 @@ namespace hbf {
 
 class Runtime {
 public:
-    struct Node {
+    struct Node final : InlineConsumer {
+        Runtime* rt = nullptr;
+        std::mutex proc_m;                  // a filter runs one batch at a time, inline or on its thread
+        void consume(BatchPtr b) override { rt->process_filter(*this, std::move(b)); }
+        bool downstream_full() const override { return emitter->any_full(); }
+
         const StageDecl* decl = nullptr;
         BuiltStage built;
         std::unique_ptr<StageContext> ctx;
@@ -72,6 +77,9 @@ private:
     void start_thread(Node& n);
     void run_input(Node& n);
     void run_filter(Node& n);
+    void process_filter(Node& n, BatchPtr b);
+    // A filter with a single upstream edge runs inline in that upstream's thread.
+    void set_inline(Node& n, bool on);
     void run_output(Node& n);
     void finish_node(Node& n);
     void join_all();

@@ -26,11 +26,35 @@ bool Emitter::has_targets(size_t port) const {
     std::shared_lock lk(ctx_.targets_m);
     return port < ctx_.targets.size() && !ctx_.targets[port].empty(); }
 
+namespace {
+bool queue_full(BatchQueue* q) {
+    if (InlineConsumer* ic = q->inline_consumer.load(std::memory_order_acquire)) return ic->downstream_full();
+    return q->full();
+}
+
+// Hands one batch to a queue, or to the filter that runs inline in this thread.
+bool deliver(BatchQueue* q, BatchPtr& b, const std::atomic<bool>& abort) {
+    if (InlineConsumer* ic = q->inline_consumer.load(std::memory_order_acquire)) {
+        ic->consume(std::move(b));
+        return true;
+    }
+    return q->push(b, abort);
+}
+}  // namespace
+
 bool Emitter::full(size_t port) const {
     std::shared_lock lk(ctx_.targets_m);
     if (port >= ctx_.targets.size()) return false;
     for (auto* q : ctx_.targets[port])
-        if (q->full()) return true;
+        if (queue_full(q)) return true;
+    return false;
+}
+
+bool Emitter::any_full() const {
+    std::shared_lock lk(ctx_.targets_m);
+    for (const auto& port : ctx_.targets)
+        for (auto* q : port)
+            if (queue_full(q)) return true;
     return false;
 }
 
@@ -45,9 +69,9 @@ bool Emitter::emit(BatchPtr b, size_t port) {
     auto& qs = ctx_.targets[port];
     for (size_t i = 0; i + 1 < qs.size(); ++i) {
         BatchPtr c = b->clone();
-        if (!qs[i]->push(c, ctx_.abort_flag())) return false;
+        if (!deliver(qs[i], c, ctx_.abort_flag())) return false;
     }
-    if (!qs.back()->push(b, ctx_.abort_flag())) return false;
+    if (!deliver(qs.back(), b, ctx_.abort_flag())) return false;
     ctx_.metrics().events_out.add(n);
     ctx_.metrics().bytes_out.add(bytes);
     return true;
@@ -63,13 +87,14 @@ bool Emitter::try_emit(BatchPtr& b, size_t port) {
     }
     auto& qs = ctx_.targets[port];
     for (auto* q : qs)
-        if (q->full()) return false;
+        if (queue_full(q)) return false;
     const size_t n = b->size(), bytes = b->bytes();
+    // Room was checked: a race with another producer only overshoots the budget a little.
     for (size_t i = 0; i + 1 < qs.size(); ++i) {
         BatchPtr c = b->clone();
-        if (!qs[i]->try_push(c)) qs[i]->push(c, ctx_.abort_flag());  // room was checked; a race only overshoots
+        deliver(qs[i], c, ctx_.abort_flag());
     }
-    if (!qs.back()->try_push(b)) qs.back()->push(b, ctx_.abort_flag());
+    deliver(qs.back(), b, ctx_.abort_flag());
     ctx_.metrics().events_out.add(n);
     ctx_.metrics().bytes_out.add(bytes);
     return true;

@@ -74,6 +74,7 @@ public:
     bool try_emit(BatchPtr& b, size_t port = 0);
     bool has_targets(size_t port = 0) const;
     bool full(size_t port = 0) const;
+    bool any_full() const;
 
 private:
     StageContext& ctx_;
