@@ -180,8 +180,19 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
     }
     rt.wait_until(std::chrono::steady_clock::now() + shutdown_timeout);
     if (api) api->stop();
-    spdlog::info("all stages finished; exiting");
-    return 0;
+    // A stage that ended in a failure (events it could not deliver at shutdown) makes the exit code 1.
+    int rc = 0;
+    {
+        auto lk = rt.nodes_lock();
+        for (const auto& n : rt.nodes()) {
+            std::string why = n->ctx->failure();
+            if (why.empty()) continue;
+            spdlog::error("stage '{}' ended failing: {}", n->decl->name, why);
+            rc = 1;
+        }
+    }
+    spdlog::info("all stages finished; exiting{}", rc ? " with code 1" : "");
+    return rc;
 }
 
 }  // namespace
