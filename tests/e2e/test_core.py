@@ -196,3 +196,13 @@ def test_file_input_follows_rotation_and_resumes_from_its_checkpoint(hbf, tmp_pa
     got = [json.dumps(e, sort_keys=True) for e in read_ndjson(tmp_path / "out.ndjson")]
     want = [json.dumps(json.loads(l), sort_keys=True) for l in ex[:8]]
     assert got == want
+
+
+def test_an_output_that_cannot_write_makes_the_exit_code_1(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[inputs.in]\ntype = "stdin"\n[outputs.o]\ntype = "file"\ninputs = ["in"]\npath = "/dev/full"\n')
+    p = subprocess.run([str(HBF), "run", "-c", str(cfg)], cwd=tmp_path, input="\n".join(examples()) + "\n",
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "write to /dev/full failed: No space left on device" in p.stderr
+    assert "stage 'o' ended failing" in p.stderr
