@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include "json_util.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -117,23 +119,7 @@ Location location_of(const toml::node& n, const std::string& file) {
 
 std::string json_quote(std::string_view s) {
     std::string out;
-    out.reserve(s.size() + 2);
-    out.push_back('"');
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            default:
-                if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-                else out.push_back(static_cast<char>(c));
-        }
-    }
-    out.push_back('"');
+    append_json_string(out, s);
     return out;
 }
 
@@ -282,20 +268,21 @@ const toml::table* StageConfig::table(std::string_view key) const {
     fail(key, fmt::format("option '{}' of {} must be a table, such as {{ a = \"b\" }}", key, name_));
 }
 
+// A table member's string value with ${VAR} substituted; throws when a variable is unset.
+static std::string env_value(const toml::node& v, const toml::value<std::string>& s, const std::string& file) {
+    std::string missing;
+    std::string val = substitute_env(s.get(), &missing);
+    if (!missing.empty()) throw ConfigError(location_of(v, file), fmt::format("environment variable '{}' is not set", missing));
+    return val;
+}
+
 std::vector<std::pair<std::string, std::string>> StageConfig::json_fields(std::string_view key) const {
     std::vector<std::pair<std::string, std::string>> out;
     const toml::table* t = table(key);
     if (!t) return out;
     for (const auto& [k, v] : *t) {
-        if (auto s = v.as_string()) {
-            std::string missing;
-            std::string val = substitute_env(s->get(), &missing);
-            if (!missing.empty())
-                throw ConfigError(location_of(v, file_), fmt::format("environment variable '{}' is not set", missing));
-            out.emplace_back(std::string(k.str()), json_quote(val));
-        } else {
-            out.emplace_back(std::string(k.str()), toml_to_json(v));
-        }
+        if (auto s = v.as_string()) out.emplace_back(std::string(k.str()), json_quote(env_value(v, *s, file_)));
+        else out.emplace_back(std::string(k.str()), toml_to_json(v));
     }
     return out;
 }
@@ -305,17 +292,9 @@ std::vector<std::pair<std::string, std::string>> StageConfig::string_map(std::st
     const toml::table* t = table(key);
     if (!t) return out;
     for (const auto& [k, v] : *t) {
-        if (auto s = v.as_string()) {
-            std::string missing;
-            std::string val = substitute_env(s->get(), &missing);
-            if (!missing.empty())
-                throw ConfigError(location_of(v, file_), fmt::format("environment variable '{}' is not set", missing));
-            out.emplace_back(std::string(k.str()), val);
-        } else if (v.is_integer() || v.is_boolean() || v.is_floating_point()) {
-            out.emplace_back(std::string(k.str()), toml_to_json(v));
-        } else {
-            throw ConfigError(location_of(v, file_), fmt::format("'{}.{}' must be a string", key, k.str()));
-        }
+        if (auto s = v.as_string()) out.emplace_back(std::string(k.str()), env_value(v, *s, file_));
+        else if (v.is_integer() || v.is_boolean() || v.is_floating_point()) out.emplace_back(std::string(k.str()), toml_to_json(v));
+        else throw ConfigError(location_of(v, file_), fmt::format("'{}.{}' must be a string", key, k.str()));
     }
     return out;
 }
