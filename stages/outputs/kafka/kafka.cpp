@@ -8,11 +8,14 @@
 // A fatal producer error (the idempotent producer's) recreates the producer and produces again
 // every message not yet reported delivered.
 #include <cerrno>
+#include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "kafka/client.h"
-#include "registry.h"
+#include "kafka/stats.h"
 #include "kafka/template.h"
+#include "registry.h"
 
 namespace hbf::stages {
 namespace {
@@ -85,6 +88,9 @@ public:
         // 0 = librdkafka retries until the message is delivered.
         settings.emplace_back("message.timeout.ms", std::to_string(timeout.count()));
         flush_timeout_ = c.duration("flush_timeout");
+        auto stats = std::chrono::duration_cast<std::chrono::milliseconds>(c.duration("stats_interval"));
+        if (stats.count() != 0 && stats.count() < 10) c.fail("stats_interval", "stats_interval must be 0 (off) or at least 10ms");
+        settings.emplace_back("statistics.interval.ms", std::to_string(stats.count()));
         conf_ = kafka::make_conf(c, kProducerDefaults, settings);
     }
 
@@ -97,7 +103,11 @@ public:
         Labels l{{"stage", name_}};
         delivered_ = &reg.counter("hbf_kafka_delivered_total", "Messages the broker acknowledged.", l);
         failed_ = &reg.counter("hbf_kafka_failed_total", "Messages that failed (delivery timeout, rejected by the broker).", l);
-        retried_ = &reg.counter("hbf_kafka_retried_total", "Messages produced again after a fatal producer error.", l);
+        const char* retried_help =
+            "Retries: produce requests librdkafka sent again (what=\"request\", its statistics' txretries), messages "
+            "produced again after a fatal producer error (what=\"message\").";
+        retried_ = &reg.counter("hbf_kafka_retried_total", retried_help, {{"stage", name_}, {"what", "message"}});
+        stats_.emplace(name_, &reg.counter("hbf_kafka_retried_total", retried_help, {{"stage", name_}, {"what", "request"}}));
         inflight_events_ = &reg.gauge("hbf_kafka_inflight_events", "Messages handed to librdkafka and not yet reported on.", l);
         inflight_bytes_ = &reg.gauge("hbf_kafka_inflight_bytes", "Bytes of event text held for librdkafka (counted in its queue limit).", l);
         bad_topic_ = &ctx.metrics().dropped("invalid_topic");
@@ -156,15 +166,33 @@ public:
         shutting_down_ = true;
         rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 50 && rd_kafka_outq_len(rk_) > 0; ++i) rd_kafka_poll(rk_, 10);
-        log_->error("{} message(s) could not be delivered to {} before the flush timeout; reported upstream as failed",
-                    failed_->get() - failed_before, bootstrap_);
+        // The stage is left failed: the process exits 1, and the batches' acks report failure upstream.
+        std::string why;
+        {
+            std::lock_guard lk(error_m_);
+            why = last_error_.empty() ? "no error from librdkafka" : "last error: " + last_error_;
+        }
+        std::string failure = fmt::format("{} events undelivered at shutdown: {} did not acknowledge them within flush_timeout ({})",
+                                          failed_->get() - failed_before, bootstrap_, why);
+        log_->error("{}", failure);
+        ctx_->set_failed(failure);
     }
 
     void stop() override { destroy_producer(); }
 
     void on_error(rd_kafka_t* rk, int err, const char* reason) override {
         if (err == RD_KAFKA_RESP_ERR__FATAL) fatal_ = true;
+        {
+            std::lock_guard lk(error_m_);
+            last_error_ = reason;
+        }
         Client::on_error(rk, err, reason);
+    }
+
+    // On the polling thread (rd_kafka_poll), every stats_interval.
+    void on_stats(std::string_view json) {
+        if (std::string why = stats_->update(json); !why.empty())
+            log_limited(stats_rl_, *log_, spdlog::level::warn, "unreadable librdkafka statistics: {}", why);
     }
 
     void on_delivery(const rd_kafka_message_t* m) {
@@ -316,6 +344,10 @@ private:
     static void dr_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
         static_cast<KafkaOut*>(static_cast<kafka::Client*>(opaque))->on_delivery(m);
     }
+    static int stats_cb(rd_kafka_t*, char* json, size_t len, void* opaque) {
+        static_cast<KafkaOut*>(static_cast<kafka::Client*>(opaque))->on_stats(std::string_view(json, len));
+        return 0;  // librdkafka frees json
+    }
 
     void make_producer() {
         rd_kafka_conf_t* conf = rd_kafka_conf_dup(conf_.get());
@@ -323,6 +355,8 @@ private:
         rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_.c_str(), err, sizeof err);
         attach(conf);
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
+        stats_->reset_totals();
         rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
         if (!rk_) {
             rd_kafka_conf_destroy(conf);
@@ -401,7 +435,10 @@ private:
     StageContext* ctx_ = nullptr;
     Counter *delivered_ = nullptr, *failed_ = nullptr, *retried_ = nullptr, *bad_topic_ = nullptr, *missing_field_ = nullptr;
     Gauge *inflight_events_ = nullptr, *inflight_bytes_ = nullptr;
-    RateLimit fail_rl_, drop_rl_;
+    std::optional<kafka::BrokerStats> stats_;
+    std::mutex error_m_;  // error_cb runs on librdkafka's threads
+    std::string last_error_;
+    RateLimit fail_rl_, drop_rl_, stats_rl_;
 };
 
 const std::vector<OptionSpec> kKafkaOutSchema = {
@@ -414,6 +451,7 @@ const std::vector<OptionSpec> kKafkaOutSchema = {
     {"idempotence", OptType::boolean, "true", "librdkafka's idempotent producer: no duplicates or reordering from its own retries."},
     {"delivery_timeout", OptType::duration, "0", "How long a message may take to be delivered; 0 = retry until delivered. Expired = failed upstream."},
     {"flush_timeout", OptType::duration, "5s", "At shutdown, how long to wait for deliveries before reporting the rest failed."},
+    {"stats_interval", OptType::duration, "5s", "How often librdkafka's statistics update the broker metrics (rtt, up, retries); 0 = off."},
     {"librdkafka", OptType::table, "", "Any librdkafka producer property, passed through (\"linger.ms\" = \"5\"); checked at start."},
 };
 HBF_REGISTER_OUTPUT("kafka", KafkaOut, kKafkaOutSchema, "Produces events to Kafka topics (librdkafka), acknowledged from delivery reports.");
