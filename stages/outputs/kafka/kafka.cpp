@@ -121,6 +121,15 @@ public:
         InFlight* f = take_inflight();
         f->batch = std::move(b);
         f->pending = 1;  // held by this call until every message is produced
+        if (headers_.empty()) write_grouped(f);
+        else write_each(f);
+        release(f);
+        rd_kafka_poll(rk_, 0);
+        recover_if_fatal();
+    }
+
+    // Messages with headers: one rd_kafka_producev each (produce_batch cannot set headers).
+    void write_each(InFlight* f) {
         Batch& batch = *f->batch;
         const bool parse = !topic_.is_static() || (has_key_ && !key_.is_static());
         for (size_t i = 0; i < batch.size(); ++i) {
@@ -140,9 +149,113 @@ public:
             if (!produce(rkt, ev, key, f)) continue;
             ++f->pending;
         }
-        release(f);
-        rd_kafka_poll(rk_, 0);
-        recover_if_fatal();
+    }
+
+    // The batch's messages grouped by topic, each group handed over with one
+    // rd_kafka_produce_batch: librdkafka then reads the clock once per group instead of twice per
+    // message (that was 40% of this thread's time with producev). Order within a topic is kept.
+    void write_grouped(InFlight* f) {
+        Batch& batch = *f->batch;
+        const bool parse = !topic_.is_static() || (has_key_ && !key_.is_static());
+        const bool key_per_event = has_key_ && !key_.is_static();
+        for (size_t g = 0; g < groups_used_; ++g) groups_[g].clear();
+        groups_used_ = 0;
+        group_of_.clear();
+        keys_.clear();
+        for (size_t i = 0; i < batch.size(); ++i) {
+            std::string_view ev = batch.event(i);
+            rd_kafka_topic_t* rkt = rkt_;
+            std::string_view key;
+            if (parse) {
+                simdjson::ondemand::document doc;
+                if (parser_.iterate(ev.data(), ev.size(), batch.capacity_after(i)).get(doc) != simdjson::SUCCESS) {
+                    drop(*f, *missing_field_, "the event is not JSON; its topic cannot be resolved");
+                    continue;
+                }
+                if (!resolve(doc, rkt, key, *f)) continue;
+            } else if (has_key_) {
+                key = key_.literal();
+            }
+            Group& g = group(rkt);
+            rd_kafka_message_t& m = g.msgs.emplace_back();
+            m = rd_kafka_message_t{};
+            m.payload = const_cast<char*>(ev.data());
+            m.len = ev.size();
+            m._private = f;
+            if (key_per_event) {  // rendered into keys_, which may move: pointers are set below
+                g.key_at.push_back(key.empty() ? kNoKey : uint32_t(keys_.size()));
+                keys_.append(key);
+                m.key_len = key.size();
+            } else if (!key.empty()) {
+                m.key = const_cast<char*>(key.data());
+                m.key_len = key.size();
+            }
+        }
+        for (size_t gi = 0; gi < groups_used_; ++gi) {
+            Group& g = groups_[gi];
+            if (key_per_event)
+                for (size_t j = 0; j < g.msgs.size(); ++j)
+                    if (g.key_at[j] != kNoKey) g.msgs[j].key = keys_.data() + g.key_at[j];
+            produce_group(g, f);
+        }
+    }
+
+    struct Group {
+        rd_kafka_topic_t* rkt = nullptr;
+        std::string topic;  // to find the handle again after the producer was recreated
+        std::vector<rd_kafka_message_t> msgs;
+        std::vector<uint32_t> key_at;
+        void clear() {
+            msgs.clear();
+            key_at.clear();
+        }
+    };
+    static constexpr uint32_t kNoKey = UINT32_MAX;
+
+    Group& group(rd_kafka_topic_t* rkt) {
+        if (groups_used_ > 0 && groups_[groups_used_ - 1].rkt == rkt) return groups_[groups_used_ - 1];
+        auto [it, fresh] = group_of_.try_emplace(rkt, groups_used_);
+        if (!fresh) return groups_[it->second];
+        if (groups_used_ == groups_.size()) groups_.emplace_back();
+        Group& g = groups_[groups_used_++];
+        g.rkt = rkt;
+        g.topic = rd_kafka_topic_name(rkt);
+        return g;
+    }
+
+    void produce_group(Group& g, InFlight* f) {
+        auto& msgs = g.msgs;
+        while (!msgs.empty()) {
+            int n = int(msgs.size());
+            int ok = rd_kafka_produce_batch(g.rkt, RD_KAFKA_PARTITION_UA, 0, msgs.data(), n);
+            size_t keep = 0;  // messages refused for a full queue, moved to the front in order
+            int64_t bytes = 0;
+            for (auto& m : msgs) {
+                if (!m.err) {
+                    bytes += int64_t(m.len);
+                } else if (m.err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                    msgs[keep] = m;
+                    msgs[keep++].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                } else {
+                    fail(*f, fmt::format("produce to {} failed: {}", g.topic, rd_kafka_err2str(m.err)));
+                }
+            }
+            f->pending += uint32_t(ok);
+            inflight_events_->add(ok);
+            inflight_bytes_->add(bytes);
+            msgs.resize(keep);
+            if (keep == 0) break;
+            // Backpressure: serve delivery reports until librdkafka has room. Only this thread
+            // serves them, so a refused message is never overtaken by a later one of the same call.
+            if (ctx_->abort_flag().load()) {
+                fail(*f, fmt::format("shutdown timeout passed while librdkafka's queue was full ({} events)", keep), keep);
+                return;
+            }
+            uint64_t gen = producer_gen_;
+            rd_kafka_poll(rk_, 50);
+            recover_if_fatal();
+            if (gen != producer_gen_) g.rkt = topic_.is_static() ? rkt_ : topic_handle(g.topic);
+        }
     }
 
     void tick() override {
@@ -300,8 +413,11 @@ private:
                     fail(*f, "shutdown timeout passed while librdkafka's queue was full");
                     return false;
                 }
+                uint64_t gen = producer_gen_;
+                std::string topic = rd_kafka_topic_name(rkt);
                 rd_kafka_poll(rk_, 50);
                 recover_if_fatal();
+                if (gen != producer_gen_) rkt = topic_.is_static() ? rkt_ : topic_handle(topic);  // the old handle is gone
                 continue;
             }
             fail(*f, fmt::format("produce to {} failed: {}", rd_kafka_topic_name(rkt), rd_kafka_err2str(err)));
@@ -314,8 +430,8 @@ private:
         log_limited(drop_rl_, *log_, spdlog::level::warn, "event dropped: {}", why);
         f.note(AckStatus::dropped, why);
     }
-    void fail(InFlight& f, const std::string& why) {
-        failed_->add();
+    void fail(InFlight& f, const std::string& why, uint64_t events = 1) {
+        failed_->add(events);
         log_limited(fail_rl_, *log_, spdlog::level::err, "{}", why);
         f.note(AckStatus::failed, why);
     }
@@ -356,6 +472,7 @@ private:
         attach(conf);
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
         rd_kafka_conf_set_stats_cb(conf, stats_cb);
+        ++producer_gen_;
         stats_->reset_totals();
         rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
         if (!rk_) {
@@ -426,7 +543,11 @@ private:
     rd_kafka_topic_t* rkt_ = nullptr;
     std::unordered_map<std::string, rd_kafka_topic_t*, StringHash, std::equal_to<>> topics_;
     simdjson::ondemand::parser parser_;
-    std::string topic_buf_, key_buf_;
+    std::string topic_buf_, key_buf_, keys_;
+    std::vector<Group> groups_;
+    size_t groups_used_ = 0;
+    std::unordered_map<rd_kafka_topic_t*, size_t> group_of_;
+    uint64_t producer_gen_ = 0;
     std::vector<std::unique_ptr<InFlight>> pool_;
     std::vector<InFlight*> free_;
     std::vector<std::pair<InFlight*, size_t>> replay_;
