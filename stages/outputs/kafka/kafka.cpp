@@ -203,6 +203,7 @@ public:
     struct Group {
         rd_kafka_topic_t* rkt = nullptr;
         std::string topic;  // to find the handle again after the producer was recreated
+        uint64_t producer_gen = 0;
         std::vector<rd_kafka_message_t> msgs;
         std::vector<uint32_t> key_at;
         void clear() {
@@ -220,12 +221,17 @@ public:
         Group& g = groups_[groups_used_++];
         g.rkt = rkt;
         g.topic = rd_kafka_topic_name(rkt);
+        g.producer_gen = producer_gen_;
         return g;
     }
 
     void produce_group(Group& g, InFlight* f) {
         auto& msgs = g.msgs;
         while (!msgs.empty()) {
+            if (g.producer_gen != producer_gen_) {  // recreated while an earlier group waited: the old handle is gone
+                g.rkt = topic_.is_static() ? rkt_ : topic_handle(g.topic);
+                g.producer_gen = producer_gen_;
+            }
             int n = int(msgs.size());
             int ok = rd_kafka_produce_batch(g.rkt, RD_KAFKA_PARTITION_UA, 0, msgs.data(), n);
             size_t keep = 0;  // messages refused for a full queue, moved to the front in order
@@ -251,10 +257,8 @@ public:
                 fail(*f, fmt::format("shutdown timeout passed while librdkafka's queue was full ({} events)", keep), keep);
                 return;
             }
-            uint64_t gen = producer_gen_;
             rd_kafka_poll(rk_, 50);
             recover_if_fatal();
-            if (gen != producer_gen_) g.rkt = topic_.is_static() ? rkt_ : topic_handle(g.topic);
         }
     }
 
