@@ -29,11 +29,12 @@ Counter& MetricsRegistry::counter(const std::string& name, const std::string& he
     return *slot;
 }
 
-Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help, const Labels& labels) {
+Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help, const Labels& labels, double divisor) {
     std::lock_guard lk(m_);
     auto& f = families_[name];
     f.help = help;
     f.type = "gauge";
+    f.gauge_divisor = divisor;
     auto& slot = f.gauges[labels];
     if (!slot) slot = &gauges_.emplace_back();
     return *slot;
@@ -84,7 +85,10 @@ std::string MetricsRegistry::render() const {
     for (const auto& [name, f] : families_) {
         out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, f.help, name, f.type);
         for (const auto& [l, c] : f.counters) out += fmt::format("{}{} {}\n", name, label_text(l), c->get());
-        for (const auto& [l, g] : f.gauges) out += fmt::format("{}{} {}\n", name, label_text(l), g->get());
+        for (const auto& [l, g] : f.gauges) {
+            if (f.gauge_divisor == 1) out += fmt::format("{}{} {}\n", name, label_text(l), g->get());
+            else out += fmt::format("{}{} {}\n", name, label_text(l), double(g->get()) / f.gauge_divisor);
+        }
         for (const auto& [l, h] : f.histograms) {
             uint64_t cum = 0;
             for (size_t i = 0; i <= Histogram::kN; ++i) {

@@ -45,7 +45,8 @@ public:
     static MetricsRegistry& global();
 
     Counter& counter(const std::string& name, const std::string& help, const Labels& labels = {});
-    Gauge& gauge(const std::string& name, const std::string& help, const Labels& labels = {});
+    // `divisor` divides the stored integer when rendered: a gauge kept in µs shows seconds with 1e6.
+    Gauge& gauge(const std::string& name, const std::string& help, const Labels& labels = {}, double divisor = 1);
     Histogram& histogram(const std::string& name, const std::string& help, const Labels& labels = {});
 
     // Prometheus text exposition format 0.0.4.
@@ -56,6 +57,7 @@ public:
 private:
     struct Family {
         std::string help, type;
+        double gauge_divisor = 1;
         std::map<Labels, Counter*> counters;
         std::map<Labels, Gauge*> gauges;
         std::map<Labels, Histogram*> histograms;

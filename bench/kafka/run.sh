@@ -4,11 +4,14 @@
 # same file to the same broker in the same run. Prints each run, the medians and the ratio.
 #
 #   bash bench/kafka/run.sh [RUNS=3] [EVENTS=1000000]
+# Both clients produce the same way into the same standalone `hbforward dev-broker`: the same
+# compression codec, COMPRESSION=lz4 by default (hbforward's default), or COMPRESSION=none.
 # Needs a built ./build/hbforward and /usr/bin/kcat. Extra librdkafka settings for hbforward can
 # be tried with HBF_KAFKA_EXTRA='"linger.ms" = "20"' (lines for [outputs.k.librdkafka]).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-3}
+COMPRESSION=${COMPRESSION:-lz4}
 EVENTS=${2:-1000000}
 HBF=$PWD/build/hbforward
 WORK=$PWD/build/bench-kafka
@@ -32,7 +35,7 @@ EOT
 fi
 BYTES=$(stat -c %s "$DATA")
 LINES=$(wc -l < "$DATA")
-echo "input: $LINES events, $BYTES bytes"
+echo "input: $LINES events, $BYTES bytes; compression $COMPRESSION for both"
 
 PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$HBF" dev-broker --port "$PORT" > broker.out 2> broker.log &
@@ -55,7 +58,7 @@ now() { date +%s.%N; }
 declare -a KCAT_T HBF_T
 for r in $(seq "$RUNS"); do
   t=kcat-$r
-  s=$(now); kcat -b "$B" -P -t "$t" -l "$DATA"; e=$(now)
+  s=$(now); kcat -b "$B" -P -t "$t" -X compression.codec="$COMPRESSION" -l "$DATA"; e=$(now)
   n=$(count "$t")
   KCAT_T+=("$(echo "$e - $s" | bc)")
   printf 'run %d kcat:      %8.3f s  %8.0f events/s  %7.1f MB/s  (%d on the topic)\n' "$r" "${KCAT_T[-1]}" \
@@ -80,6 +83,7 @@ type = "kafka"
 inputs = ["tag"]
 brokers = "$B"
 topic = "$t"
+compression = "$COMPRESSION"
 [outputs.k.librdkafka]
 ${HBF_KAFKA_EXTRA:-}
 EOT

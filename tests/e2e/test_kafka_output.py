@@ -4,8 +4,9 @@ import subprocess
 import threading
 import time
 
-from conftest import examples, run_cli
+from conftest import examples, free_port, run_cli, wait_for
 from kafka_helpers import KCAT, broker, consume, end_offsets, topics  # noqa: F401 (fixture)
+from test_ops import get, samples, stage_value
 
 
 def kafka_out(bootstrap, topic, extra=""):
@@ -121,3 +122,41 @@ def test_finite_delivery_timeout_reports_expired_events(hbf, broker):
     log = h.log()
     assert "delivery to topic expire failed: Local: Message timed out" in log
     assert "could not be delivered" not in log  # they failed by timeout, before the shutdown flush
+
+
+def test_librdkafka_statistics_give_broker_rtt_and_state_in_metrics(hbf, broker):
+    port = free_port()
+    cfg = f'[service]\napi_address = "127.0.0.1:{port}"\n[inputs.in]\ntype = "stdin"\n'
+    h = hbf(cfg + kafka_out(broker.bootstrap, "stats", 'stats_interval = "200ms"'), stdin=subprocess.PIPE)
+    h.wait_log("running")
+    h.proc.stdin.write(("\n".join(examples()) + "\n").encode())
+    h.proc.stdin.flush()
+
+    def scraped():
+        m = samples(get(port, "/metrics")[1])
+        if stage_value(m, "hbf_kafka_delivered_total", "k") != len(examples()):
+            return None
+        rtt = {dict(ls)["quantile"]: (dict(ls)["broker"], v) for (n, ls), v in m.items()
+               if n == "hbf_kafka_broker_rtt_seconds" and dict(ls)["stage"] == "k"}
+        return (m, rtt) if set(rtt) == {"0.5", "0.99"} else None
+
+    m, rtt = wait_for(scraped, timeout=15, interval=0.1, what="hbf_kafka_broker_rtt_seconds after the produce")
+    broker_label = rtt["0.5"][0]
+    # librdkafka names a broker host:port/nodeid; the dev broker's is 1
+    assert broker_label.endswith("/1") and broker_label.startswith("127.0.0.1:")
+    assert 0 < rtt["0.5"][1] <= rtt["0.99"][1] < 5  # seconds, not microseconds
+    assert stage_value(m, "hbf_kafka_broker_up", "k", broker=broker_label) == 1
+    assert stage_value(m, "hbf_kafka_retried_total", "k", what="request") == 0
+    h.proc.stdin.close()
+    assert h.wait() == 0, h.log()
+
+
+def test_events_left_undelivered_at_shutdown_fail_the_stage(hbf, broker):
+    broker.control("down 1")
+    h = hbf('[inputs.in]\ntype = "stdin"\n' + kafka_out(broker.bootstrap, "gone", 'flush_timeout = "1s"'),
+            stdin=subprocess.PIPE)
+    h.proc.communicate(("\n".join(examples()) + "\n").encode(), timeout=30)
+    h.wait(30)
+    log = h.log()
+    assert f"{len(examples())} events undelivered at shutdown: {broker.bootstrap}" in log, log
+    assert "Connection refused" in log  # librdkafka's last error is the reason given

@@ -7,30 +7,22 @@
 // re-reads from the last committed offset; nothing is skipped. Rebalances drop the tracking of
 // revoked partitions (their late acks are ignored; the new owner re-reads from the commit).
 #include <cstring>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 
 #include "json_util.h"
 #include "kafka/client.h"
+#include "kafka/offsets.h"
 #include "registry.h"
 
 namespace hbf::stages {
 namespace {
 
-struct Segment {
-    uint64_t seq;
-    int64_t next_offset;  // the offset to commit once this segment and all before it settled
-    bool settled;
-};
-
 struct PartState {
     std::string topic;
     int32_t partition;
-    uint64_t generation = 0;  // bumped on revoke: older holds no longer count
-    uint64_t next_seq = 0;
-    std::deque<Segment> segs;
+    kafka::OffsetTracker offsets;  // reset on revoke: older holds no longer count
     Gauge* lag = nullptr;
 };
 
@@ -46,7 +38,7 @@ struct Tracker {
 
 struct Hold {
     PartState* part;
-    uint64_t generation, seq;
+    kafka::OffsetTracker::Ticket ticket;
     int64_t next_offset;
 };
 
@@ -62,15 +54,7 @@ void settle(Tracker& t, const std::vector<Hold>& holds, AckStatus status, const 
     rd_kafka_topic_partition_list_t* store = nullptr;
     for (const auto& h : holds) {
         PartState& p = *h.part;
-        if (p.generation != h.generation || p.segs.empty() || h.seq < p.segs.front().seq) continue;
-        size_t i = size_t(h.seq - p.segs.front().seq);
-        if (i >= p.segs.size()) continue;
-        p.segs[i].settled = true;
-        int64_t commit = -1;
-        while (!p.segs.empty() && p.segs.front().settled) {
-            commit = p.segs.front().next_offset;
-            p.segs.pop_front();
-        }
+        int64_t commit = p.offsets.settle(h.ticket);
         if (commit < 0) continue;
         if (!store) store = rd_kafka_topic_partition_list_new(int(holds.size()));
         rd_kafka_topic_partition_list_add(store, p.topic.c_str(), p.partition)->offset = commit;
@@ -151,7 +135,6 @@ public:
             BatchPtr b = Batch::make();
             holds.clear();
             PartState* cur = nullptr;
-            int64_t last_hi = -1;
             for (int timeout = 100; b->size() < ctx.batch_events && !ctx.stopping(); timeout = 0) {
                 rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk_, timeout);
                 if (!msg) break;
@@ -164,21 +147,16 @@ public:
                 PartState* p = part_of(msg, cur);
                 if (p != cur) {
                     cur = p;
-                    holds.push_back({p, 0, 0, 0});
+                    holds.push_back({p, {}, 0});
                 }
                 holds.back().next_offset = msg->offset + 1;
                 append(*b, msg);
                 rd_kafka_message_destroy(msg);
             }
-            (void)last_hi;
             if (b->empty()) continue;
             {
                 std::lock_guard lk(tracker_->m);
-                for (auto& h : holds) {
-                    h.generation = h.part->generation;
-                    h.seq = h.part->next_seq++;
-                    h.part->segs.push_back({h.seq, h.next_offset, false});
-                }
+                for (auto& h : holds) h.ticket = h.part->offsets.open(h.next_offset);
             }
             for (auto& h : holds) update_lag(h);
             auto t = tracker_;
@@ -210,8 +188,7 @@ public:
             for (int i = 0; i < parts->cnt; ++i) {
                 auto it = tracker_->parts.find({parts->elems[i].topic, parts->elems[i].partition});
                 if (it == tracker_->parts.end()) continue;
-                it->second->generation++;
-                it->second->segs.clear();
+                it->second->offsets.reset();
             }
         }
         if (coop) rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));

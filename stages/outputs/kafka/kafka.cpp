@@ -8,11 +8,14 @@
 // A fatal producer error (the idempotent producer's) recreates the producer and produces again
 // every message not yet reported delivered.
 #include <cerrno>
+#include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "kafka/client.h"
-#include "registry.h"
+#include "kafka/stats.h"
 #include "kafka/template.h"
+#include "registry.h"
 
 namespace hbf::stages {
 namespace {
@@ -85,6 +88,9 @@ public:
         // 0 = librdkafka retries until the message is delivered.
         settings.emplace_back("message.timeout.ms", std::to_string(timeout.count()));
         flush_timeout_ = c.duration("flush_timeout");
+        auto stats = std::chrono::duration_cast<std::chrono::milliseconds>(c.duration("stats_interval"));
+        if (stats.count() != 0 && stats.count() < 10) c.fail("stats_interval", "stats_interval must be 0 (off) or at least 10ms");
+        settings.emplace_back("statistics.interval.ms", std::to_string(stats.count()));
         conf_ = kafka::make_conf(c, kProducerDefaults, settings);
     }
 
@@ -97,7 +103,11 @@ public:
         Labels l{{"stage", name_}};
         delivered_ = &reg.counter("hbf_kafka_delivered_total", "Messages the broker acknowledged.", l);
         failed_ = &reg.counter("hbf_kafka_failed_total", "Messages that failed (delivery timeout, rejected by the broker).", l);
-        retried_ = &reg.counter("hbf_kafka_retried_total", "Messages produced again after a fatal producer error.", l);
+        const char* retried_help =
+            "Retries: produce requests librdkafka sent again (what=\"request\", its statistics' txretries), messages "
+            "produced again after a fatal producer error (what=\"message\").";
+        retried_ = &reg.counter("hbf_kafka_retried_total", retried_help, {{"stage", name_}, {"what", "message"}});
+        stats_.emplace(name_, &reg.counter("hbf_kafka_retried_total", retried_help, {{"stage", name_}, {"what", "request"}}));
         inflight_events_ = &reg.gauge("hbf_kafka_inflight_events", "Messages handed to librdkafka and not yet reported on.", l);
         inflight_bytes_ = &reg.gauge("hbf_kafka_inflight_bytes", "Bytes of event text held for librdkafka (counted in its queue limit).", l);
         bad_topic_ = &ctx.metrics().dropped("invalid_topic");
@@ -111,6 +121,15 @@ public:
         InFlight* f = take_inflight();
         f->batch = std::move(b);
         f->pending = 1;  // held by this call until every message is produced
+        if (headers_.empty()) write_grouped(f);
+        else write_each(f);
+        release(f);
+        rd_kafka_poll(rk_, 0);
+        recover_if_fatal();
+    }
+
+    // Messages with headers: one rd_kafka_producev each (produce_batch cannot set headers).
+    void write_each(InFlight* f) {
         Batch& batch = *f->batch;
         const bool parse = !topic_.is_static() || (has_key_ && !key_.is_static());
         for (size_t i = 0; i < batch.size(); ++i) {
@@ -130,9 +149,117 @@ public:
             if (!produce(rkt, ev, key, f)) continue;
             ++f->pending;
         }
-        release(f);
-        rd_kafka_poll(rk_, 0);
-        recover_if_fatal();
+    }
+
+    // The batch's messages grouped by topic, each group handed over with one
+    // rd_kafka_produce_batch: librdkafka then reads the clock once per group instead of twice per
+    // message (that was 40% of this thread's time with producev). Order within a topic is kept.
+    void write_grouped(InFlight* f) {
+        Batch& batch = *f->batch;
+        const bool parse = !topic_.is_static() || (has_key_ && !key_.is_static());
+        const bool key_per_event = has_key_ && !key_.is_static();
+        for (size_t g = 0; g < groups_used_; ++g) groups_[g].clear();
+        groups_used_ = 0;
+        group_of_.clear();
+        keys_.clear();
+        for (size_t i = 0; i < batch.size(); ++i) {
+            std::string_view ev = batch.event(i);
+            rd_kafka_topic_t* rkt = rkt_;
+            std::string_view key;
+            if (parse) {
+                simdjson::ondemand::document doc;
+                if (parser_.iterate(ev.data(), ev.size(), batch.capacity_after(i)).get(doc) != simdjson::SUCCESS) {
+                    drop(*f, *missing_field_, "the event is not JSON; its topic cannot be resolved");
+                    continue;
+                }
+                if (!resolve(doc, rkt, key, *f)) continue;
+            } else if (has_key_) {
+                key = key_.literal();
+            }
+            Group& g = group(rkt);
+            rd_kafka_message_t& m = g.msgs.emplace_back();
+            m = rd_kafka_message_t{};
+            m.payload = const_cast<char*>(ev.data());
+            m.len = ev.size();
+            m._private = f;
+            if (key_per_event) {  // rendered into keys_, which may move: pointers are set below
+                g.key_at.push_back(key.empty() ? kNoKey : uint32_t(keys_.size()));
+                keys_.append(key);
+                m.key_len = key.size();
+            } else if (!key.empty()) {
+                m.key = const_cast<char*>(key.data());
+                m.key_len = key.size();
+            }
+        }
+        for (size_t gi = 0; gi < groups_used_; ++gi) {
+            Group& g = groups_[gi];
+            if (key_per_event)
+                for (size_t j = 0; j < g.msgs.size(); ++j)
+                    if (g.key_at[j] != kNoKey) g.msgs[j].key = keys_.data() + g.key_at[j];
+            produce_group(g, f);
+        }
+    }
+
+    struct Group {
+        rd_kafka_topic_t* rkt = nullptr;
+        std::string topic;  // to find the handle again after the producer was recreated
+        uint64_t producer_gen = 0;
+        std::vector<rd_kafka_message_t> msgs;
+        std::vector<uint32_t> key_at;
+        void clear() {
+            msgs.clear();
+            key_at.clear();
+        }
+    };
+    static constexpr uint32_t kNoKey = UINT32_MAX;
+
+    Group& group(rd_kafka_topic_t* rkt) {
+        if (groups_used_ > 0 && groups_[groups_used_ - 1].rkt == rkt) return groups_[groups_used_ - 1];
+        auto [it, fresh] = group_of_.try_emplace(rkt, groups_used_);
+        if (!fresh) return groups_[it->second];
+        if (groups_used_ == groups_.size()) groups_.emplace_back();
+        Group& g = groups_[groups_used_++];
+        g.rkt = rkt;
+        g.topic = rd_kafka_topic_name(rkt);
+        g.producer_gen = producer_gen_;
+        return g;
+    }
+
+    void produce_group(Group& g, InFlight* f) {
+        auto& msgs = g.msgs;
+        while (!msgs.empty()) {
+            if (g.producer_gen != producer_gen_) {  // recreated while an earlier group waited: the old handle is gone
+                g.rkt = topic_.is_static() ? rkt_ : topic_handle(g.topic);
+                g.producer_gen = producer_gen_;
+            }
+            int n = int(msgs.size());
+            int ok = rd_kafka_produce_batch(g.rkt, RD_KAFKA_PARTITION_UA, 0, msgs.data(), n);
+            size_t keep = 0;  // messages refused for a full queue, moved to the front in order
+            int64_t bytes = 0;
+            for (auto& m : msgs) {
+                if (!m.err) {
+                    bytes += int64_t(m.len);
+                } else if (m.err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                    msgs[keep] = m;
+                    msgs[keep++].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                } else {
+                    fail(*f, fmt::format("produce to {} failed: {}", g.topic, rd_kafka_err2str(m.err)));
+                }
+            }
+            f->pending += uint32_t(ok);
+            inflight_events_->add(ok);
+            inflight_bytes_->add(bytes);
+            msgs.resize(keep);
+            if (keep == 0) break;
+            // Backpressure: serve delivery reports until librdkafka has room. Only this thread
+            // serves them, so a refused message is never overtaken by a later one of the same call.
+            if (ctx_->abort_flag().load()) {
+                fail(*f, fmt::format("shutdown timeout passed while librdkafka's queue was full ({} events)", keep), keep);
+                return;
+            }
+            rd_kafka_poll(rk_, 50);
+            recover_if_fatal();
+        }
     }
 
     void tick() override {
@@ -156,15 +283,33 @@ public:
         shutting_down_ = true;
         rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 50 && rd_kafka_outq_len(rk_) > 0; ++i) rd_kafka_poll(rk_, 10);
-        log_->error("{} message(s) could not be delivered to {} before the flush timeout; reported upstream as failed",
-                    failed_->get() - failed_before, bootstrap_);
+        // The stage is left failed: the process exits 1, and the batches' acks report failure upstream.
+        std::string why;
+        {
+            std::lock_guard lk(error_m_);
+            why = last_error_.empty() ? "no error from librdkafka" : "last error: " + last_error_;
+        }
+        std::string failure = fmt::format("{} events undelivered at shutdown: {} did not acknowledge them within flush_timeout ({})",
+                                          failed_->get() - failed_before, bootstrap_, why);
+        log_->error("{}", failure);
+        ctx_->set_failed(failure);
     }
 
     void stop() override { destroy_producer(); }
 
     void on_error(rd_kafka_t* rk, int err, const char* reason) override {
         if (err == RD_KAFKA_RESP_ERR__FATAL) fatal_ = true;
+        {
+            std::lock_guard lk(error_m_);
+            last_error_ = reason;
+        }
         Client::on_error(rk, err, reason);
+    }
+
+    // On the polling thread (rd_kafka_poll), every stats_interval.
+    void on_stats(std::string_view json) {
+        if (std::string why = stats_->update(json); !why.empty())
+            log_limited(stats_rl_, *log_, spdlog::level::warn, "unreadable librdkafka statistics: {}", why);
     }
 
     void on_delivery(const rd_kafka_message_t* m) {
@@ -272,8 +417,11 @@ private:
                     fail(*f, "shutdown timeout passed while librdkafka's queue was full");
                     return false;
                 }
+                uint64_t gen = producer_gen_;
+                std::string topic = rd_kafka_topic_name(rkt);
                 rd_kafka_poll(rk_, 50);
                 recover_if_fatal();
+                if (gen != producer_gen_) rkt = topic_.is_static() ? rkt_ : topic_handle(topic);  // the old handle is gone
                 continue;
             }
             fail(*f, fmt::format("produce to {} failed: {}", rd_kafka_topic_name(rkt), rd_kafka_err2str(err)));
@@ -286,8 +434,8 @@ private:
         log_limited(drop_rl_, *log_, spdlog::level::warn, "event dropped: {}", why);
         f.note(AckStatus::dropped, why);
     }
-    void fail(InFlight& f, const std::string& why) {
-        failed_->add();
+    void fail(InFlight& f, const std::string& why, uint64_t events = 1) {
+        failed_->add(events);
         log_limited(fail_rl_, *log_, spdlog::level::err, "{}", why);
         f.note(AckStatus::failed, why);
     }
@@ -316,6 +464,10 @@ private:
     static void dr_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
         static_cast<KafkaOut*>(static_cast<kafka::Client*>(opaque))->on_delivery(m);
     }
+    static int stats_cb(rd_kafka_t*, char* json, size_t len, void* opaque) {
+        static_cast<KafkaOut*>(static_cast<kafka::Client*>(opaque))->on_stats(std::string_view(json, len));
+        return 0;  // librdkafka frees json
+    }
 
     void make_producer() {
         rd_kafka_conf_t* conf = rd_kafka_conf_dup(conf_.get());
@@ -323,6 +475,9 @@ private:
         rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_.c_str(), err, sizeof err);
         attach(conf);
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+        rd_kafka_conf_set_stats_cb(conf, stats_cb);
+        ++producer_gen_;
+        stats_->reset_totals();
         rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
         if (!rk_) {
             rd_kafka_conf_destroy(conf);
@@ -392,7 +547,11 @@ private:
     rd_kafka_topic_t* rkt_ = nullptr;
     std::unordered_map<std::string, rd_kafka_topic_t*, StringHash, std::equal_to<>> topics_;
     simdjson::ondemand::parser parser_;
-    std::string topic_buf_, key_buf_;
+    std::string topic_buf_, key_buf_, keys_;
+    std::vector<Group> groups_;
+    size_t groups_used_ = 0;
+    std::unordered_map<rd_kafka_topic_t*, size_t> group_of_;
+    uint64_t producer_gen_ = 0;
     std::vector<std::unique_ptr<InFlight>> pool_;
     std::vector<InFlight*> free_;
     std::vector<std::pair<InFlight*, size_t>> replay_;
@@ -401,7 +560,10 @@ private:
     StageContext* ctx_ = nullptr;
     Counter *delivered_ = nullptr, *failed_ = nullptr, *retried_ = nullptr, *bad_topic_ = nullptr, *missing_field_ = nullptr;
     Gauge *inflight_events_ = nullptr, *inflight_bytes_ = nullptr;
-    RateLimit fail_rl_, drop_rl_;
+    std::optional<kafka::BrokerStats> stats_;
+    std::mutex error_m_;  // error_cb runs on librdkafka's threads
+    std::string last_error_;
+    RateLimit fail_rl_, drop_rl_, stats_rl_;
 };
 
 const std::vector<OptionSpec> kKafkaOutSchema = {
@@ -414,6 +576,7 @@ const std::vector<OptionSpec> kKafkaOutSchema = {
     {"idempotence", OptType::boolean, "true", "librdkafka's idempotent producer: no duplicates or reordering from its own retries."},
     {"delivery_timeout", OptType::duration, "0", "How long a message may take to be delivered; 0 = retry until delivered. Expired = failed upstream."},
     {"flush_timeout", OptType::duration, "5s", "At shutdown, how long to wait for deliveries before reporting the rest failed."},
+    {"stats_interval", OptType::duration, "5s", "How often librdkafka's statistics update the broker metrics (rtt, up, retries); 0 = off."},
     {"librdkafka", OptType::table, "", "Any librdkafka producer property, passed through (\"linger.ms\" = \"5\"); checked at start."},
 };
 HBF_REGISTER_OUTPUT("kafka", KafkaOut, kKafkaOutSchema, "Produces events to Kafka topics (librdkafka), acknowledged from delivery reports.");
