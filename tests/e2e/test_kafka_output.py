@@ -156,7 +156,8 @@ def test_events_left_undelivered_at_shutdown_fail_the_stage(hbf, broker):
     h = hbf('[inputs.in]\ntype = "stdin"\n' + kafka_out(broker.bootstrap, "gone", 'flush_timeout = "1s"'),
             stdin=subprocess.PIPE)
     h.proc.communicate(("\n".join(examples()) + "\n").encode(), timeout=30)
-    h.wait(30)
+    assert h.wait(30) == 1  # a stage that ends failing makes the exit code 1
     log = h.log()
     assert f"{len(examples())} events undelivered at shutdown: {broker.bootstrap}" in log, log
     assert "Connection refused" in log  # librdkafka's last error is the reason given
+    assert f"ended failing: {len(examples())} events undelivered" in log
