@@ -67,12 +67,11 @@ uint64_t hash_sv(std::string_view s) { return hash_text(s); }
 // copy through simdjson's unescaping), else unescaped by simdjson.
 error_code string_of(ondemand::value& v, std::string_view& out) {
     std::string_view tok = v.raw_json_token();  // "...", then maybe whitespace up to the next token
-    if (tok.size() >= 2 && tok.front() == '"') {
-        const char* p = tok.data() + 1;
-        const char* e = p;
-        while (*e != '"' && *e != '\\') ++e;  // simdjson checked the string: it is closed
-        if (*e == '"') {
-            out = std::string_view(p, size_t(e - p));
+    while (tok.size() > 2 && (tok.back() == ' ' || tok.back() == '\n' || tok.back() == '\r' || tok.back() == '\t')) tok.remove_suffix(1);
+    if (tok.size() >= 2 && tok.front() == '"' && tok.back() == '"') {
+        std::string_view body = tok.substr(1, tok.size() - 2);  // the token ends at its closing quote: simdjson checked it
+        if (!std::memchr(body.data(), '\\', body.size())) {
+            out = body;
             return SUCCESS;
         }
     }
