@@ -168,7 +168,7 @@ void BM_dedupe_repeats(benchmark::State& st) {
     run(st, r, make_batch(false));
 }
 void BM_dedupe_unique(benchmark::State& st) {
-    // Every event a new alarm: 1024 distinct per batch cycling through a 100000-entry table (inserts and evictions).
+    // Every event a new alarm: 1024 distinct per batch, 8 batches cycling through a 4096-entry table (inserts and evictions).
     Rig r("dedupe", "window = \"5m\"\nmax_entries = 4096");
     std::vector<BatchPtr> ts;
     for (size_t i = 0; i < 8; ++i) ts.push_back(make_batch(true, i));

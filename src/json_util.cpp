@@ -85,7 +85,7 @@ JsonCheck check_object(ondemand::parser& parser, const char* p, size_t len, size
     return r;
 }
 
-simdjson_result<std::string_view> raw_value(ondemand::value v) {
+simdjson_result<std::string_view> raw_value(ondemand::value& v) {
     ondemand::json_type t;
     if (auto e = v.type().get(t)) return e;
     if (t == ondemand::json_type::object) {

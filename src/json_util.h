@@ -17,8 +17,10 @@ struct JsonCheck {
 // `capacity` is the readable size from p (>= len + SIMDJSON_PADDING): no copy is made.
 JsonCheck check_object(simdjson::ondemand::parser& parser, const char* p, size_t len, size_t capacity);
 
-// The JSON text of a value, inside the document.
-simdjson::simdjson_result<std::string_view> raw_value(simdjson::ondemand::value v);
+// The JSON text of a value, inside the document. By reference: a copy of simdjson's value on the hot
+// path costs a store-forwarding stall (the compiler copies it with one vector load after scalar stores).
+simdjson::simdjson_result<std::string_view> raw_value(simdjson::ondemand::value& v);
+inline simdjson::simdjson_result<std::string_view> raw_value(simdjson::ondemand::value&& v) { return raw_value(v); }
 
 // Appends valid JSON text without the whitespace outside strings (faster than simdjson::minify
 // on short documents, whose per-call setup dominates).

@@ -82,3 +82,22 @@ TEST_CASE("fields on every HealthBot sample gives valid JSON with the playbook a
         CHECK(e["keys"]["_playbook_name"].error() == simdjson::NO_SUCH_FIELD);
     }
 }
+
+TEST_CASE("fields writes names as JSON whatever escapes they hold: the event's as written, the config's escaped") {
+    FilterHarness h("fields", "rename = { m = '\"say \\\"x\\\"\"' }\nflatten = \"k\"\nflatten_prefix = 'k\\'");
+    CHECK(h.run({R"({"m":1,"k":{"a\"b":2,"caf\u00e9":3},"\u0041\n":4})"}) ==
+          std::vector<std::string>{R"({"say \"x\"":1,"k\\a\"b":2,"k\\caf\u00e9":3,"\u0041\n":4})"});
+    // Matching uses the unescaped name: an escaped spelling of "m" is renamed too.
+    FilterHarness r("fields", R"(rename = { "m" = "n" })");
+    CHECK(r.run({R"({"\u006d":1})"}) == std::vector<std::string>{R"({"n":1})"});
+}
+
+TEST_CASE("fields parse_json validates the text in its copying pass: whitespace, escapes, broken text") {
+    FilterHarness h("fields", R"(parse_json = ["j"])");
+    uint64_t errors = h.ctx().metrics().errors.get();  // the registry is process-wide: count from here
+    CHECK(h.run({R"({"j":" { \"a\" : [ 1 , \"x y\\\"\" ] } "})", R"({"j":"\"\\ud83d\""})", R"({"j":"[1,]"})", R"({"j":"01"})",
+                 R"({"j":"\"caf\u00e9\""})"}) ==
+          std::vector<std::string>{R"({"j":{"a":[1,"x y\""]}})", R"({"j":"\"\\ud83d\""})", R"({"j":"[1,]"})", R"({"j":"01"})",
+                                   R"({"j":"café"})"});
+    CHECK(h.ctx().metrics().errors.get() - errors == 3);
+}

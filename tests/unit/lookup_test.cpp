@@ -66,6 +66,27 @@ TEST_CASE("lookup columns, prefix, on_missing = default, and a member it replace
                                    R"({"device-id":"nope","dev_site":"unknown"})"});
 }
 
+TEST_CASE("lookup on_missing = drop drops and counts events whose key is not in the table; an emptied batch is acked as dropped") {
+    TmpDir d;
+    std::string f = d.write("devices.csv", kCsv);
+    FilterHarness h("lookup", "file = \"" + f + "\"\nkey = \"device-id\"\ncolumns = [\"site\"]\non_missing = \"drop\"");
+    uint64_t before = h.ctx().metrics().dropped("not_in_lookup").get();
+    CHECK(h.run({R"({"device-id":"nope"})", R"({"device-id":"mx480-pe2.ams"})", R"({"x":1})"}) ==
+          std::vector<std::string>{R"({"device-id":"mx480-pe2.ams","site":"Amsterdam, AMS1"})"});
+    CHECK(h.ctx().metrics().dropped("not_in_lookup").get() - before == 2);
+    AckStatus got = AckStatus::delivered;
+    bool settled = false;
+    {
+        BatchPtr b = batch({R"({"device-id":"nope"})"});
+        AckRef first = make_ack([&](AckStatus s, const std::string&) { got = s, settled = true; });
+        b->acks.push_back(first.clone());
+        first.reset();
+        CHECK(h.run(std::move(b)).empty());
+    }
+    CHECK(settled);
+    CHECK(got == AckStatus::dropped);
+}
+
 TEST_CASE("lookup reads a JSON object file, keyed by a nested field") {
     TmpDir d;
     std::string f = d.write("t.json", R"({"xe-0/1/4": {"circuit": "AMS-FRA-01", "capacity": 10}, "ge-0/0/0": {"circuit": "x"}})");

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "json_util.h"
+#include "lru_table.h"
 
 namespace hbf::filters {
 
@@ -43,9 +44,10 @@ bool FieldReader::read(ondemand::parser& parser, const char* p, size_t len, size
 
 error_code FieldReader::key_of(ondemand::field& f, std::string_view& out) {
     const char* r = f.key().raw();
-    const char* q = static_cast<const char*>(std::memchr(r, '"', 4096));
-    if (q && !std::memchr(r, '\\', size_t(q - r))) {
-        out = std::string_view(r, size_t(q - r));
+    const char* e = r;
+    while (*e != '"' && *e != '\\') ++e;  // simdjson checked the key: it is closed; names are short, a loop beats memchr
+    if (*e == '"') {
+        out = std::string_view(r, size_t(e - r));
         return SUCCESS;
     }
     return f.unescaped_key().get(out);
@@ -59,13 +61,30 @@ uint64_t mix(uint64_t x) {
     x *= 0x94d049bb133111ebULL;
     return x ^ (x >> 31);
 }
-uint64_t hash_sv(std::string_view s) { return std::hash<std::string_view>{}(s); }
+uint64_t hash_sv(std::string_view s) { return hash_text(s); }
+
+// A string value's text: a view into the event when it holds no escape (the common case, and no
+// copy through simdjson's unescaping), else unescaped by simdjson.
+error_code string_of(ondemand::value& v, std::string_view& out) {
+    std::string_view tok = v.raw_json_token();  // "...", then maybe whitespace up to the next token
+    while (tok.size() > 2 && (tok.back() == ' ' || tok.back() == '\n' || tok.back() == '\r' || tok.back() == '\t')) tok.remove_suffix(1);
+    if (tok.size() >= 2 && tok.front() == '"' && tok.back() == '"') {
+        std::string_view body = tok.substr(1, tok.size() - 2);  // the token ends at its closing quote: simdjson checked it
+        if (!std::memchr(body.data(), '\\', body.size())) {
+            out = body;
+            return SUCCESS;
+        }
+    }
+    return v.get_string().get(out);
+}
 }  // namespace
 
 bool FieldReader::walk_object(ondemand::object o, const Node& n) {
     for (auto field_r : o) {
-        ondemand::field field;
-        if (std::move(field_r).get(field)) return true;
+        // The field is used in place: copying simdjson's small structs right after simdjson wrote
+        // them stalls store forwarding (GCC copies them with one vector load).
+        if (field_r.error()) return true;
+        ondemand::field& field = field_r.value_unsafe();
         std::string_view k;
         if (key_of(field, k)) return true;  // broken text: stop, what was found stays
         for (const auto& kid : n.kids) {
@@ -82,9 +101,8 @@ bool FieldReader::walk_array(ondemand::array a, const Node& n) {
     for (auto el : a) {
         for (const auto& kid : n.kids) {
             if (kid->seg.index != i) continue;
-            ondemand::value v;
-            if (el.get(v)) return true;
-            if (take(v, *kid)) return true;
+            if (el.error()) return true;
+            if (take(el.value_unsafe(), *kid)) return true;
             break;
         }
         ++i;
@@ -93,20 +111,21 @@ bool FieldReader::walk_array(ondemand::array a, const Node& n) {
 }
 
 // Sum of the members' hashes: member order does not matter. Strings count unescaped.
-bool FieldReader::hash_object(ondemand::value v, uint64_t& h) {
+bool FieldReader::hash_object(ondemand::value& v, uint64_t& h) {
     ondemand::object o;
     if (v.get_object().get(o)) return true;
     h = 0x6f626a;
     for (auto fr : o) {
-        ondemand::field f;
         std::string_view k, s;
-        if (std::move(fr).get(f) || key_of(f, k)) return true;
-        ondemand::value mv = f.value();
+        if (fr.error()) return true;
+        ondemand::field& f = fr.value_unsafe();
+        if (key_of(f, k)) return true;
+        ondemand::value& mv = f.value();
         ondemand::json_type t;
         if (mv.type().get(t)) return true;
         uint64_t vh;
         if (t == ondemand::json_type::string) {
-            if (mv.get_string().get(s)) return true;
+            if (string_of(mv, s)) return true;
             vh = hash_sv(s);
         } else {
             if (raw_value(mv).get(s)) return true;
@@ -117,7 +136,7 @@ bool FieldReader::hash_object(ondemand::value v, uint64_t& h) {
     return false;
 }
 
-bool FieldReader::take(ondemand::value v, const Node& n) {
+bool FieldReader::take(ondemand::value& v, const Node& n) {
     FieldValue* out = n.slot >= 0 ? &values_[size_t(n.slot)] : nullptr;
     if (out && out->present()) return false;  // a repeated member: the first one counts
     ondemand::json_type t;
@@ -166,7 +185,7 @@ bool FieldReader::take(ondemand::value v, const Node& n) {
         out->raw.remove_suffix(1);
     switch (t) {
         case ondemand::json_type::string:
-            if (v.get_string().get(out->str)) return true;
+            if (string_of(v, out->str)) return true;
             out->kind = K::string;
             break;
         case ondemand::json_type::number:

@@ -2,8 +2,9 @@
 //
 // The paths are merged into a trie at config time; per event the reader walks the object once,
 // descending only into members some path goes through, and stops as soon as every path was found.
-// Values are views: strings unescaped into the parser's buffer, everything else as raw JSON
-// text inside the event. They stay valid until the parser iterates another document.
+// Values are views: strings without escapes and everything else as JSON text inside the event,
+// strings with escapes unescaped into the parser's buffer. They stay valid until the parser
+// iterates another document (and the event text stays).
 #pragma once
 
 #include <cstdint>
@@ -55,8 +56,8 @@ private:
     bool walk_object(simdjson::ondemand::object o, const Node& n);
     bool walk_array(simdjson::ondemand::array a, const Node& n);
     // Records a value for the node's slot and descends; returns true when every path is resolved.
-    bool take(simdjson::ondemand::value v, const Node& n);
-    bool hash_object(simdjson::ondemand::value v, uint64_t& h);
+    bool take(simdjson::ondemand::value& v, const Node& n);
+    bool hash_object(simdjson::ondemand::value& v, uint64_t& h);
 
     Node root_;
     std::vector<FieldPath> paths_;

@@ -5,6 +5,7 @@
 // severity field is not part of the identity: it is remembered per alarm, and a change of severity
 // (a clear, an escalation) always passes. Otherwise an alarm passes at most once per `window`,
 // counted from the last time it passed. State is a fixed-size LRU table (max_entries).
+#include <bit>
 #include <functional>
 
 #include "../common/config_util.h"
@@ -25,7 +26,6 @@ struct Alarm {
     uint32_t suppressed = 0;
 };
 
-uint64_t hash_sv(std::string_view s) { return std::hash<std::string_view>{}(s); }
 
 class Dedupe final : public Filter {
 public:
@@ -58,7 +58,7 @@ public:
         Batch& b = *in;
         now_ns_ = std::max(now_ns_, b.received_ns);
         repeats_.resize(b.size());
-        size_t keep = 0;
+        size_t keep = 0, evicted = 0;
         bool splice = false;
         for (size_t i = 0; i < b.size(); ++i) {
             std::string_view ev = b.event(i);
@@ -70,7 +70,7 @@ public:
             if (!a) {
                 bool ev_out = false;
                 a = &table_.insert(id, &ev_out);
-                if (ev_out) evicted_->add();
+                evicted += ev_out;
             } else if (a->severity == sev && now_ns_ - a->last_pass_ns < window_ns_) {
                 ++a->suppressed;
                 continue;
@@ -84,6 +84,7 @@ public:
             splice |= repeats && !repeat_name_.empty();
             b.events[keep++] = b.events[i];
         }
+        if (evicted) evicted_->add(evicted);
         if (size_t n = b.size() - keep) suppressed_->add(n);
         if (keep == 0) {
             if (!b.empty()) b.mark(AckStatus::dropped, "duplicate alarm suppressed by dedupe");
@@ -120,19 +121,21 @@ public:
     }
 
 private:
+    // The fields' hashes, each rotated by its position, summed and mixed once: no chain of
+    // dependent multiplications from one field to the next, so the CPU hashes them in parallel.
     uint64_t identity() {
         uint64_t h = 0x9e3779b97f4a7c15ULL;
-        for (size_t k = 0; k < ids_.size(); ++k) h = filters::mix64(h ^ (value_hash(reader_.value(ids_[k])) + k));
-        return h;
+        for (size_t k = 0; k < ids_.size(); ++k) h += std::rotl(value_hash(reader_.value(ids_[k])), int(k * 7 + 1));
+        return filters::mix64(h);
     }
 
     // A value's hash: strings by their unescaped text, objects order-independently, the rest by their JSON text.
     uint64_t value_hash(const FieldValue& v) {
         switch (v.kind) {
             case FieldValue::Kind::missing: return 0x6d697373;
-            case FieldValue::Kind::string: return filters::mix64(hash_sv(v.str) ^ 1);
+            case FieldValue::Kind::string: return filters::hash_text(v.str) ^ 0x737472696e67ULL;
             case FieldValue::Kind::object: return v.hash;
-            default: return filters::mix64(hash_sv(v.raw) ^ 2);
+            default: return filters::hash_text(v.raw) ^ 0x6a736f6e00ULL;
         }
     }
 

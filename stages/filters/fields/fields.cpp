@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "../common/config_util.h"
+#include "../common/json_text.h"
 #include "json_util.h"
 #include "registry.h"
 
@@ -21,14 +22,22 @@ using filters::FieldPath;
 using filters::PathSegment;
 using namespace simdjson;
 
+// A member name, or a prefix of one: unescaped (matched against the config) and as written in JSON.
+struct Name {
+    std::string_view text, json;
+};
+
 struct Rename {
     FieldPath from, to;
+    std::string to_json;            // the destination's name escaped for JSON, without quotes
+    Name to_name;                   // views of to's last name and to_json, set once renames_ is complete
     bool to_root_deferred = false;  // source nested, destination top-level: written at the end of the root
     uint64_t written = 0;           // event stamp when written
 };
 
 struct Node {
     std::string name;
+    std::string json_name;  // name escaped for JSON, without quotes
     std::vector<std::unique_ptr<Node>> kids;
     Node* parent = nullptr;
     bool remove = false, parse_json = false, flatten = false;
@@ -47,7 +56,7 @@ struct Node {
 };
 
 struct Deferred {
-    std::string_view prefix, name;  // name unescaped
+    Name prefix, name;
     std::string_view value;         // raw JSON in the event, or in scratch_ when in_scratch
     size_t off = 0, len = 0;
     bool in_scratch = false;
@@ -68,13 +77,14 @@ public:
         }
         for (const auto& p : c.strings("parse_json")) node(c, "parse_json", p)->parse_json = true;
         for (auto& [from, to] : c.string_map("rename")) {
-            Rename r{filters::path_option(c, "rename", from), filters::path_option(c, "rename", to)};
+            Rename r{filters::path_option(c, "rename", from), filters::path_option(c, "rename", to), {}, {}};
             if (r.from.segments.back().is_index() || r.to.segments.back().is_index()) c.fail("rename", "rename works on object members, not array elements");
             bool same_parent = r.from.segments.size() == r.to.segments.size() &&
                                std::equal(r.from.segments.begin(), r.from.segments.end() - 1, r.to.segments.begin());
             if (!same_parent && r.to.segments.size() != 1)
                 c.fail("rename", "rename '" + from + "' to '" + to + "': the destination must be top-level or beside the source");
             r.to_root_deferred = !same_parent;
+            r.to_json = escaped(r.to.segments.back().name);
             int idx = int(renames_.size());
             Node* s = node(c, "rename", from);
             if (s->remove) c.fail("rename", "'" + from + "' is both renamed and removed");
@@ -89,6 +99,7 @@ public:
             if (n->rename >= 0 || n->remove) c.fail("flatten", "'" + f + "' is flattened and also renamed or removed");
             n->flatten = true;
             flatten_prefix_ = c.has("flatten_prefix") ? c.str("flatten_prefix") : n->name + "_";
+            flatten_prefix_json_ = escaped(flatten_prefix_);
             flatten_deferred_ = n->parent != &root_;
         }
         for (auto& [p, v] : c.json_fields("set")) {
@@ -105,8 +116,8 @@ public:
         }
         if (root_.kids.empty() && keep_.empty()) c.fail("remove", "fields has nothing to do: set rename, remove, keep, set, flatten or parse_json");
         mark_ops(root_);
+        for (auto& r : renames_) r.to_name = {r.to.segments.back().name, r.to_json};
         scratch_.reserve(4096);
-        pj_.reserve(4096);
         deferred_.reserve(64);
         spans_.reserve(64);
     }
@@ -144,6 +155,7 @@ private:
                 n->kids.push_back(std::make_unique<Node>());
                 k = n->kids.back().get();
                 k->name = s.name;
+                k->json_name = escaped(s.name);
                 k->parent = n;
             }
             n = k;
@@ -170,53 +182,51 @@ private:
         return false;
     }
 
-    // Appends s escaped for a JSON string, without quotes; runs without special characters are copied whole.
-    static void escape_into(std::string& out, std::string_view s) {
-        size_t run = 0;
-        for (size_t i = 0; i < s.size(); ++i) {
-            unsigned char c = static_cast<unsigned char>(s[i]);
-            if (c >= 0x20 && c != '"' && c != '\\') continue;
-            out.append(s.data() + run, i - run);
-            size_t at = out.size();
-            append_json_string(out, s.substr(i, 1));
-            out.erase(at, 1);
-            out.pop_back();
-            run = i + 1;
-        }
-        out.append(s.data() + run, s.size() - run);
+    // s escaped for a JSON string, without the quotes (names from the config, escaped once).
+    static std::string escaped(std::string_view s) {
+        std::string q;
+        append_json_string(q, s);
+        return q.substr(1, q.size() - 2);
     }
 
-    void begin_member(std::string& out, bool& first, std::string_view prefix, std::string_view name) {
-        if (!first) out.push_back(',');
+    // A member's name as written in the event (escaped, without quotes) and unescaped. They are
+    // the same view unless the name holds an escape; output copies the first, matching uses the second.
+    // simdjson has checked the text: the closing quote is there.
+    static error_code key_texts(ondemand::field& f, std::string_view& json, std::string_view& name) {
+        const char* r = f.key().raw();
+        const char* e = r;
+        while (*e != '"' && *e != '\\') ++e;
+        if (*e == '"') {
+            json = name = std::string_view(r, size_t(e - r));
+            return SUCCESS;
+        }
+        while (*e != '"') e += *e == '\\' ? 2 : 1;
+        json = std::string_view(r, size_t(e - r));
+        return f.unescaped_key().get(name);
+    }
+
+    // Writes `,"<prefix><name>":<value>` (no comma before the first member) in one resize: the
+    // names arrive escaped (the event's own text, or escaped at config time), the value as JSON.
+    [[gnu::always_inline]] static void put_member(std::string& out, bool& first, std::string_view prefix_json, std::string_view name_json,
+                           std::string_view value = {}) {
+        size_t at = out.size();
+        size_t comma = first ? 0 : 1;
+        out.resize(at + comma + prefix_json.size() + name_json.size() + 3 + value.size());
+        char* d = out.data() + at;
+        if (comma) *d++ = ',';
         first = false;
-        out.push_back('"');
-        escape_into(out, prefix);
-        escape_into(out, name);
-        out += "\":";
+        *d++ = '"';
+        if (!prefix_json.empty()) std::memcpy(d, prefix_json.data(), prefix_json.size());  // empty views may hold nullptr
+        d += prefix_json.size();
+        std::memcpy(d, name_json.data(), name_json.size());
+        d += name_json.size();
+        *d++ = '"';
+        *d++ = ':';
+        if (!value.empty()) std::memcpy(d, value.data(), value.size());
     }
 
     // A string member holding JSON text -> that JSON, compact. False (and nothing written) if it is not valid JSON.
-    bool parsed_json(std::string_view s, std::string& out) {
-        pj_.assign("{\"v\":");
-        pj_.append(s);
-        pj_.push_back('}');
-        size_t len = pj_.size();
-        pj_.append(SIMDJSON_PADDING, ' ');
-        if (!check_object(parser2_, pj_.data(), len, pj_.size()).ok) return false;
-        if (s.find_first_of(" \t\n\r") == std::string_view::npos) {
-            out.append(s);  // already compact
-            return true;
-        }
-        size_t at = out.size();
-        out.resize(at + s.size());
-        size_t n = 0;
-        if (simdjson::minify(s.data(), s.size(), out.data() + at, n)) {
-            out.resize(at);
-            return false;
-        }
-        out.resize(at + n);
-        return true;
-    }
+    bool parsed_json(std::string_view s, std::string& out) { return filters::append_json_value_compact(out, s); }
 
     bool rewrite(std::string_view ev, size_t capacity, std::string& out) {
         ++stamp_;
@@ -235,48 +245,48 @@ private:
 
     // Writes one member whose value is `v`, handling the operations of node `k` (may be null).
     // `prefix` is non-empty for the members of a flattened object, written at the top level.
-    bool member(std::string_view key, ondemand::value v, Node* k, int depth, std::string& out, bool& first, std::string_view prefix) {
-        bool top = depth == 0 || !prefix.empty();
+    bool member(const Name& key, ondemand::value& v, Node* k, int depth, std::string& out, bool& first, const Name& prefix) {
+        bool top = depth == 0 || !prefix.text.empty();
         if (!k) {
-            std::string_view raw;
-            if (raw_value(v).get(raw)) return false;
-            if (top && !kept(prefix, key)) return true;
-            begin_member(out, first, prefix, key);
-            out.append(raw);
+            auto raw = raw_value(v);
+            if (raw.error()) return false;
+            if (top && !kept(prefix.text, key.text)) return true;
+            put_member(out, first, prefix.json, key.json, raw.value_unsafe());
             return true;
         }
         k->seen = stamp_;
         if (k->remove) return true;
         if (k->set >= 0) {
-            if (top && !kept(prefix, key)) return true;
-            begin_member(out, first, prefix, key);
-            out += sets_[size_t(k->set)];
+            if (top && !kept(prefix.text, key.text)) return true;
+            put_member(out, first, prefix.json, key.json, sets_[size_t(k->set)]);
             return true;
         }
         if (k->flatten) {
             ondemand::object fo;
             if (v.get_object().get(fo)) return member(key, v, nullptr, depth, out, first, prefix);  // not an object: left as is
             for (auto fr : fo) {
-                ondemand::field f;
-                std::string_view fk;
-                if (std::move(fr).get(f) || filters::FieldReader::key_of(f, fk)) return false;
-                ondemand::value fv = f.value();
+                Name fk;
+                if (fr.error()) return false;
+                ondemand::field& f = fr.value_unsafe();
+                if (key_texts(f, fk.json, fk.text)) return false;
+                ondemand::value& fv = f.value();
+                Name fp{flatten_prefix_, flatten_prefix_json_};
                 if (flatten_deferred_) {
-                    if (!defer(flatten_prefix_, fk, fv, k->find(fk))) return false;
-                } else if (!member(fk, fv, k->find(fk), 0, out, first, flatten_prefix_)) {
+                    if (!defer(fp, fk, fv, k->find(fk.text))) return false;
+                } else if (!member(fk, fv, k->find(fk.text), 0, out, first, fp)) {
                     return false;
                 }
             }
             return true;
         }
-        std::string_view name = key;
+        const Name* renamed = &key;
         if (k->rename >= 0) {
             Rename& r = renames_[size_t(k->rename)];
             r.written = stamp_;
-            if (r.to_root_deferred) return defer({}, r.to.segments.back().name, v, k);
-            name = r.to.segments.back().name;
+            if (r.to_root_deferred) return defer({}, r.to_name, v, k);
+            renamed = &r.to_name;
         }
-        if (top && !kept(prefix, name)) return true;
+        if (top && !kept(prefix.text, renamed->text)) return true;
         if (k->parse_json) {
             std::string_view s;
             ondemand::json_type t;
@@ -284,12 +294,12 @@ private:
             if (t == ondemand::json_type::string && v.get_string().get(s) == SUCCESS) {
                 size_t mark = out.size();
                 bool was_first = first;
-                begin_member(out, first, prefix, name);
+                put_member(out, first, prefix.json, renamed->json);
                 if (parsed_json(s, out)) return true;
-                note_bad_json(key);
+                note_bad_json(key.text);
                 out.resize(mark);
                 first = was_first;
-                begin_member(out, first, prefix, name);
+                put_member(out, first, prefix.json, renamed->json);
                 append_json_string(out, s);
                 return true;
             }
@@ -299,7 +309,7 @@ private:
             ondemand::json_type t;
             if (v.type().get(t)) return false;
             if (t == ondemand::json_type::object && v.get_object().get(so) == SUCCESS) {
-                begin_member(out, first, prefix, name);
+                put_member(out, first, prefix.json, renamed->json);
                 out.push_back('{');
                 bool f2 = true;
                 if (!members(so, *k, depth + 1, out, f2)) return false;
@@ -307,23 +317,22 @@ private:
                 return true;
             }
             if (k->set_below) {  // a scalar where set needs an object: replaced
-                begin_member(out, first, prefix, name);
+                put_member(out, first, prefix.json, renamed->json);
                 create(*k, out);
                 return true;
             }
         }
-        std::string_view raw;
-        if (raw_value(v).get(raw)) return false;
+        auto raw = raw_value(v);
+        if (raw.error()) return false;
         size_t start = out.size();
         bool had_comma = !first;
-        begin_member(out, first, prefix, name);
-        out.append(raw);
+        put_member(out, first, prefix.json, renamed->json, raw.value_unsafe());
         if (k->claim >= 0 && k->rename < 0) spans_.push_back({start, out.size(), had_comma, k->claim});
         return true;
     }
 
     // Keeps a member for the end of the top level (moved out of a nested object).
-    bool defer(std::string_view prefix, std::string_view name, ondemand::value v, Node* k) {
+    bool defer(const Name& prefix, const Name& name, ondemand::value& v, Node* k) {
         Deferred d{prefix, name, {}, 0, 0, false};
         if (k && k->remove) return true;
         if (k && k->parse_json) {
@@ -338,7 +347,7 @@ private:
                     deferred_.push_back(d);
                     return true;
                 }
-                note_bad_json(name);
+                note_bad_json(name.text);
             }
         }
         if (raw_value(v).get(d.value)) return false;
@@ -349,27 +358,33 @@ private:
     bool members(ondemand::object o, Node& n, int depth, std::string& out, bool& first) {
         size_t span_base = spans_.size();
         for (auto fr : o) {
-            ondemand::field field;
-            std::string_view key;
-            if (std::move(fr).get(field) || filters::FieldReader::key_of(field, key)) return false;
-            ondemand::value v = field.value();
-            if (!member(key, v, n.find(key), depth, out, first, {})) return false;
+            // The field and the values are used in place, by reference: copying simdjson's small
+            // structs right after simdjson wrote them stalls store forwarding (GCC copies them with
+            // one vector load), which cost more than the rest of this loop.
+            Name key;
+            if (fr.error()) return false;
+            ondemand::field& field = fr.value_unsafe();
+            if (key_texts(field, key.json, key.text)) return false;
+            ondemand::value& v = field.value();
+            if (!member(key, v, n.find(key.text), depth, out, first, {})) return false;
         }
         if (depth == 0) {
             for (const auto& d : deferred_) {
-                if (!kept(d.prefix, d.name)) continue;
-                begin_member(out, first, d.prefix, d.name);
-                if (d.in_scratch) out.append(scratch_, d.off, d.len);
-                else out.append(d.value);
+                if (!kept(d.prefix.text, d.name.text)) continue;
+                put_member(out, first, d.prefix.json, d.name.json,
+                           d.in_scratch ? std::string_view(scratch_).substr(d.off, d.len) : d.value);
             }
         }
         // Members that set creates.
         for (auto& k : n.kids) {
             if (k->seen == stamp_ || (k->set < 0 && !k->set_below)) continue;
             if (depth == 0 && !kept({}, k->name)) continue;
-            begin_member(out, first, {}, k->name);
-            if (k->set >= 0) out += sets_[size_t(k->set)];
-            else create(*k, out);
+            if (k->set >= 0) {
+                put_member(out, first, {}, k->json_name, sets_[size_t(k->set)]);
+            } else {
+                put_member(out, first, {}, k->json_name);
+                create(*k, out);
+            }
         }
         // Existing members that a rename replaced, last first so the offsets hold.
         while (spans_.size() > span_base) {
@@ -388,9 +403,12 @@ private:
         bool first = true;
         for (const auto& k : n.kids) {
             if (k->set < 0 && !k->set_below) continue;
-            begin_member(out, first, {}, k->name);
-            if (k->set >= 0) out += sets_[size_t(k->set)];
-            else create(*k, out);
+            if (k->set >= 0) {
+                put_member(out, first, {}, k->json_name, sets_[size_t(k->set)]);
+            } else {
+                put_member(out, first, {}, k->json_name);
+                create(*k, out);
+            }
         }
         out.push_back('}');
     }
@@ -404,13 +422,13 @@ private:
     std::vector<Rename> renames_;
     std::vector<std::string> sets_;
     std::vector<std::string> keep_;
-    std::string flatten_prefix_;
+    std::string flatten_prefix_, flatten_prefix_json_;
     bool flatten_deferred_ = false;
     uint64_t stamp_ = 0;
     std::vector<Deferred> deferred_;
     std::vector<Span> spans_;
-    std::string scratch_, pj_;
-    ondemand::parser parser_, parser2_;
+    std::string scratch_;
+    ondemand::parser parser_;
     StageContext* ctx_ = nullptr;
     Counter* bad_json_ = nullptr;
     RateLimit rl_;

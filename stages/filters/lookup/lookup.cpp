@@ -53,8 +53,10 @@ public:
                 default_ += v;
                 append_json_string(default_quoted_.emplace_back(), spec_.prefix + k);
             }
+        } else if (m == "drop") {
+            drop_ = true;
         } else if (m != "skip") {
-            c.fail("on_missing", "on_missing must be \"skip\" or \"default\"");
+            c.fail("on_missing", "on_missing must be \"skip\", \"default\" or \"drop\"");
         }
         if (spec_.key_column.empty()) {
             // A CSV column named like the event's key field holds the key; else the first column does.
@@ -73,6 +75,7 @@ public:
 
     void start(StageContext& ctx) override {
         ctx_ = &ctx;
+        dropped_ = &ctx.metrics().dropped("not_in_lookup");
         missing_ = &MetricsRegistry::global().counter("hbf_lookup_missing_total", "Events whose key is not in the lookup table.", {{"stage", ctx.name()}});
         reloads_ = &MetricsRegistry::global().counter("hbf_lookup_reloads_total", "Lookup table reloads, by result.", {{"stage", ctx.name()}, {"result", "ok"}});
         reload_errors_ = &MetricsRegistry::global().counter("hbf_lookup_reloads_total", "Lookup table reloads, by result.", {{"stage", ctx.name()}, {"result", "error"}});
@@ -98,6 +101,7 @@ public:
         BatchPtr o = Batch::make();
         o->reserve_more(in->bytes() + in->size() * 96);
         o->take_acks_from(*in);
+        size_t dropped = 0;
         for (size_t i = 0; i < in->size(); ++i) {
             std::string_view ev = in->event(i);
             reader_.read(parser_, ev.data(), ev.size(), in->capacity_after(i));
@@ -108,6 +112,10 @@ public:
             const std::vector<std::string>* names = &t->quoted_names;
             if (!row) {
                 missing_->add();
+                if (drop_) {
+                    ++dropped;
+                    continue;
+                }
                 if (default_.empty()) {
                     o->append(ev);
                     continue;
@@ -116,6 +124,13 @@ public:
                 names = &default_quoted_;
             }
             splice(in->event(i), in->capacity_after(i), *row, *names, *o);
+        }
+        if (dropped) {
+            dropped_->add(dropped);
+            if (o->empty()) {
+                o->mark(AckStatus::dropped, "key not in the lookup table");
+                return;
+            }
         }
         out.emit(std::move(o));
     }
@@ -233,6 +248,8 @@ private:
     simdjson::ondemand::parser parser_;
     std::string scratch_;
     StageContext* ctx_ = nullptr;
+    bool drop_ = false;
+    Counter* dropped_ = nullptr;
     Counter *missing_ = nullptr, *reloads_ = nullptr, *reload_errors_ = nullptr;
 };
 
@@ -242,7 +259,7 @@ const std::vector<OptionSpec> kLookupSchema = {
     {"table_key", OptType::string, "", "CSV column holding the key (default: the column named like `key`, else the first)."},
     {"columns", OptType::string_list, "", "Columns to add (default: all but the key)."},
     {"prefix", OptType::string, "", "Prepended to each added member's name."},
-    {"on_missing", OptType::string, "skip", "An event whose key is not in the table: skip (pass it unchanged) or default (add `default`)."},
+    {"on_missing", OptType::string, "skip", "An event whose key is not in the table: skip (pass it unchanged), default (add `default`) or drop (counted in hbf_events_dropped_total{reason=\"not_in_lookup\"})."},
     {"default", OptType::table, "", "Members added when the key is missing and on_missing = \"default\", e.g. { site = \"unknown\" }."},
     {"reload_interval", OptType::duration, "1s", "How often the file is checked for changes (mtime, size, inode); 0 = never."},
 };
