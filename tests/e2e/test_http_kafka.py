@@ -212,3 +212,36 @@ def test_http_to_kafka_broker_down_with_ack_timeout_gives_504_and_events_arrive_
 def test_http_to_kafka_broker_down_with_delivery_timeout_gives_503(hbf, broker):
     """A finite delivery_timeout: events the broker never took fail, and their requests get 503."""
     outage(hbf, broker, 'ack_timeout = "10s"', 'delivery_timeout = "1500ms"', refused=(503,))
+
+
+def test_default_config_runs_alone_webhook_to_file_and_embedded_kafka(hbf, tmp_path):
+    """conf/hbforward.toml as shipped (on a free port instead of 8080): a curl POST reaches
+    out.ndjson and the embedded broker's topic, read by kcat."""
+    import re
+    import subprocess
+    from conftest import ROOT, read_ndjson, wait_for
+    port = free_port()
+    text = (ROOT / "conf" / "hbforward.toml").read_text()
+    assert 'address = "127.0.0.1:8080"' in text and 'brokers = "embedded"' in text
+    h = hbf(text.replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+    listening(port)
+    bootstrap = re.search(r"embedded Kafka broker listening at (\S+)", h.wait_log("embedded Kafka broker")
+                          and h.log()).group(1)
+    lines = examples()
+    for line in lines:
+        r = subprocess.run(["curl", "-sS", "-H", "Content-Type: application/json", "--data-binary", line,
+                            f"http://127.0.0.1:{port}/healthbot"], capture_output=True, text=True, timeout=30)
+        assert r.stdout == '{"accepted":1}', (r.stdout, r.stderr)
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == len(lines), what="out.ndjson")
+    in_file = read_ndjson(tmp_path / "out.ndjson")
+    for ev, line in zip(in_file, lines):
+        sent = json.loads(line)
+        assert ev["collector"] == "edge-01" and "host" in ev and "received_at" in ev
+        assert {k: v for k, v in ev.items() if k not in ("collector", "host", "received_at")} == sent
+
+    def kafka_lines():
+        return sorted(v for (t, k, v), n in on_topics(bootstrap).items() for _ in range(n))
+    wait_for(lambda: len(kafka_lines()) == len(lines), timeout=20, what="the events on the embedded broker")
+    file_lines = sorted(l.encode() for l in (tmp_path / "out.ndjson").read_text().splitlines())
+    assert kafka_lines() == file_lines  # the same bytes in both outputs
+    assert h.stop() == 0, h.log()
