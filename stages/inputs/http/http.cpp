@@ -50,6 +50,16 @@ void parse_auth(const StageConfig& c, http::ServerOptions& o) {
     }
 }
 
+void parse_tls(const StageConfig& c, http::ServerOptions& o) {
+    if (!c.has("tls")) return;
+    for (auto& [k, v] : c.string_map("tls")) {
+        if (k == "cert") o.tls_cert = v;
+        else if (k == "key") o.tls_key = v;
+        else c.fail("tls", "unknown key '" + k + "' in tls (use cert and key)");
+    }
+    if (o.tls_cert.empty() || o.tls_key.empty()) c.fail("tls", "tls needs both cert and key (PEM file paths)");
+}
+
 http::ServerOptions parse_options(const StageConfig& c) {
     http::ServerOptions o;
     parse_address(c, o);
@@ -58,6 +68,7 @@ http::ServerOptions parse_options(const StageConfig& c) {
     for (const auto& p : o.paths)
         if (p.empty() || p.front() != '/') c.fail("paths", "each path must start with '/': \"" + p + "\"");
     parse_auth(c, o);
+    parse_tls(c, o);
     o.max_body = c.size("max_body");
     if (o.max_body < 16 || o.max_body > (1ull << 31)) c.fail("max_body", "max_body must be between 16 bytes and 2GiB");
     uint64_t hl = c.size("header_limit");
@@ -103,6 +114,7 @@ private:
 const std::vector<OptionSpec> kHttpSchema = {
     {"address", OptType::string, "0.0.0.0:8080", "host:port to listen on."},
     {"paths", OptType::string_list, "[\"/\"]", "Paths that take POSTs; any other path answers 404."},
+    {"tls", OptType::table, "", "{ cert = \"server.pem\", key = \"server.key\" }: serve HTTPS with these PEM files; default plain HTTP."},
     {"auth", OptType::table, "", "{ type = \"basic\", username, password } or { type = \"bearer\", token }; default none."},
     {"max_body", OptType::size, "1MiB", "Largest body, compressed and decompressed; larger answers 413."},
     {"header_limit", OptType::size, "16KiB", "Largest request header; larger answers 431."},

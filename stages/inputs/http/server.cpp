@@ -1,11 +1,15 @@
 #include "server.h"
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <optional>
 #include <sys/resource.h>
 #include <thread>
@@ -124,7 +128,9 @@ struct Server::Impl {
     std::string too_many;  // the whole reply to a connection over max_connections
     Gauge* open_gauge = nullptr;
     Counter* rejected_invalid = nullptr;
-    RateLimit rl_invalid, rl_accept;
+    Counter* tls_failures = nullptr;
+    std::optional<asio::ssl::context> tls;  // set when tls is configured; shared by every worker
+    RateLimit rl_invalid, rl_accept, rl_tls, rl_plain;
 };
 
 // A request waiting for its batch to be handed over (or, with ack = "delivered", settled).
@@ -237,11 +243,16 @@ public:
             append_json_string(remote_extra_, ep.address().to_string());
         }
         sock_.set_option(tcp::no_delay(true), ec);
+        if (srv_.tls) tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock_, *srv_.tls);
     }
 
     size_t slot = 0;  // index in the worker's list
 
     void start() {
+        if (tls_) {
+            deadline_ = mono_ns() + srv_.opts.read_timeout.count();  // the handshake must finish in time
+            return sniff();
+        }
         deadline_ = mono_ns() + srv_.opts.idle_timeout.count();
         start_read();
     }
@@ -308,6 +319,40 @@ public:
     }
 
 private:
+    // TLS: peek at the first byte. A TLS handshake record starts with 0x16; anything else is
+    // most likely plain HTTP sent to the HTTPS port, which gets a plain 400 saying so.
+    void sniff() {
+        sock_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
+            if (self->closed_) return;
+            if (ec) return self->close_now();
+            unsigned char first = 0;
+            boost::system::error_code e;
+            size_t n = self->sock_.receive(asio::buffer(&first, 1), tcp::socket::message_peek, e);
+            if (e == asio::error::would_block) return self->sniff();
+            if (e || n == 0) return self->close_now();
+            if (first != 0x16) return self->plain_on_tls_port();
+            self->tls_->async_handshake(asio::ssl::stream_base::server, [self](const boost::system::error_code& hec) {
+                if (self->closed_) return;
+                if (hec) {
+                    self->srv_.tls_failures->add();
+                    log_limited(self->srv_.rl_tls, self->srv_.ctx->log(), spdlog::level::warn, "TLS handshake failed: {}",
+                                hec.message());
+                    return self->close_now();
+                }
+                self->idle_now();
+                self->start_read();
+            });
+        });
+    }
+
+    void plain_on_tls_port() {
+        srv_.tls_failures->add();
+        log_limited(srv_.rl_plain, srv_.ctx->log(), spdlog::level::warn, "refused a plain-HTTP connection on the TLS port");
+        tls_.reset();  // what follows is plain: the reply, then the linger
+        reply(400, R"({"error":"this port speaks HTTPS; use https://"})", true);
+        kick();
+    }
+
     int route(ReqParser& p) {
         if (after_drain_) return 503;
         bool known = false;
@@ -482,7 +527,7 @@ private:
 
     void start_read() {
         reading_ = true;
-        sock_.async_read_some(rbuf_.prepare(kReadChunk), [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+        auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
             self->reading_ = false;
             if (self->closed_) return;
             if (ec) {
@@ -498,7 +543,9 @@ private:
                 return;
             }
             self->process();
-        });
+        };
+        if (tls_) tls_->async_read_some(rbuf_.prepare(kReadChunk), std::move(done));
+        else sock_.async_read_some(rbuf_.prepare(kReadChunk), std::move(done));
     }
 
     void start_write() {
@@ -506,18 +553,21 @@ private:
         wout_.swap(out_);
         out_.clear();
         write_deadline_ = mono_ns() + srv_.opts.read_timeout.count();
-        asio::async_write(sock_, asio::buffer(wout_), [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+        auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
             self->writing_ = false;
             self->wout_.clear();
             if (self->closed_) return;
             if (ec) return self->close_now();
             if (!self->out_.empty()) return self->start_write();
             if (self->close_after_write_) return self->linger();
-        });
+        };
+        if (tls_) asio::async_write(*tls_, asio::buffer(wout_), std::move(done));
+        else asio::async_write(sock_, asio::buffer(wout_), std::move(done));
     }
 
     // Half-close, then read and drop what the client still sends for a moment, so that our last
-    // reply is not lost to a reset caused by unread data.
+    // reply is not lost to a reset caused by unread data. With TLS the TCP half-close comes
+    // without a close_notify: every reply carries its length, so nothing can be truncated unseen.
     void linger() {
         if (lingering_) return;
         lingering_ = true;
@@ -532,6 +582,7 @@ private:
     Worker& w_;
     Server::Impl& srv_;
     tcp::socket sock_;
+    std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
     beast::flat_buffer rbuf_;
     std::optional<ReqParser> parser_;
     RequestInfo info_;
@@ -660,6 +711,35 @@ void Server::Impl::do_accept() {
     });
 }
 
+namespace {
+
+void readable(const char* what, const std::string& path) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) throw std::runtime_error(fmt::format("tls.{}: cannot read {}: {}", what, path, std::strerror(errno)));
+    std::fclose(f);
+}
+
+// The certificate chain and key, checked against each other now rather than at the first client.
+void load_tls(Server::Impl& s) {
+    const std::string& cert = s.opts.tls_cert;
+    const std::string& key = s.opts.tls_key;
+    readable("cert", cert);
+    readable("key", key);
+    s.tls.emplace(asio::ssl::context::tls_server);
+    s.tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                       asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    boost::system::error_code ec;
+    // The key first: loaded after the certificate, a mismatched key would be reported as unreadable.
+    s.tls->use_private_key_file(key, asio::ssl::context::pem, ec);
+    if (ec) throw std::runtime_error(fmt::format("tls.key: {} is not a PEM private key: {}", key, ec.message()));
+    s.tls->use_certificate_chain_file(cert, ec);
+    if (ec) throw std::runtime_error(fmt::format("tls.cert: {} is not a PEM certificate (chain): {}", cert, ec.message()));
+    if (SSL_CTX_check_private_key(s.tls->native_handle()) != 1)
+        throw std::runtime_error(fmt::format("tls.key: {} does not match the certificate in {}", key, cert));
+}
+
+}  // namespace
+
 Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>(std::move(opts))) {}
 
 Server::~Server() = default;
@@ -673,6 +753,10 @@ void Server::listen(StageContext& ctx) {
                                   {{"stage", ctx.name()}, {"code", std::to_string(kCodes[i])}});
     s.open_gauge = &reg.gauge("hbf_http_connections_open", "Open HTTP connections.", {{"stage", ctx.name()}});
     s.rejected_invalid = &ctx.metrics().dropped("invalid_json_request");
+    s.tls_failures = &reg.counter("hbf_http_tls_failures_total",
+                                  "Connections to the TLS port closed before a request: failed handshakes, plain HTTP.",
+                                  {{"stage", ctx.name()}});
+    if (!s.opts.tls_cert.empty()) load_tls(s);
     std::string_view full = R"({"error":"too many connections"})";
     s.too_many = fmt::format("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n"
                              "Retry-After: {}\r\nConnection: close\r\n\r\n{}", full.size(), s.opts.retry_after, full);
@@ -697,7 +781,7 @@ void Server::listen(StageContext& ctx) {
     if (!ec) s.acceptor->bind(ep, ec);
     if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw std::runtime_error(fmt::format("cannot listen on {}: {}", where, ec.message()));
-    ctx.log().info("listening on {} (paths {}, ack {}, {} I/O thread{})", where, fmt::join(s.opts.paths, ", "),
+    ctx.log().info("listening on {}{} (paths {}, ack {}, {} I/O thread{})", where, s.tls ? " with TLS" : "", fmt::join(s.opts.paths, ", "),
                    s.opts.ack_delivered ? "delivered" : "accepted", s.workers.size(), s.workers.size() == 1 ? "" : "s");
 }
 

@@ -37,13 +37,15 @@ struct ServerOptions {
     int retry_after = 1;
     std::string path_field, remote_addr_field;
     std::vector<std::string> headers;  // request headers copied into each event, by lowercase name
+    std::string tls_cert, tls_key;     // PEM files; both empty = plain HTTP
 };
 
 class Server {
 public:
     explicit Server(ServerOptions opts);
     ~Server();
-    // Binds and listens; throws std::runtime_error naming the address on failure.
+    // Loads the TLS certificate and key (if any), binds and listens; throws std::runtime_error
+    // naming the file or the address on failure.
     void listen(StageContext& ctx);
     // Runs the I/O threads (this one included) until stop() and the drain finish.
     void run(Emitter& out);
