@@ -18,6 +18,7 @@ const std::vector<OptionSpec>& service_schema() {
         {"queue_events", OptType::integer, "16384", "Capacity of each stage's input queue, in events."},
         {"queue_bytes", OptType::size, "8MiB", "Capacity of each stage's input queue, in bytes of event text."},
         {"batch_events", OptType::integer, "1024", "Most events an input puts in one batch."},
+        {"linger", OptType::duration, "250us", "After taking fewer than 256 events, a stage's thread waits this long for more: fewer wake-ups, at most this much latency; 0 = off."},
         {"api_address", OptType::string, "", "host:port of the health, metrics and reload API; empty disables it."},
         {"data_dir", OptType::string, ".hbforward", "Directory for checkpoints and other state."},
     };
@@ -87,6 +88,7 @@ void load_service(PipelineConfig& cfg) {
         if (s.queue_bytes < 1024) sc.fail("queue_bytes", "queue_bytes must be at least 1KiB");
         s.batch_events = sc.integer("batch_events");
         if (s.batch_events < 1) sc.fail("batch_events", "batch_events must be at least 1");
+        s.linger = sc.duration("linger");
         s.api_address = sc.str("api_address");
         s.data_dir = sc.str("data_dir");
     } catch (const ConfigError& e) {

@@ -23,6 +23,7 @@ struct ServiceConfig {
     int64_t queue_events = 16384;
     int64_t queue_bytes = 8 << 20;
     int64_t batch_events = 1024;
+    std::chrono::nanoseconds linger = std::chrono::microseconds(250);
     std::string api_address;
     std::string data_dir = ".hbforward";
 };

@@ -82,6 +82,7 @@ private:
     void set_inline(Node& n, bool on);
     void run_output(Node& n);
     void finish_node(Node& n);
+    void linger(size_t batches, size_t events) const;
     void join_all();
     // Each node's targets and feeds from the decls' inputs; returns per node the new feeds.
     std::vector<std::vector<std::vector<BatchQueue*>>> plan_targets(const std::vector<Node*>& live) const;
@@ -94,6 +95,7 @@ private:
     std::atomic<bool> stopping_{false};
     std::atomic<uint64_t> generation_{1};
     std::chrono::nanoseconds shutdown_timeout_;
+    std::chrono::nanoseconds linger_;
     std::chrono::steady_clock::time_point started_at_;
 };
 
