@@ -134,7 +134,7 @@ void Runtime::start() {
 std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> stages) {
     std::lock_guard rl(reload_m_);
     if (stopping_) throw std::runtime_error("shutting down");
-    reap();
+    reap_locked();
     // Which running stages stay: same name, kind, type and table.
     std::map<std::string, Node*> running;
     {
@@ -162,20 +162,51 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
         }
     }
     // Start the new stages' objects first: a failure leaves the old pipeline as it was.
+    std::vector<BatchQueue*> holds;
     for (auto& n : fresh) {
+        std::string failure;
         try {
             start_stage(*n);
         } catch (const std::exception& e) {
-            cfg_ = std::move(prev);
-            generation_.fetch_sub(1);
+            failure = e.what();
+        }
+        // A changed input may need what its old version holds (the http input's port): stop the
+        // old one, let it finish what it accepted, and try again.
+        auto old = running.find(n->decl->name);
+        if (!failure.empty() && n->built.input && old != running.end() && !kept.count(old->second)) {
+            Node& o = *old->second;
+            ctx_log(o, "stopping the old version to start the new one: " + failure);
+            // Hold its downstream queues open: they must not see zero producers before the new
+            // version is wired in, or their stages would finish.
+            for (auto* q : o.feeds) {
+                q->add_producer();
+                holds.push_back(q);
+            }
+            o.retiring = true;
+            o.ctx->request_stop();
+            o.built.input->stop();
+            auto deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
+            while (!o.done && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            try {
+                start_stage(*n);
+                failure.clear();
+            } catch (const std::exception& e) {
+                failure = std::string(e.what()) + " (its old version was stopped)";
+            }
+        }
+        if (!failure.empty()) {
+            std::string msg = fmt::format("stage '{}' ({} {}) failed to start: {}", n->decl->name, to_string(n->decl->kind),
+                                          n->decl->type, failure);
             for (auto& m : fresh) {
                 if (m.get() == n.get()) break;
                 if (m->built.output) m->built.output->stop();
                 if (m->built.filter) m->built.filter->stop();
                 if (m->built.input) m->built.input->stop();
             }
-            throw std::runtime_error(fmt::format("stage '{}' ({} {}) failed to start: {}", n->decl->name, to_string(n->decl->kind),
-                                                 n->decl->type, e.what()));
+            cfg_ = std::move(prev);  // the new config's decls die here: msg was built first
+            generation_.fetch_sub(1);
+            for (auto* q : holds) q->remove_producer();
+            throw std::runtime_error(msg);
         }
     }
     old_cfgs_.push_back(std::move(prev));
@@ -214,6 +245,7 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
         }
         for (auto* q : gone) q->remove_producer();
     }
+    for (auto* q : holds) q->remove_producer();
     // Removed stages: inputs stop; filters and outputs drain what they have and finish.
     size_t removed = 0;
     for (auto& [name, n] : running) {
@@ -231,7 +263,15 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
                        live.size() - kept.size(), removed);
 }
 
+void Runtime::ctx_log(Node& n, const std::string& msg) { n.ctx->log().warn("{}", msg); }
+
 void Runtime::reap() {
+    // A reload in progress holds pointers to the nodes it retires; it reaps itself when it starts.
+    std::unique_lock rl(reload_m_, std::try_to_lock);
+    if (rl.owns_lock()) reap_locked();
+}
+
+void Runtime::reap_locked() {
     auto lk = nodes_lock();
     for (auto it = nodes_.begin(); it != nodes_.end();) {
         Node& n = **it;

@@ -253,3 +253,57 @@ def test_top_shows_every_stage_under_tmux_and_quits_on_q(hbf, tmp_path):
                  timeout=5, what="top to quit")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_reloading_a_changed_webhook_input_keeps_every_accepted_event(hbf, tmp_path):
+    import http.client
+    import threading
+
+    port, api = free_port(), free_port()
+    conf = """
+[service]
+api_address = "127.0.0.1:{api}"
+[inputs.hb]
+type = "http"
+address = "127.0.0.1:{port}"
+paths = {paths}
+[outputs.out]
+type = "file"
+inputs = ["hb"]
+path = "out.ndjson"
+"""
+    h = hbf(conf.format(api=api, port=port, paths='["/healthbot"]'))
+    h.wait_log("listening on")
+    accepted, stop = [], threading.Event()
+
+    def client():
+        n = 0
+        while not stop.is_set():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                while not stop.is_set():
+                    body = json.dumps({"n": n})
+                    c.request("POST", "/healthbot", body, {"Content-Type": "application/json"})
+                    r = c.getresponse()
+                    r.read()
+                    if r.status == 200:
+                        accepted.append(n)
+                    n += 1
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.01)  # the old listener closed: connect again
+
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        wait_for(lambda: len(accepted) > 200, what="requests before the reload")
+        (tmp_path / "hbf.toml").write_text(conf.format(api=api, port=port, paths='["/healthbot", "/hb2"]'))
+        code, body = post(api, "/reload")
+        assert code == 200, body
+        before = len(accepted)
+        wait_for(lambda: len(accepted) > before + 200, what="requests after the reload")
+    finally:
+        stop.set()
+        t.join(10)
+    assert h.stop() == 0
+    got = sorted(e["n"] for e in read_ndjson(tmp_path / "out.ndjson"))
+    assert got == sorted(accepted), "every request that got 200 is in the file, once"

@@ -746,6 +746,10 @@ Server::~Server() = default;
 
 void Server::listen(StageContext& ctx) {
     Impl& s = *impl_;
+    // A failed attempt (a reload retries once the old version freed the port) leaves nothing behind.
+    s.accept_retry.reset();
+    s.acceptor.reset();
+    s.workers.clear();
     s.ctx = &ctx;
     auto& reg = MetricsRegistry::global();
     for (size_t i = 0; i < kNCodes; ++i)
