@@ -190,7 +190,8 @@ void load_stages(PipelineConfig& cfg) {
                     cfg.diags.push_back({location_of(*in, cfg.file), fmt::format("'inputs' of {} must be a list of stage names, such as [\"parse\"]", what)});
                 }
             }
-            if (cfg.diags.size() == before && d.info->ports) {
+            d.options_ok = cfg.diags.size() == before;
+            if (d.options_ok && d.info->ports) {
                 try {
                     d.ports = d.info->ports(*d.cfg);
                 } catch (const ConfigError& e) {
@@ -315,6 +316,10 @@ std::vector<BuiltStage> build_stages(PipelineConfig& cfg) {
     for (auto& d : cfg.stages) {
         BuiltStage b;
         b.decl = &d;
+        if (!d.options_ok) {  // its table already has errors; the factory would only repeat them
+            out.push_back(std::move(b));
+            continue;
+        }
         try {
             switch (d.kind) {
                 case StageKind::input: b.input = d.info->make_input(*d.cfg); break;

@@ -45,6 +45,7 @@ struct StageDecl {
     std::vector<std::string> ports;  // named ports this stage offers
     std::string fingerprint;         // the table as text, less `inputs`: equal = unchanged stage
     std::unique_ptr<StageConfig> cfg;
+    bool options_ok = false;  // its table passed the schema check: the factory may run
 };
 
 struct PipelineConfig {
@@ -64,7 +65,8 @@ std::unique_ptr<PipelineConfig> load_config(const std::string& path);
 std::unique_ptr<PipelineConfig> load_config_text(std::string_view text, const std::string& path);
 
 // The stages built from a config; factories run here, so option semantics (a bad regex, a
-// template that does not parse) are checked by `validate` too.
+// template that does not parse) are checked by `validate` too. Stages whose table failed the
+// schema check are skipped (their BuiltStage is empty): run only with a config that is ok().
 struct BuiltStage {
     const StageDecl* decl = nullptr;
     std::unique_ptr<Input> input;

@@ -23,7 +23,7 @@ namespace {
 
 int cmd_validate(const std::string& path) {
     auto cfg = load_config(path);
-    if (cfg->ok()) build_stages(*cfg);
+    build_stages(*cfg);  // option semantics too, so every error is reported at once
     std::string rep = cfg->report();
     if (!rep.empty()) std::fputs(rep.c_str(), stderr);
     if (!cfg->ok()) {

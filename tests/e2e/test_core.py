@@ -206,3 +206,14 @@ def test_an_output_that_cannot_write_makes_the_exit_code_1(tmp_path):
     assert p.returncode == 1
     assert "write to /dev/full failed: No space left on device" in p.stderr
     assert "stage 'o' ended failing" in p.stderr
+
+
+def test_validate_reports_graph_errors_and_option_semantics_together(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[inputs.i]\ntype = "stdin"\n[filters.s]\ntype = "select"\ninputs = ["nope"]\nwhere = ".severity = 1"\n'
+                   '[outputs.o]\ntype = "null"\ninputs = ["s"]\n')
+    r = run_cli("validate", "-c", str(cfg), cwd=tmp_path)
+    assert r.returncode == 1
+    assert f"{cfg}:5:11: filters.s reads from unknown stage 'nope'" in r.stderr
+    assert f"{cfg}:6:9: invalid condition in 'where'" in r.stderr
+    assert "2 errors" in r.stderr
