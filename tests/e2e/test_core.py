@@ -215,5 +215,5 @@ def test_validate_reports_graph_errors_and_option_semantics_together(tmp_path):
     r = run_cli("validate", "-c", str(cfg), cwd=tmp_path)
     assert r.returncode == 1
     assert f"{cfg}:5:11: filters.s reads from unknown stage 'nope'" in r.stderr
-    assert f"{cfg}:6:9: invalid condition in 'where'" in r.stderr
+    assert f"{cfg}:6:20: invalid condition in 'where': column 11: '=' is not an operator (did you mean '=='?)" in r.stderr
     assert "2 errors" in r.stderr
