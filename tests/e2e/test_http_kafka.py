@@ -223,7 +223,7 @@ def test_default_config_runs_alone_webhook_to_file_and_embedded_kafka(hbf, tmp_p
     port = free_port()
     text = (ROOT / "conf" / "hbforward.toml").read_text()
     assert 'address = "127.0.0.1:8080"' in text and 'brokers = "embedded"' in text
-    h = hbf(text.replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+    h = hbf(text.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace("127.0.0.1:2020", f"127.0.0.1:{free_port()}"))
     listening(port)
     bootstrap = re.search(r"embedded Kafka broker listening at (\S+)", h.wait_log("embedded Kafka broker")
                           and h.log()).group(1)
