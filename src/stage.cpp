@@ -67,11 +67,20 @@ bool Emitter::emit(BatchPtr b, size_t port) {
     }
     const size_t n = b->size(), bytes = b->bytes();
     auto& qs = ctx_.targets[port];
+    // deliver() fails only when the shutdown timeout aborts a blocked push: what it kept is
+    // reported failed, so no input takes it for delivered.
     for (size_t i = 0; i + 1 < qs.size(); ++i) {
         BatchPtr c = b->clone();
-        if (!deliver(qs[i], c, ctx_.abort_flag())) return false;
+        if (!deliver(qs[i], c, ctx_.abort_flag())) {
+            c->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
+            b->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
+            return false;
+        }
     }
-    if (!deliver(qs.back(), b, ctx_.abort_flag())) return false;
+    if (!deliver(qs.back(), b, ctx_.abort_flag())) {
+        b->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
+        return false;
+    }
     ctx_.metrics().events_out.add(n);
     ctx_.metrics().bytes_out.add(bytes);
     return true;
