@@ -128,6 +128,22 @@ public:
         recover_if_fatal();
     }
 
+    // The topic handle and key of event i: static ones as they are, templated ones read from the
+    // event. False when the event was dropped (not JSON, a field missing, an illegal topic name).
+    bool topic_and_key(Batch& batch, size_t i, bool parse, InFlight& f, rd_kafka_topic_t*& rkt, std::string_view& key) {
+        if (!parse) {
+            if (has_key_) key = key_.literal();
+            return true;
+        }
+        std::string_view ev = batch.event(i);
+        simdjson::ondemand::document doc;
+        if (parser_.iterate(ev.data(), ev.size(), batch.capacity_after(i)).get(doc) != simdjson::SUCCESS) {
+            drop(f, *missing_field_, "the event is not JSON; its topic cannot be resolved");
+            return false;
+        }
+        return resolve(doc, rkt, key, f);
+    }
+
     // Messages with headers: one rd_kafka_producev each (produce_batch cannot set headers).
     void write_each(InFlight* f) {
         Batch& batch = *f->batch;
@@ -136,16 +152,7 @@ public:
             std::string_view ev = batch.event(i);
             rd_kafka_topic_t* rkt = rkt_;
             std::string_view key;
-            if (parse) {
-                simdjson::ondemand::document doc;
-                if (parser_.iterate(ev.data(), ev.size(), batch.capacity_after(i)).get(doc) != simdjson::SUCCESS) {
-                    drop(*f, *missing_field_, "the event is not JSON; its topic cannot be resolved");
-                    continue;
-                }
-                if (!resolve(doc, rkt, key, *f)) continue;
-            } else if (has_key_) {
-                key = key_.literal();
-            }
+            if (!topic_and_key(batch, i, parse, *f, rkt, key)) continue;
             if (!produce(rkt, ev, key, f)) continue;
             ++f->pending;
         }
@@ -166,16 +173,7 @@ public:
             std::string_view ev = batch.event(i);
             rd_kafka_topic_t* rkt = rkt_;
             std::string_view key;
-            if (parse) {
-                simdjson::ondemand::document doc;
-                if (parser_.iterate(ev.data(), ev.size(), batch.capacity_after(i)).get(doc) != simdjson::SUCCESS) {
-                    drop(*f, *missing_field_, "the event is not JSON; its topic cannot be resolved");
-                    continue;
-                }
-                if (!resolve(doc, rkt, key, *f)) continue;
-            } else if (has_key_) {
-                key = key_.literal();
-            }
+            if (!topic_and_key(batch, i, parse, *f, rkt, key)) continue;
             Group& g = group(rkt);
             rd_kafka_message_t& m = g.msgs.emplace_back();
             m = rd_kafka_message_t{};
