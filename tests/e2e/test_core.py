@@ -217,3 +217,28 @@ def test_validate_reports_graph_errors_and_option_semantics_together(tmp_path):
     assert f"{cfg}:5:11: filters.s reads from unknown stage 'nope'" in r.stderr
     assert f"{cfg}:6:20: invalid condition in 'where': column 11: '=' is not an operator (did you mean '=='?)" in r.stderr
     assert "2 errors" in r.stderr
+
+
+def test_a_failed_batch_is_counted_and_the_file_checkpoint_moves_past_it(hbf, tmp_path):
+    import urllib.request
+    from conftest import free_port
+    api = free_port()
+    src = tmp_path / "hb.ndjson"
+    src.write_text("\n".join(examples()[:3]) + "\n")
+    h = hbf(f'[service]\napi_address = "127.0.0.1:{api}"\ndata_dir = "{tmp_path}/state"\n'
+            f'[inputs.tail]\ntype = "file"\npath = "{src}"\nfollow = true\npoll_interval = "50ms"\n'
+            '[outputs.o]\ntype = "file"\ninputs = ["tail"]\npath = "/dev/full"\n')
+
+    def undelivered():
+        text = urllib.request.urlopen(f"http://127.0.0.1:{api}/metrics", timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith('hbf_file_undelivered_batches_total{stage="tail"}'):
+                return float(line.split()[-1]) >= 1
+        return False
+
+    h.wait_log("running")
+    wait_for(undelivered, what="the failed batch in the metrics")
+    h.wait_log("was not delivered")
+    assert h.stop() == 1  # the output ended failing
+    ckpt = (tmp_path / "state" / "file-tail.checkpoint").read_text().split()
+    assert int(ckpt[1]) == src.stat().st_size

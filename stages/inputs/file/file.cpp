@@ -78,6 +78,9 @@ public:
 
     void run(StageContext& ctx, Emitter& out) override {
         ctx_ = &ctx;
+        undelivered_ = &MetricsRegistry::global().counter(
+            "hbf_file_undelivered_batches_total", "Batches read by a following file input that an output reported failed.",
+            {{"stage", ctx.name()}});
         buf_.resize(1 << 20);
         bool first_scan = true;
         auto last_ckpt = std::chrono::steady_clock::now();
@@ -163,7 +166,19 @@ private:
         if (follow_) {
             uint64_t idx = f.tracker->add(end_offset);
             std::shared_ptr<Tracker> tr = f.tracker;
-            AckRef ack = make_ack([tr, idx](AckStatus, const std::string&) { tr->settle(idx); });
+            // A failed batch still advances the checkpoint (else one failure would stop it for good),
+            // but is counted and logged: registry counters live as long as the process.
+            Counter* undelivered = undelivered_;
+            std::string stage = ctx_->name();
+            AckRef ack = make_ack([tr, idx, undelivered, stage](AckStatus st, const std::string& why) {
+                if (st == AckStatus::failed) {
+                    undelivered->add();
+                    static RateLimit rl;
+                    log_limited(rl, *spdlog::default_logger(), spdlog::level::warn,
+                                "[{}] a batch read from the file was not delivered ({}); the checkpoint moves past it", stage, why);
+                }
+                tr->settle(idx);
+            });
             b->acks.push_back(ack.clone());
         }
         total_ += b->size();
@@ -250,6 +265,7 @@ private:
     std::map<std::string, Tailed> files_;
     std::vector<char> buf_;
     StageContext* ctx_ = nullptr;
+    Counter* undelivered_ = nullptr;
     uint64_t total_ = 0;
     RateLimit rl_;
 };
