@@ -1,9 +1,10 @@
 // The bounded queue in front of each filter and output.
 //
 // A moodycamel::BlockingConcurrentQueue of batches with a budget in events and bytes. Producers
-// block in push() while the queue is over budget (backpressure), or use try_push() to learn
-// at once that it is full (the HTTP input answers 503). One batch is always admitted into an
-// empty queue, so a batch larger than the budget cannot wedge the pipeline.
+// block in push() while the queue is over budget (backpressure); try_push() refuses at once.
+// Emitter::try_emit() checks full() first, which is how the HTTP input answers 503. One batch
+// is always admitted into an empty queue, so a batch larger than the budget cannot wedge the
+// pipeline.
 #pragma once
 
 #include <atomic>

@@ -42,14 +42,6 @@ bool deliver(BatchQueue* q, BatchPtr& b, const std::atomic<bool>& abort) {
 }
 }  // namespace
 
-bool Emitter::full(size_t port) const {
-    std::shared_lock lk(ctx_.targets_m);
-    if (port >= ctx_.targets.size()) return false;
-    for (auto* q : ctx_.targets[port])
-        if (queue_full(q)) return true;
-    return false;
-}
-
 bool Emitter::any_full() const {
     std::shared_lock lk(ctx_.targets_m);
     for (const auto& port : ctx_.targets)

@@ -73,7 +73,7 @@ public:
     bool emit(BatchPtr b, size_t port = 0);
     bool try_emit(BatchPtr& b, size_t port = 0);
     bool has_targets(size_t port = 0) const;
-    bool full(size_t port = 0) const;
+    // True when a downstream queue (or, for an inline filter, its own downstream) is over budget.
     bool any_full() const;
 
 private:
