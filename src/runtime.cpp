@@ -175,7 +175,7 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
         auto old = running.find(n->decl->name);
         if (!failure.empty() && n->built.input && old != running.end() && !kept.count(old->second)) {
             Node& o = *old->second;
-            ctx_log(o, "stopping the old version to start the new one: " + failure);
+            o.ctx->log().warn("stopping the old version to start the new one: {}", failure);
             // Hold its downstream queues open: they must not see zero producers before the new
             // version is wired in, or their stages would finish.
             for (auto* q : o.feeds) {
@@ -262,8 +262,6 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
     return fmt::format("config generation {}: {} stages kept, {} started, {} stopped", generation_.load(), kept.size(),
                        live.size() - kept.size(), removed);
 }
-
-void Runtime::ctx_log(Node& n, const std::string& msg) { n.ctx->log().warn("{}", msg); }
 
 void Runtime::reap() {
     // A reload in progress holds pointers to the nodes it retires; it reaps itself when it starts.

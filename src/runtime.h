@@ -84,7 +84,6 @@ private:
     void finish_node(Node& n);
     void linger(size_t batches, size_t events) const;
     void reap_locked();  // with reload_m_ held
-    static void ctx_log(Node& n, const std::string& msg);
     void join_all();
     // Each node's targets and feeds from the decls' inputs; returns per node the new feeds.
     std::vector<std::vector<std::vector<BatchQueue*>>> plan_targets(const std::vector<Node*>& live) const;
