@@ -32,6 +32,10 @@ public:
 class BatchQueue {
 public:
     BatchQueue(int64_t max_events, int64_t max_bytes) : max_events_(max_events), max_bytes_(max_bytes) {}
+    // Batches still queued are freed; their acks report failed ("not settled").
+    ~BatchQueue();
+    BatchQueue(const BatchQueue&) = delete;
+    BatchQueue& operator=(const BatchQueue&) = delete;
 
     // Blocks while full; returns false (keeping the batch) only if `abort` becomes true.
     bool push(BatchPtr& b, const std::atomic<bool>& abort);
