@@ -172,7 +172,7 @@ public:
             cur_->items.push_back({h, uint32_t(i)});
             if (cur_->items.size() >= batching_.max_events || cur_->body.size() >= batching_.max_bytes) submit();
         }
-        sender_.settle(h, 1, AckStatus::delivered, {});  // this call's hold; settles an empty batch
+        sender_.release_hold(h);  // settles an empty batch
         if (cur_ && !cur_->items.empty() && std::chrono::steady_clock::now() - cur_started_ >= batching_.max_wait) submit();
     }
 

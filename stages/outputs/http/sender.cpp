@@ -330,18 +330,21 @@ void Sender::retry_or_fail(Request* r, int64_t retry_after_s, const std::string&
     waiting_.push_back(r);
 }
 
-void Sender::settle(Held* h, uint32_t n, AckStatus s, std::string_view why) {
+void Sender::settle(Held* h, uint32_t n, AckStatus s, std::string_view why) { settle(h, n, s, why, true); }
+
+void Sender::settle(Held* h, uint32_t n, AckStatus s, std::string_view why, bool events) {
     if (n == 0) return;
     {
         std::lock_guard lk(h->m);
-        if (s == AckStatus::delivered) {
+        if (!events) {
+        } else if (s == AckStatus::delivered) {
             h->delivered += n;
         } else if (int(s) > int(h->worst)) {
             h->worst = s;
             h->reason.assign(why);
         }
     }
-    if (s == AckStatus::delivered && m_.delivered) m_.delivered->add(n);
+    if (events && s == AckStatus::delivered) m_.delivered->add(n);
     if (h->pending.fetch_sub(n, std::memory_order_acq_rel) != n) return;
     // The last event of the batch: its acks settle now, with an explicit status either way.
     h->batch->mark(h->worst, h->reason);

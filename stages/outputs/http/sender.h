@@ -108,8 +108,11 @@ public:
 
     // Records the outcome of `n` events of `h`; the last one releases the batch.
     void settle(Held* h, uint32_t n, AckStatus s, std::string_view why);
+    // Drops write()'s own hold on `h` (counted in pending besides its events).
+    void release_hold(Held* h) { settle(h, 1, AckStatus::delivered, {}, false); }
 
 private:
+    void settle(Held* h, uint32_t n, AckStatus s, std::string_view why, bool events);
     void loop();
     void launch(Request* r);
     void done(Request* r, CURLcode rc);
