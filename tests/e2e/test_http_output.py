@@ -11,6 +11,7 @@ import pytest
 from collector import CLOSE, Collector
 from conftest import free_port, read_ndjson, wait_for
 from hbhttp import listening, post
+from kafka_helpers import broker, consume  # noqa: F401 (fixture)
 from test_ops import get, samples, stage_value
 
 
@@ -317,3 +318,66 @@ def test_http_output_rejects_bad_options_with_clear_messages(hbf, tmp_path):
         r = run_cli("validate", "-c", str(cfg))
         assert r.returncode != 0
         assert text in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_http_output_over_tls_verifies_the_server_and_refuses_a_wrong_ca(hbf, tmp_path):
+    from test_http_tls import make_cert
+    cert, key = make_cert(tmp_path, "server")
+    other, _ = make_cert(tmp_path, "other")
+    port = free_port()
+    hbf(receiver(port, opts=f'tls = {{ cert = "{cert}", key = "{key}" }}'), name="recv")
+    listening(port)
+    url = f"https://127.0.0.1:{port}/ingest"
+    a = hbf(generator(url, 200, f'tls = {{ ca = "{cert}" }}\nbatch = {{ max_wait = "20ms" }}'), name="good")
+    assert a.wait(30) == 0, a.log()
+    wait_for(lambda: len(read_ndjson(tmp_path / "recv.ndjson")) == 200, 10, what="200 events over TLS")
+    # The wrong CA: nothing is sent, the log says why, the events fail when delivery_timeout passes.
+    port2 = free_port()
+    h = hbf(webhook(port2, url, f'tls = {{ ca = "{other}" }}\n' + FAST + '\ndelivery_timeout = "1s"'), name="bad")
+    listening(port2)
+    st, _, _ = post(port2, {"seq": 99999})
+    assert st == 503
+    assert "SSL certificate problem" in h.log(), h.log()
+    assert len(read_ndjson(tmp_path / "recv.ndjson")) == 200
+    # verify = false sends anyway (an explicit choice).
+    h2 = hbf(generator(url, 5, 'tls = { verify = false }\nbatch = { max_wait = "20ms" }'), name="noverify")
+    assert h2.wait(30) == 0, h2.log()
+    wait_for(lambda: len(read_ndjson(tmp_path / "recv.ndjson")) == 205, 10, what="5 more events")
+
+
+def test_chained_acks_conf_pair_survives_the_collector_restarting(hbf, tmp_path, broker):
+    from conftest import ROOT
+    edge_port, coll_port = free_port(), free_port()
+    env = {"HBF_WEBHOOK": f"127.0.0.1:{edge_port}", "HBF_COLLECTOR_URL": f"http://127.0.0.1:{coll_port}/ingest",
+           "HBF_LISTEN": f"127.0.0.1:{coll_port}", "KAFKA_BROKERS": broker.bootstrap,
+           "HBF_EDGE_API": f"127.0.0.1:{free_port()}", "HBF_COLLECTOR_API": f"127.0.0.1:{free_port()}"}
+    coll_conf = (ROOT / "conf" / "chain-collector.toml").read_text()
+    coll = hbf(coll_conf, env=env, name="collector")
+    edge = hbf((ROOT / "conf" / "chain-edge.toml").read_text(), env=env, name="edge")
+    listening(edge_port)
+    listening(coll_port)
+
+    def note(seq):
+        return {"device-id": "mx1", "severity": "major", "seq": seq}
+
+    for i in range(5):
+        assert post(edge_port, note(i))[0] == 200
+
+    def in_kafka():
+        return {json.loads(l)["seq"] for l in consume(broker.bootstrap, "healthbot.major").decode().splitlines() if l.strip()}
+
+    assert in_kafka() == set(range(5))  # the 200 came after Kafka had them
+    # The collector dies; a notification posted meanwhile is answered only once it is back and Kafka has it.
+    coll.proc.kill()
+    coll.proc.wait()
+    answers = {}
+    t = threading.Thread(target=lambda: answers.update(r=post(edge_port, [note(5), note(6)], timeout=40)))
+    t.start()
+    time.sleep(1.5)
+    assert t.is_alive(), "the webhook answered while the collector was down"
+    coll2 = hbf(coll_conf, env=env, name="collector2")
+    t.join(40)
+    assert answers["r"][0] == 200, answers
+    assert in_kafka() == set(range(7))
+    assert coll2.stop() == 0
+    assert edge.stop() == 0
