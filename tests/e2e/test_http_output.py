@@ -297,7 +297,7 @@ def test_http_output_max_inflight_bounds_concurrent_requests_and_pushes_back(hbf
 
 def test_http_output_unreachable_server_at_shutdown_exits_1_with_the_count(hbf):
     port = free_port()
-    cfg = generator(f"http://127.0.0.1:{port}/x", 100, FAST).replace('log_level = "info"', 'log_level = "info"\nshutdown_timeout = "1s"')
+    cfg = generator(f"http://127.0.0.1:{port}/x", 100, FAST + '\nflush_timeout = "500ms"')
     a = hbf(cfg)
     a.wait_log("sent again in")
     a.stop(30)

@@ -145,7 +145,7 @@ class HttpOut final : public Output {
 public:
     explicit HttpOut(const StageConfig& c)
         : opts_(parse_options(c, batching_)), builder_(opts_.body), compressor_(opts_.compression, opts_.compression_level),
-          sender_(opts_) {}
+          sender_(opts_), flush_timeout_(c.duration("flush_timeout")) {}
 
     void start(StageContext& ctx) override {
         ctx_ = &ctx;
@@ -186,7 +186,8 @@ public:
             sender_.give_back(cur_);
             cur_ = nullptr;
         }
-        if (sender_.wait_idle(deadline)) return;
+        deadline = std::min(deadline, std::chrono::steady_clock::now() + flush_timeout_);
+        if (sender_.wait_idle(deadline, ctx_->abort_flag())) return;
         uint64_t lost = sender_.abort_all("not delivered when the shutdown timeout passed");
         std::string failure = fmt::format("{} events undelivered at shutdown: {} did not accept them in time", lost, opts_.url);
         ctx_->log().error("{}", failure);
@@ -227,6 +228,7 @@ private:
     BodyBuilder builder_;
     Compressor compressor_;
     Sender sender_;
+    std::chrono::nanoseconds flush_timeout_;
     Request* cur_ = nullptr;
     std::chrono::steady_clock::time_point cur_started_;
     StageContext* ctx_ = nullptr;
@@ -248,6 +250,7 @@ const std::vector<OptionSpec> kHttpOutSchema = {
     {"retry_backoff", OptType::duration, "100ms", "First retry delay; doubled each attempt, with jitter, up to retry_backoff_max."},
     {"retry_backoff_max", OptType::duration, "30s", "Longest delay between retries (a server's Retry-After is honoured as given)."},
     {"delivery_timeout", OptType::duration, "0", "How long a request may be retried; 0 = until delivered. Expired = failed upstream."},
+    {"flush_timeout", OptType::duration, "5s", "At shutdown, how long to wait for answers before reporting the rest failed (keep it under shutdown_timeout)."},
     {"index", OptType::string, "hbforward", "elasticsearch_bulk: index name, strftime pattern of the receive time in UTC (\"healthbot-%Y.%m.%d\"); splunk_hec: the HEC index."},
     {"es_action", OptType::string, "index", "elasticsearch_bulk: index | create (data streams need create)."},
     {"sourcetype", OptType::string, "", "splunk_hec: the events' sourcetype; empty = the token's default."},

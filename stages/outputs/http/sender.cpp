@@ -146,9 +146,14 @@ void Sender::give_back(Request* r) {
     cv_.notify_all();
 }
 
-bool Sender::wait_idle(std::chrono::steady_clock::time_point deadline) {
+bool Sender::wait_idle(std::chrono::steady_clock::time_point deadline, const std::atomic<bool>& abort) {
     std::unique_lock lk(mu_);
-    return cv_.wait_until(lk, deadline, [&] { return free_.size() == pool_.size(); });
+    while (free_.size() != pool_.size()) {
+        auto now = std::chrono::steady_clock::now();
+        if (now >= deadline || abort.load()) return false;
+        cv_.wait_until(lk, std::min(deadline, now + std::chrono::milliseconds(50)));
+    }
+    return true;
 }
 
 uint64_t Sender::abort_all(const std::string& why) {

@@ -101,8 +101,8 @@ public:
     void submit(Request* r);
     // Gives back a request that was acquired and never filled.
     void give_back(Request* r);
-    // Waits until every request is settled; false when the deadline passed first.
-    bool wait_idle(std::chrono::steady_clock::time_point deadline);
+    // Waits until every request is settled; false when the deadline passed (or `abort` was set) first.
+    bool wait_idle(std::chrono::steady_clock::time_point deadline, const std::atomic<bool>& abort);
     // Fails every request not yet settled (shutdown); returns how many events that was.
     uint64_t abort_all(const std::string& why);
 
