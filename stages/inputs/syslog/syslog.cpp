@@ -161,6 +161,9 @@ public:
 
     // Called by connections and the UDP reader on the loop's thread.
     void message(std::string_view m) {
+        // rsyslog's templates end in LF, inside the octet count too: not part of the message.
+        while (!m.empty() && (m.back() == '\n' || m.back() == '\r' || m.back() == '\0')) m.remove_suffix(1);
+        if (m.empty()) return;
         messages_->add();
         Batch& b = batch();
         if (!parser_.parse(m, b.received_ns, b)) {
