@@ -142,6 +142,7 @@ max_line = "200"
     cfg = cfg.replace('inputs = ["sl"]', 'inputs = ["sl", "su"]')
     h = hbf(cfg)
     started(h, port)
+    started(h, uport, "udp")
     bad = [b"no pri at all", b"<999>1 - - - - - - too big", b"<13>1 not-a-time h a p m - x", b"<13>1 - h a p m [broken",
            b"<13>1 - h a p m [id k=\"v\"]oops", b"<abc>x", b"<13>1 - h a p m - \xff\xfe bad utf8 \xc0\xaf"]
     with socket.create_connection(("127.0.0.1", port)) as s:
