@@ -402,9 +402,11 @@ void Runtime::fail_queued(Node& n, const std::string& why) {
     if (!n.queue) return;
     BatchPtr in[kPopMax];
     size_t events = 0;
-    // Wake-up tokens can make a pop return nothing while batches remain behind them.
-    for (int tries = 0; n.queue->events() > 0 && tries < 1000; ++tries) {
+    // Wake-up tokens can make a pop return nothing while batches remain behind them. A disk
+    // queue hands out nothing once stopping: what it holds stays on disk for the next start.
+    for (int empty = 0; n.queue->events() > 0 && empty < 3;) {
         size_t got = n.queue->pop(in, kPopMax, std::chrono::microseconds(0));
+        empty = got ? 0 : empty + 1;
         for (size_t i = 0; i < got; ++i) {
             events += in[i]->size();
             in[i]->mark(AckStatus::failed, why);
