@@ -214,3 +214,31 @@ def test_records_on_disk_carry_crc32c_that_python_agrees_with(hbf, tmp_path):
     assert records > 0
     # Segments hold what the output has not settled; everything else reached the file.
     assert acked <= seen | {e["seq"] for e in read_ndjson(tmp_path / "out.ndjson")}
+
+
+def test_sigterm_during_an_outage_keeps_the_buffer_and_the_next_start_delivers_it(hbf, broker, tmp_path):
+    port, api = free_port(), free_port()
+    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "kept"\nflush_timeout = "1s"'
+    cfg = config(port, tmp_path / "data", kafka, '{ type = "disk", max_size = "64MiB" }', api)
+    broker.control("down 1")
+    h = hbf(cfg, name="first")
+    listening(port)
+    loads = run_load(port, 1.0, clients=2)
+    acked = {s for l in loads for s in l.acked}
+    assert acked
+    wait_for(lambda: metric(api, "hbf_buffer_events") == len(acked), what="every acknowledged event in the buffer")
+    t0 = time.time()
+    assert h.stop() == 0, h.log()  # undelivered but kept: not a failure
+    assert time.time() - t0 < 10
+    assert f"kept {len(acked)} events for the next start" in h.log(), h.log()
+
+    broker.control("up 1")
+    h2 = hbf(cfg, name="second")
+    listening(port)
+
+    def on_topic():
+        return {json.loads(l)["seq"] for l in consume(broker.bootstrap, "kept").decode().splitlines()}
+    wait_for(lambda: acked <= on_topic(), timeout=60, interval=0.5, what="the kept events on the topic")
+    wait_for(lambda: metric(api, "hbf_buffer_events") == 0, what="the buffer emptied")
+    assert metric(api, "hbf_buffer_replayed_events_total") > 0  # the output had them in hand before
+    assert h2.stop() == 0, h2.log()
