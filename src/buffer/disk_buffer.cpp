@@ -469,6 +469,10 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             if (err) {
                 if (::ftruncate(wfd, off_t(wsize)) != 0) {}  // a torn record past wsize is overwritten by the next write anyway
                 write_failed(fmt::format("cannot write {}: {}", path(segs_back_first()), std::strerror(err)), work, i);
+                // Seal the segment: once the output settles what it holds, it is deleted, which is
+                // how a full disk gets room back (a segment being written is never deleted).
+                std::string ignored;
+                if (wsize > 0) new_segment(ignored);
                 return false;
             }
             dirty = o.sync != SyncMode::batch;
