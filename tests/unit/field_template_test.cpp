@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "field_template.h"
+#include "kafka/client.h"
 
 using hbf::FieldTemplate;
 
