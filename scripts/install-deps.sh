@@ -6,7 +6,8 @@ libspdlog-dev libfmt-dev catch2 libbenchmark-dev libboost1.81-dev libcli11-dev l
 kcat openssl python3-kafka python3-pytest python3-prometheus-client curl wrk tmux libncurses-dev
 libisal-dev python3-crc32c
 libmsgpuck-dev python3-msgpack python3-fluent-logger
-libcurl4-openssl-dev libzstd-dev zstd rsyslog bsdutils"
+libcurl4-openssl-dev libzstd-dev zstd rsyslog bsdutils
+clang-16 libfuzzer-16-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -123,10 +123,14 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
     int lock_fd = -1, state_fd = -1;
 
     mutable std::mutex mu;
-    std::condition_variable writer_cv, reader_cv, space_cv;
+    std::condition_variable writer_cv, reader_cv, space_cv, written_cv;
     std::deque<Segment> segs;  // oldest first; the last one is being written
     std::vector<BatchPtr> pending;
     uint64_t pending_bytes = 0;
+    uint64_t pending_events = 0;
+    uint64_t admitted = 0, written = 0;  // batches, in admission order: a producer waits for its ticket
+    uint64_t error_gen = 0;              // +1 per failed write: wakes producers waiting for theirs
+    uint64_t inflight_events = 0;        // events of records handed out and not settled
     uint64_t next_seq = 1;     // the next record the writer writes
     uint64_t read_seq = 1;     // the first record not handed out
     uint64_t settled_seq = 1;  // the first record not settled
@@ -311,8 +315,9 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
 
     enum class Admit { taken, full, closed };
 
-    Admit admit(BatchPtr& b) {
+    Admit admit(BatchPtr& b, uint64_t* ticket = nullptr) {
         const uint64_t sz = record_bytes(*b);
+        const uint64_t ev = b->size();
         {
             std::lock_guard lk(mu);
             if (closing) return Admit::closed;
@@ -321,6 +326,9 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             if (!empty && (pending_bytes + sz > o.pending_bytes || disk_bytes.load() + pending_bytes + sz > o.max_bytes)) return Admit::full;
             pending.push_back(std::move(b));
             pending_bytes += sz;
+            pending_events += ev;
+            if (ticket) *ticket = ++admitted;
+            else ++admitted;
             pend_bytes.store(pending_bytes, std::memory_order_relaxed);
         }
         writer_cv.notify_one();
@@ -340,6 +348,15 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         if (failing.load(std::memory_order_relaxed)) return true;
         uint64_t p = pend_bytes.load(std::memory_order_relaxed);
         return p >= o.pending_bytes || disk_bytes.load(std::memory_order_relaxed) + p >= o.max_bytes;
+    }
+
+    // Waits until the batch with `ticket` is on disk (synced with sync = batch), a write fails,
+    // the buffer closes or `abort` is set.
+    void wait_written(uint64_t ticket, const std::atomic<bool>* abort) {
+        std::unique_lock lk(mu);
+        const uint64_t gen = error_gen;
+        while (written < ticket && error_gen == gen && !closing && !(abort && abort->load(std::memory_order_relaxed)))
+            written_cv.wait_for(lk, std::chrono::milliseconds(5));
     }
 
     // ---- writer ----
@@ -426,6 +443,8 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 next_seq += j - i;
                 segs.back().end_seq = next_seq;
                 unsettled_events += events;
+                pending_events -= std::min(pending_events, events);
+                written += j - i;
                 pending_bytes -= admitted;
                 pend_bytes.store(pending_bytes, std::memory_order_relaxed);
                 disk_bytes += staging.size();
@@ -436,9 +455,13 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 }
                 publish_gauges_locked();
             }
-            if (recovered) log->info("disk buffer {}: writes succeed again", o.dir);
+            if (recovered) {
+                log->info("disk buffer {}: writes succeed again", o.dir);
+                if (o.on_error) o.on_error("");
+            }
             reader_cv.notify_one();
             space_cv.notify_all();
+            written_cv.notify_all();
             m.written_events.add(events);
             for (size_t k = i; k < j; ++k) {
                 work[k]->mark(AckStatus::delivered, "");
@@ -458,8 +481,11 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
     void write_failed(const std::string& why, std::vector<BatchPtr>& work, size_t from) {
         m.write_errors.add();
         log_limited(rl_write, *log, spdlog::level::err, "disk buffer {}: {}; holding new events back until a write succeeds", o.dir, why);
+        if (o.on_error) o.on_error(why);
         std::lock_guard lk(mu);
         error = why;
+        ++error_gen;
+        written_cv.notify_all();
         failing.store(true);
         // Back at the front of the queue, in order; they stay counted in pending_bytes.
         std::vector<BatchPtr> rest;
@@ -478,6 +504,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             for (auto& b : pending) work.push_back(std::move(b));
             pending.clear();
             pending_bytes = 0;
+            pending_events = 0;
             pend_bytes.store(0);
             why = "disk buffer could not write the events: " + error;
         }
@@ -525,6 +552,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         }
         if (it->state == Inflight::retry) --retries_waiting;
         it->state = Inflight::settled;
+        inflight_events -= std::min<uint64_t>(inflight_events, it->events);
         unsettled_events -= std::min<uint64_t>(unsettled_events, it->events);
         if (it == inflight.begin()) {
             while (!inflight.empty() && inflight.front().state == Inflight::settled) inflight.pop_front();
@@ -673,6 +701,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             for (size_t i = retried; i < reads.size(); ++i) {
                 const auto& r = reads[i];
                 inflight.push_back({r.seq, r.seg, r.off, r.events, Inflight::out, 0, r.received_ns, {}});
+                inflight_events += r.events;
                 if (r.seq < replay_below) replayed += r.events;
             }
             read_seq = std::max(read_seq, next);
@@ -721,6 +750,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         writer_cv.notify_all();
         reader_cv.notify_all();
         space_cv.notify_all();
+        written_cv.notify_all();
         if (writer.joinable()) writer.join();
         std::lock_guard lk(mu);
         persist_locked();
@@ -751,9 +781,10 @@ DiskBuffer::~DiskBuffer() { close(); }
 
 bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
     if (!b || b->empty()) return true;
+    uint64_t ticket = 0;
     for (;;) {
-        switch (impl_->admit(b)) {
-            case Impl::Admit::taken: return true;
+        switch (impl_->admit(b, &ticket)) {
+            case Impl::Admit::taken: impl_->wait_written(ticket, &abort); return true;
             case Impl::Admit::closed: return false;
             case Impl::Admit::full: break;
         }
@@ -769,8 +800,9 @@ bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
 
 bool DiskBuffer::try_push(BatchPtr& b) {
     if (!b || b->empty()) return true;
-    switch (impl_->admit(b)) {
-        case Impl::Admit::taken: return true;
+    uint64_t ticket = 0;
+    switch (impl_->admit(b, &ticket)) {
+        case Impl::Admit::taken: impl_->wait_written(ticket, nullptr); return true;
         case Impl::Admit::closed: return false;
         case Impl::Admit::full: break;
     }
@@ -793,6 +825,18 @@ uint64_t DiskBuffer::events() const {
 }
 
 uint64_t DiskBuffer::bytes() const { return impl_->disk_bytes.load(); }
+
+uint64_t DiskBuffer::waiting_events() const {
+    std::lock_guard lk(impl_->mu);
+    return impl_->pending_events + (impl_->unsettled_events - std::min(impl_->unsettled_events, impl_->inflight_events));
+}
+
+uint64_t DiskBuffer::pending_events() const {
+    std::lock_guard lk(impl_->mu);
+    return impl_->pending_events;
+}
+
+uint64_t DiskBuffer::max_bytes() const { return impl_->o.max_bytes; }
 
 std::string DiskBuffer::error() const {
     std::lock_guard lk(impl_->mu);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "forward/handshake.h"
+#include "net/server_tls.h"
 
 namespace hbf::forward {
 
@@ -424,30 +425,6 @@ void Server::Impl::do_accept() {
     });
 }
 
-namespace {
-
-void load_tls(Server::Impl& s) {
-    const std::string& cert = s.opts.tls_cert;
-    const std::string& key = s.opts.tls_key;
-    for (auto [what, path] : {std::pair{"cert", &cert}, std::pair{"key", &key}}) {
-        FILE* f = std::fopen(path->c_str(), "rb");
-        if (!f) throw std::runtime_error(fmt::format("tls.{}: cannot read {}: {}", what, *path, std::strerror(errno)));
-        std::fclose(f);
-    }
-    s.tls.emplace(asio::ssl::context::tls_server);
-    s.tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
-                       asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
-    boost::system::error_code ec;
-    s.tls->use_private_key_file(key, asio::ssl::context::pem, ec);
-    if (ec) throw std::runtime_error(fmt::format("tls.key: {} is not a PEM private key: {}", key, ec.message()));
-    s.tls->use_certificate_chain_file(cert, ec);
-    if (ec) throw std::runtime_error(fmt::format("tls.cert: {} is not a PEM certificate (chain): {}", cert, ec.message()));
-    if (SSL_CTX_check_private_key(s.tls->native_handle()) != 1)
-        throw std::runtime_error(fmt::format("tls.key: {} does not match the certificate in {}", key, cert));
-}
-
-}  // namespace
-
 Server::Server(ServerOptions opts) : impl_(std::make_shared<Impl>(std::move(opts))) {}
 
 Server::~Server() = default;
@@ -465,7 +442,10 @@ void Server::listen(StageContext& ctx) {
     s.auth_failures = &reg.counter("hbf_forward_auth_failures_total", "Handshakes refused (shared_key, users) or not finished.", l);
     s.refused = &reg.counter("hbf_forward_connections_refused_total", "Connections closed at once: max_connections reached.", l);
     s.tls_failures = &reg.counter("hbf_forward_tls_failures_total", "TLS handshakes that failed.", l);
-    if (!s.opts.tls_cert.empty()) load_tls(s);
+    if (!s.opts.tls_cert.empty()) {
+        s.tls.emplace(asio::ssl::context::tls_server);
+        net::load_server_tls(*s.tls, s.opts.tls_cert, s.opts.tls_key);
+    }
     rlimit rl{};
     const rlim_t want = rlim_t(s.opts.max_connections) + 256;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {

@@ -25,13 +25,14 @@
 #include "forward/scan.h"
 #include "json_msgpack.h"
 #include "kafka/template.h"
-#include "link.h"
+#include "net/link.h"
 #include "registry.h"
 
 namespace hbf::stages {
 namespace {
 
 using namespace hbf::forward;
+using net::Link;
 using kafka::FieldTemplate;
 
 constexpr size_t kMaxInflight = 32;
@@ -197,18 +198,9 @@ private:
             else if (k == "verify") verify = v == "true";
             else c.fail("tls", "unknown key '" + k + "' in tls (use ca, verify, cert, key)");
         }
-        tls_ = SSL_CTX_new(TLS_client_method());
-        SSL_CTX_set_min_proto_version(tls_, TLS1_2_VERSION);
-        if (verify) {
-            SSL_CTX_set_verify(tls_, SSL_VERIFY_PEER, nullptr);
-            if (ca.empty() ? SSL_CTX_set_default_verify_paths(tls_) != 1 : SSL_CTX_load_verify_locations(tls_, ca.c_str(), nullptr) != 1)
-                c.fail("tls", "cannot load the CA certificates" + (ca.empty() ? std::string() : " from " + ca));
-        }
-        if (!cert.empty() || !key.empty()) {
-            if (cert.empty() || key.empty()) c.fail("tls", "a client certificate needs both cert and key");
-            if (SSL_CTX_use_certificate_chain_file(tls_, cert.c_str()) != 1) c.fail("tls", "cannot load the certificate " + cert);
-            if (SSL_CTX_use_PrivateKey_file(tls_, key.c_str(), SSL_FILETYPE_PEM) != 1) c.fail("tls", "cannot load the key " + key);
-        }
+        std::string err;
+        tls_ = net::make_client_tls(ca, verify, cert, key, &err);
+        if (!tls_) c.fail("tls", err);
     }
 
     // --- frames --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-#include "link.h"
+#include "net/link.h"
 
 #include <cerrno>
 #include <cstring>
@@ -16,7 +16,7 @@
 
 #include "batch.h"
 
-namespace hbf::forward {
+namespace hbf::net {
 namespace {
 
 std::string ssl_error() {
@@ -29,6 +29,31 @@ std::string ssl_error() {
 }
 
 }  // namespace
+
+SSL_CTX* make_client_tls(const std::string& ca, bool verify, const std::string& cert, const std::string& key, std::string* err) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    auto fail = [&](std::string why) {
+        *err = why + ": " + ssl_error();
+        SSL_CTX_free(ctx);
+        return nullptr;
+    };
+    if (verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+        if (ca.empty() ? SSL_CTX_set_default_verify_paths(ctx) != 1 : SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1)
+            return fail("cannot load the CA certificates" + (ca.empty() ? std::string() : " from " + ca));
+    }
+    if (!cert.empty() || !key.empty()) {
+        if (cert.empty() || key.empty()) {
+            *err = "a client certificate needs both cert and key";
+            SSL_CTX_free(ctx);
+            return nullptr;
+        }
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) return fail("cannot load the certificate " + cert);
+        if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) return fail("cannot load the key " + key);
+    }
+    return ctx;
+}
 
 bool Link::wait(short events, int64_t deadline_ns) const {
     for (;;) {
@@ -158,4 +183,4 @@ void Link::close() {
     fd_ = -1;
 }
 
-}  // namespace hbf::forward
+}  // namespace hbf::net

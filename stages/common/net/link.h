@@ -1,4 +1,4 @@
-// One client connection of the forward output: TCP, optionally TLS (OpenSSL), non-blocking,
+// One client connection (the forward and tcp outputs): TCP, optionally TLS (OpenSSL), non-blocking,
 // with poll()-based deadlines so that the output's thread never waits longer than it chose.
 #pragma once
 
@@ -10,7 +10,11 @@
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
 
-namespace hbf::forward {
+namespace hbf::net {
+
+// A client TLS context: CA file (or the system's), peer verification, optional client certificate.
+// nullptr with `err` set when a file cannot be loaded. Free with SSL_CTX_free.
+SSL_CTX* make_client_tls(const std::string& ca, bool verify, const std::string& cert, const std::string& key, std::string* err);
 
 class Link {
 public:
@@ -38,4 +42,4 @@ private:
     SSL* ssl_ = nullptr;
 };
 
-}  // namespace hbf::forward
+}  // namespace hbf::net
