@@ -8,9 +8,9 @@
 #include <thread>
 
 #include "connection.h"
-#include "fd_limit.h"
 #include "json_util.h"
-#include "tls.h"
+#include "net/fd_limit.h"
+#include "net/server_tls.h"
 #include "worker.h"
 
 namespace hbf::http {
@@ -82,10 +82,13 @@ void Server::listen(StageContext& ctx) {
     s.tls_failures = &reg.counter("hbf_http_tls_failures_total",
                                   "Connections to the TLS port closed before a request: failed handshakes, plain HTTP.",
                                   {{"stage", ctx.name()}});
-    if (!s.opts.tls_cert.empty()) s.tls.emplace(load_tls(s.opts.tls_cert, s.opts.tls_key));
+    if (!s.opts.tls_cert.empty()) {
+        s.tls.emplace(asio::ssl::context::tls_server);
+        net::load_server_tls(*s.tls, s.opts.tls_cert, s.opts.tls_key);
+    }
     s.too_many.clear();
     append_reply(s.too_many, 503, R"({"error":"too many connections"})", true, fmt::format("Retry-After: {}\r\n", s.opts.retry_after));
-    raise_fd_limit(s.opts.max_connections + 256);
+    net::raise_fd_limit(s.opts.max_connections + 256);
     for (int i = 0; i < std::max(1, s.opts.threads); ++i) s.workers.push_back(std::make_shared<Worker>(s));
     asio::io_context& io0 = s.workers[0]->io;
     const std::string where = fmt::format("{}:{}", s.opts.host, s.opts.port);

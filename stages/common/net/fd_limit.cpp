@@ -1,9 +1,9 @@
-#include "fd_limit.h"
+#include "net/fd_limit.h"
 
 #include <algorithm>
 #include <sys/resource.h>
 
-namespace hbf::http {
+namespace hbf::net {
 
 void raise_fd_limit(size_t want) {
     rlimit rl{};
@@ -14,4 +14,4 @@ void raise_fd_limit(size_t want) {
     }
 }
 
-}  // namespace hbf::http
+}  // namespace hbf::net
