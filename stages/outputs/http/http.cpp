@@ -162,7 +162,8 @@ public:
         Batch& batch = *h->batch;
         for (size_t i = 0; i < n; ++i) {
             std::string_view ev = batch.event(i);
-            if (cur_ && !cur_->items.empty() && cur_->body.size() + ev.size() + builder_.overhead() > batching_.max_bytes) submit();
+            // + 1: a JSON array's closing bracket, so a body never passes max_bytes (a server's max_body).
+            if (cur_ && !cur_->items.empty() && cur_->body.size() + ev.size() + builder_.overhead() + 1 > batching_.max_bytes) submit();
             if (!cur_ && !begin()) {
                 // The shutdown timeout passed while every request was out: the rest is failed.
                 sender_.settle(h, uint32_t(n - i), AckStatus::failed, "shutdown timeout passed while max_inflight requests were out");
@@ -170,7 +171,7 @@ public:
             }
             builder_.add(cur_->body, ev, batch.capacity_after(i), received);
             cur_->items.push_back({h, uint32_t(i)});
-            if (cur_->items.size() >= batching_.max_events || cur_->body.size() >= batching_.max_bytes) submit();
+            if (cur_->items.size() >= batching_.max_events || cur_->body.size() + 1 >= batching_.max_bytes) submit();
         }
         sender_.release_hold(h);  // settles an empty batch
         if (cur_ && !cur_->items.empty() && std::chrono::steady_clock::now() - cur_started_ >= batching_.max_wait) submit();
