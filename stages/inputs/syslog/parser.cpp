@@ -277,9 +277,17 @@ bool Parser::parse_5424(std::string_view s, int pri, Batch& out) {
                 }
                 std::string_view name = s.substr(n0, pos - n0);
                 pos += 2;
-                scratch_.clear();
                 bool closed = false;
-                while (pos < s.size()) {
+                std::string_view value;
+                // Most values have no escapes: read them in place, up to the quote.
+                size_t stop = s.find_first_of("\"\\", pos);
+                if (stop != std::string_view::npos && s[stop] == '"') {
+                    value = s.substr(pos, stop - pos);
+                    pos = stop + 1;
+                    closed = true;
+                }
+                if (!closed) scratch_.clear();
+                while (!closed && pos < s.size()) {
                     char c = s[pos];
                     if (c == '\\' && pos + 1 < s.size() && (s[pos + 1] == '"' || s[pos + 1] == '\\' || s[pos + 1] == ']')) {
                         scratch_.push_back(s[pos + 1]);
@@ -301,7 +309,7 @@ bool Parser::parse_5424(std::string_view s, int pri, Batch& out) {
                 first_param = false;
                 append_json_text(b, name);
                 b.push_back(':');
-                append_json_text(b, scratch_);
+                append_json_text(b, value.data() ? value : std::string_view(scratch_));
             }
             if (pos >= s.size() || s[pos] != ']') {
                 out.cancel_event();

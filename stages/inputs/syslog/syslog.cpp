@@ -169,8 +169,15 @@ public:
         if (!parser_.parse(m, b.received_ns, b)) {
             parse_errors_->add();
             ctx_->metrics().errors.add();
-            log_limited(parse_rl_, ctx_->log(), spdlog::level::warn, "kept a message that is not syslog ({}): {:.120}", parser_.last_error(),
-                        std::string_view(m));
+            uint64_t held_back = 0;
+            if (parse_rl_.allow(held_back)) {
+                // The excerpt goes to a terminal or a log file: control bytes are shown as '?'.
+                std::string ex(m.substr(0, 120));
+                for (char& ch : ex)
+                    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+                ctx_->log().warn("kept a message that is not syslog ({}): {}{}", parser_.last_error(), ex,
+                                 held_back ? fmt::format(" (repeated {} times since the last report)", held_back) : "");
+            }
         }
         if (b.size() >= ctx_->batch_events) flush();
     }
