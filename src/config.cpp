@@ -100,11 +100,11 @@ void load_stages(PipelineConfig& cfg) {
     static const char* kSections[] = {"inputs", "filters", "outputs"};
     for (const auto& [k, v] : cfg.root) {
         std::string key(k.str());
-        if (key == "service") continue;
+        if (key == "service" || key == "tests") continue;
         Location kl{cfg.file, k.source().begin.line, k.source().begin.column};
         if (std::find(std::begin(kSections), std::end(kSections), key) == std::end(kSections)) {
-            std::string sug = did_you_mean(key, {"service", "inputs", "filters", "outputs"});
-            cfg.diags.push_back({kl, fmt::format("unknown section '{}'{}; expected service, inputs, filters or outputs", key,
+            std::string sug = did_you_mean(key, {"service", "inputs", "filters", "outputs", "tests"});
+            cfg.diags.push_back({kl, fmt::format("unknown section '{}'{}; expected service, inputs, filters, outputs or tests", key,
                                                  sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug))});
         }
     }
@@ -281,6 +281,7 @@ std::unique_ptr<PipelineConfig> finish(std::unique_ptr<PipelineConfig> cfg) {
     load_service(*cfg);
     load_stages(*cfg);
     check_graph(*cfg);
+    load_tests(*cfg);
     return cfg;
 }
 
@@ -333,7 +334,13 @@ std::vector<BuiltStage> build_stages(PipelineConfig& cfg) {
         }
         out.push_back(std::move(b));
     }
+    for (const auto& check : config_checks()) check(cfg);
     return out;
+}
+
+std::vector<ConfigCheck>& config_checks() {
+    static std::vector<ConfigCheck> v;
+    return v;
 }
 
 }  // namespace hbf

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,11 +50,33 @@ struct StageDecl {
     bool options_ok = false;  // its table passed the schema check: the factory may run
 };
 
+// One [[tests]] entry: events inserted at stages, what given stages must emit. `hbforward test`
+// runs them through the filters only; no input or output starts.
+struct ConfigTest {
+    std::string name;
+    Location where;
+    struct Insert {
+        std::string insert_at;  // a stage: an input's events go to its downstream, others receive it
+        std::string value;      // the event's text (`value`, or `log_fields` as JSON)
+        Location where;
+    };
+    struct Extract {
+        std::string extract_from;  // "stage" or "stage.port"
+        std::string stage, port;
+        std::optional<int64_t> count;
+        std::vector<std::pair<std::string, Location>> conditions;
+        Location where;
+    };
+    std::vector<Insert> inputs;
+    std::vector<Extract> outputs;
+};
+
 struct PipelineConfig {
     std::string file;
     toml::table root;
     ServiceConfig service;
     std::vector<StageDecl> stages;
+    std::vector<ConfigTest> tests;
     std::vector<Diagnostic> diags;
 
     bool ok() const;
@@ -74,5 +98,16 @@ struct BuiltStage {
     std::unique_ptr<Output> output;
 };
 std::vector<BuiltStage> build_stages(PipelineConfig& cfg);
+
+// Checks that need more than the core (the condition syntax of [[tests]]): registered from
+// outside src/, run at the end of build_stages, so validate, run and reload all apply them.
+using ConfigCheck = std::function<void(PipelineConfig&)>;
+std::vector<ConfigCheck>& config_checks();
+struct ConfigCheckRegistrar {
+    explicit ConfigCheckRegistrar(ConfigCheck c) { config_checks().push_back(std::move(c)); }
+};
+
+// Parses [[tests]] into cfg.tests (called by the loader once the stages are known).
+void load_tests(PipelineConfig& cfg);
 
 }  // namespace hbf
