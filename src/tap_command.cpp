@@ -83,7 +83,15 @@ int run_tap(const std::string& stage, const std::string& address, int64_t limit,
         std::fprintf(stderr, "tap: %s\n", error_of(r.body).c_str());
         return 1;
     }
-    std::string path = "/tap/" + std::to_string(uint64_t(simdjson::dom::parser().parse(r.body)["id"]));
+    uint64_t id = 0;
+    {
+        simdjson::dom::parser p;
+        if (p.parse(r.body)["id"].get(id)) {
+            std::fprintf(stderr, "tap: unexpected answer from %s: %s\n", address.c_str(), r.body.c_str());
+            return 1;
+        }
+    }
+    std::string path = "/tap/" + std::to_string(id);
     std::signal(SIGINT, [](int) { g_stop = 1; });
     std::signal(SIGTERM, [](int) { g_stop = 1; });
     std::signal(SIGPIPE, SIG_IGN);

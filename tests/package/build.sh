@@ -11,7 +11,11 @@ work=$(mktemp -d /tmp/hbforward-deb.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 src="$work/hbforward-$version"
 mkdir -p "$src" "$out"
-git ls-files -z --cached --others --exclude-standard | grep -zv '^build' | xargs -0 cp --parents -t "$src"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -z --cached --others --exclude-standard | grep -zv '^build' | xargs -0 cp --parents -t "$src"
+else  # a copy of the tree without .git (CI)
+    tar --exclude='./build*' --exclude='./obj-*' --exclude='./debian/.debhelper' -cf - . | tar -xf - -C "$src"
+fi
 ( cd "$src" && DEB_BUILD_OPTIONS="parallel=2 ${DEB_BUILD_OPTIONS:-}" dpkg-buildpackage -us -uc -b )
 rm -f "$out"/hbforward_*.deb
 cp "$work"/hbforward_*.deb "$out"/

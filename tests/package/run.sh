@@ -2,7 +2,7 @@
 # CI test of the Debian package: build the .deb, install it with apt-get, check its files, the
 # hbforward user and the unit, validate the installed config, run the installed binary briefly as
 # the hbforward user, reload it, stop it, then purge and check nothing is left.
-# Prints PASS/FAIL lines and "package tests: N passed, M failed"; exits 1 on any failure.
+# Prints PASS/FAIL lines and ends with "N passed, M failed" (.ci/run counts it); exits 1 on any failure.
 # Needs root (apt-get); does not need systemd as PID 1.
 set -u
 cd "$(dirname "$0")/../.."
@@ -16,7 +16,8 @@ check() {
     if "$@" >"$log" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/    /' "$log" | tail -20; fi
 }
 finish() {
-    echo "package tests: $pass passed, $fail failed$([ "$skip" -gt 0 ] && echo ", $skip skipped")"
+    echo "package tests (tests/package/run.sh):"
+    echo "$pass passed, $fail failed$([ "$skip" -gt 0 ] && echo ", $skip skipped")"
     rm -f "$log"
     [ "$fail" -eq 0 ]
     exit
@@ -57,6 +58,8 @@ printf '[Service]\nExecStart=/bin/true\n' >"$probe"
 if command -v systemd-analyze >/dev/null && systemd-analyze verify "$probe" >/dev/null 2>&1; then
     check "systemd-analyze verify hbforward.service" bash -c \
         "out=\$(systemd-analyze verify /lib/systemd/system/hbforward.service 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
+    check "systemd-analyze security: exposure at most 2.0 (of 10)" bash -c \
+        "systemd-analyze security --offline=true /lib/systemd/system/hbforward.service | tail -1; e=\$(systemd-analyze security --offline=true /lib/systemd/system/hbforward.service | sed -n 's/.*Overall exposure level for [^:]*: \\([0-9.]*\\).*/\\1/p'); [ -n \"\$e\" ] && awk -v e=\"\$e\" 'BEGIN {exit !(e <= 2.0)}'"
 else
     echo "SKIP: systemd-analyze verify does not work in this environment"; skip=$((skip + 1))
 fi
@@ -86,6 +89,14 @@ hpid=$(pgrep -P "$pid" -x hbforward || echo "$pid")
 check "it runs as user hbforward" bash -c "[ \"\$(ps -o user= -p $hpid)\" = hbforward ]"
 check "a webhook POST lands in /var/log/hbforward/healthbot.ndjson" bash -c \
     "curl -fsS -d '{\"device-id\":\"pkg-test-mx1\",\"severity\":\"major\"}' http://127.0.0.1:$web/healthbot && for i in \$(seq 50); do grep -q pkg-test-mx1 /var/log/hbforward/healthbot.ndjson 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
+if command -v logrotate >/dev/null; then
+    # logrotate with the packaged snippet while it runs: the next event lands in the fresh file.
+    check "logrotate -f rotates healthbot.ndjson and the next event lands in the new file" bash -c \
+        "logrotate -f -s /tmp/hbforward-pkg-logrotate.state /etc/logrotate.d/hbforward && grep -q pkg-test-mx1 /var/log/hbforward/healthbot.ndjson.1 && curl -fsS -d '{\"device-id\":\"pkg-test-mx2\"}' http://127.0.0.1:$web/healthbot && for i in \$(seq 50); do grep -q pkg-test-mx2 /var/log/hbforward/healthbot.ndjson && ! grep -q pkg-test-mx2 /var/log/hbforward/healthbot.ndjson.1 && ! grep -q pkg-test-mx1 /var/log/hbforward/healthbot.ndjson && exit 0; sleep 0.1; done; ls -la /var/log/hbforward; exit 1"
+    rm -f /tmp/hbforward-pkg-logrotate.state
+else
+    echo "SKIP: logrotate is not installed"; skip=$((skip + 1))
+fi
 kill -HUP "$hpid" 2>/dev/null
 check "SIGHUP reloads" bash -c "for i in \$(seq 50); do grep -q 'reloaded' '$runlog' && exit 0; sleep 0.1; done; cat '$runlog'; exit 1"
 kill -TERM "$hpid" 2>/dev/null
