@@ -100,7 +100,7 @@ void load_stages(PipelineConfig& cfg) {
     static const char* kSections[] = {"inputs", "filters", "outputs"};
     for (const auto& [k, v] : cfg.root) {
         std::string key(k.str());
-        if (key == "service" || key == "tests") continue;
+        if (key == "service" || key == "tests") continue;  // [[tests]]: checked and run by `hbforward test`
         Location kl{cfg.file, k.source().begin.line, k.source().begin.column};
         if (std::find(std::begin(kSections), std::end(kSections), key) == std::end(kSections)) {
             std::string sug = did_you_mean(key, {"service", "inputs", "filters", "outputs", "tests"});
@@ -281,7 +281,6 @@ std::unique_ptr<PipelineConfig> finish(std::unique_ptr<PipelineConfig> cfg) {
     load_service(*cfg);
     load_stages(*cfg);
     check_graph(*cfg);
-    load_tests(*cfg);
     return cfg;
 }
 
@@ -334,13 +333,7 @@ std::vector<BuiltStage> build_stages(PipelineConfig& cfg) {
         }
         out.push_back(std::move(b));
     }
-    for (const auto& check : config_checks()) check(cfg);
     return out;
-}
-
-std::vector<ConfigCheck>& config_checks() {
-    static std::vector<ConfigCheck> v;
-    return v;
 }
 
 }  // namespace hbf

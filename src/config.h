@@ -5,14 +5,13 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include <toml++/toml.h>
 
+#include "buffer/buffer_config.h"
 #include "options.h"
 #include "registry.h"
 
@@ -47,28 +46,8 @@ struct StageDecl {
     std::vector<std::string> ports;  // named ports this stage offers
     std::string fingerprint;         // the table as text, less `inputs`: equal = unchanged stage
     std::unique_ptr<StageConfig> cfg;
+    buffer::BufferConfig buffer;     // outputs: `buffer = { ... }`; memory unless it says disk
     bool options_ok = false;  // its table passed the schema check: the factory may run
-};
-
-// One [[tests]] entry: events inserted at stages, what given stages must emit. `hbforward test`
-// runs them through the filters only; no input or output starts.
-struct ConfigTest {
-    std::string name;
-    Location where;
-    struct Insert {
-        std::string insert_at;  // a stage: an input's events go to its downstream, others receive it
-        std::string value;      // the event's text (`value`, or `log_fields` as JSON)
-        Location where;
-    };
-    struct Extract {
-        std::string extract_from;  // "stage" or "stage.port"
-        std::string stage, port;
-        std::optional<int64_t> count;
-        std::vector<std::pair<std::string, Location>> conditions;
-        Location where;
-    };
-    std::vector<Insert> inputs;
-    std::vector<Extract> outputs;
 };
 
 struct PipelineConfig {
@@ -76,7 +55,6 @@ struct PipelineConfig {
     toml::table root;
     ServiceConfig service;
     std::vector<StageDecl> stages;
-    std::vector<ConfigTest> tests;
     std::vector<Diagnostic> diags;
 
     bool ok() const;
@@ -98,16 +76,5 @@ struct BuiltStage {
     std::unique_ptr<Output> output;
 };
 std::vector<BuiltStage> build_stages(PipelineConfig& cfg);
-
-// Checks that need more than the core (the condition syntax of [[tests]]): registered from
-// outside src/, run at the end of build_stages, so validate, run and reload all apply them.
-using ConfigCheck = std::function<void(PipelineConfig&)>;
-std::vector<ConfigCheck>& config_checks();
-struct ConfigCheckRegistrar {
-    explicit ConfigCheckRegistrar(ConfigCheck c) { config_checks().push_back(std::move(c)); }
-};
-
-// Parses [[tests]] into cfg.tests (called by the loader once the stages are known).
-void load_tests(PipelineConfig& cfg);
 
 }  // namespace hbf

@@ -48,8 +48,8 @@ public:
     }
     std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<SyslogPriorityFlag>(); }
 };
-}  // namespace
 
+// True when JOURNAL_STREAM names the file that stderr is (run by systemd, logging to the journal).
 bool stderr_is_journal() {
     // systemd sets JOURNAL_STREAM=DEV:INODE for a service whose stderr goes to the journal; a child
     // that redirected stderr inherits the variable, so the file must be the same one.
@@ -61,11 +61,13 @@ bool stderr_is_journal() {
     if (::fstat(2, &st) != 0) return false;
     return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
 }
+}  // namespace
 
 bool valid_log_level(const std::string& level) {
     return level == "trace" || level == "debug" || level == "info" || level == "warn" || level == "error";
 }
 
+// Text written to the journal has no timestamp (the journal adds one) and a "<N>" priority prefix.
 void setup_logging(const std::string& level, const std::string& format) {
     g_level = spdlog::level::from_str(level);
     auto fmtr = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);

@@ -10,13 +10,10 @@
 
 namespace hbf {
 
-// format: "text" or "json". Creates the default logger; stage loggers share its sink. Text
-// written to the journal (stderr_is_journal()) has no timestamp and a "<N>" priority prefix.
+// format: "text" or "json". Creates the default logger; stage loggers share its sink.
 void setup_logging(const std::string& level, const std::string& format);
 std::shared_ptr<spdlog::logger> make_logger(const std::string& name);
 bool valid_log_level(const std::string& level);
-// True when JOURNAL_STREAM names the file that stderr is (run by systemd, logging to the journal).
-bool stderr_is_journal();
 
 // Lets one line through per interval and counts the rest: "... (repeated 532 times)".
 class RateLimit {

@@ -12,7 +12,6 @@
 
 #include "json_util.h"
 #include "runtime.h"
-#include "tap.h"
 #include "version.h"
 
 namespace hbf {
@@ -156,6 +155,7 @@ std::string ApiServer::pipeline_json(Runtime& rt) {
                                n->queue->max_events(), n->queue->bytes(), n->queue->max_bytes());
         else
             out += "\"queue_events\":0,\"queue_capacity\":0,\"queue_bytes\":0,\"queue_capacity_bytes\":0";
+        if (std::string b = n->queue ? n->queue->describe_json() : ""; !b.empty()) out += "," + b;  // a disk buffer
         out += "}";
         first = false;
     }
@@ -247,7 +247,6 @@ struct ApiServer::Impl {
                 return reply(r.ok ? 200 : 400, body + "}");
             }
             if (!rt) return reply(503, "{\"status\":\"starting\"}");
-            if (auto t = tap_http(*rt, req.method_string(), target, req.body())) return reply(t->code, std::move(t->body), t->content_type);
             if (target == "/health" && get) {
                 auto [code, body] = health(*rt);
                 return reply(code, body);
