@@ -123,10 +123,14 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
     int lock_fd = -1, state_fd = -1;
 
     mutable std::mutex mu;
-    std::condition_variable writer_cv, reader_cv, space_cv;
+    std::condition_variable writer_cv, reader_cv, space_cv, written_cv;
     std::deque<Segment> segs;  // oldest first; the last one is being written
     std::vector<BatchPtr> pending;
     uint64_t pending_bytes = 0;
+    uint64_t pending_events = 0;
+    uint64_t admitted = 0, written = 0;  // batches, in admission order: a producer waits for its ticket
+    uint64_t error_gen = 0;              // +1 per failed write: wakes producers waiting for theirs
+    uint64_t inflight_events = 0;        // events of records handed out and not settled
     uint64_t next_seq = 1;     // the next record the writer writes
     uint64_t read_seq = 1;     // the first record not handed out
     uint64_t settled_seq = 1;  // the first record not settled
@@ -142,7 +146,9 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
     std::atomic<uint64_t> disk_bytes{0}, pend_bytes{0};
     std::atomic<bool> failing{false};
 
-    // Writer thread only.
+    // Under write_m: the background writer or a producer leading a group commit.
+    std::mutex write_m;
+    std::vector<BatchPtr> lead_work;
     std::thread writer;
     int wfd = -1;
     uint64_t wsize = 0;
@@ -311,8 +317,9 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
 
     enum class Admit { taken, full, closed };
 
-    Admit admit(BatchPtr& b) {
+    Admit admit(BatchPtr& b, uint64_t* ticket = nullptr) {
         const uint64_t sz = record_bytes(*b);
+        const uint64_t ev = b->size();
         {
             std::lock_guard lk(mu);
             if (closing) return Admit::closed;
@@ -321,9 +328,11 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             if (!empty && (pending_bytes + sz > o.pending_bytes || disk_bytes.load() + pending_bytes + sz > o.max_bytes)) return Admit::full;
             pending.push_back(std::move(b));
             pending_bytes += sz;
+            pending_events += ev;
+            if (ticket) *ticket = ++admitted;
+            else ++admitted;
             pend_bytes.store(pending_bytes, std::memory_order_relaxed);
         }
-        writer_cv.notify_one();
         return Admit::taken;
     }
 
@@ -342,8 +351,44 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         return p >= o.pending_bytes || disk_bytes.load(std::memory_order_relaxed) + p >= o.max_bytes;
     }
 
+    // Returns once the batch with `ticket` is on disk (synced with sync = batch), a write failed,
+    // the buffer closes or `abort` is set. Group commit without a hand-off: the first producer to
+    // find no write in progress writes everything pending, its own batch and the others'; the
+    // others wait for it, and one whose batch came too late for that write leads the next.
+    void wait_written(uint64_t ticket, const std::atomic<bool>* abort) {
+        uint64_t gen;
+        {
+            std::lock_guard lk(mu);
+            gen = error_gen;
+        }
+        auto done_locked = [&] {
+            return written >= ticket || error_gen != gen || closing || (abort && abort->load(std::memory_order_relaxed));
+        };
+        for (;;) {
+            {
+                std::lock_guard lk(mu);
+                if (done_locked()) return;
+            }
+            std::unique_lock wl(write_m, std::try_to_lock);
+            if (wl.owns_lock() && !failing.load()) {  // after a failure the background writer retries, paced
+                {
+                    std::lock_guard lk(mu);
+                    lead_work.swap(pending);
+                }
+                if (!lead_work.empty()) write_group(lead_work);
+                continue;
+            }
+            if (wl.owns_lock()) wl.unlock();
+            std::unique_lock lk(mu);
+            written_cv.wait_for(lk, std::chrono::milliseconds(5), done_locked);
+        }
+    }
+
     // ---- writer ----
 
+    // The background writer: retries after a failed write, syncs with sync = <interval>, keeps
+    // the gauges fresh, and writes what is left at close. Producers normally write their own
+    // batches (wait_written): a thread hand-off per batch cost more than the write.
     void writer_loop() {
         std::vector<BatchPtr> work;
         auto pause = std::chrono::milliseconds(0);
@@ -353,31 +398,40 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 std::unique_lock lk(mu);
                 auto wait = pause.count() ? std::chrono::duration_cast<std::chrono::nanoseconds>(pause) : std::chrono::nanoseconds(kWriterTick);
                 if (o.sync == SyncMode::interval) wait = std::min(wait, o.sync_interval);
-                writer_cv.wait_for(lk, wait, [&] { return (!pending.empty() && pause.count() == 0) || closing; });
-                work.swap(pending);
+                writer_cv.wait_for(lk, wait, [&] { return closing; });
                 stop = closing;
             }
-            if (!work.empty()) {
-                if (write_group(work)) {
-                    pause = std::chrono::milliseconds(0);
-                } else {
-                    pause = std::clamp(pause * 2, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
-                    if (stop) {
-                        fail_work(work);
-                        break;
+            bool gave_up = false;
+            {
+                std::lock_guard wl(write_m);
+                {
+                    std::lock_guard lk(mu);
+                    work.swap(pending);
+                }
+                if (!work.empty()) {
+                    if (write_group(work)) {
+                        pause = std::chrono::milliseconds(0);
+                    } else {
+                        pause = std::clamp(pause * 2, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+                        if (stop) {
+                            fail_work(work);
+                            gave_up = true;
+                        }
                     }
                 }
-            }
-            if (o.sync == SyncMode::interval && dirty && Clock::now() - last_sync >= o.sync_interval) {
-                sync_fd(wfd);
-                dirty = false;
+                if (o.sync == SyncMode::interval && dirty && Clock::now() - last_sync >= o.sync_interval) {
+                    sync_fd(wfd);
+                    dirty = false;
+                }
             }
             tick_gauges();
+            if (gave_up) break;
             if (stop && work.empty()) {
                 std::lock_guard lk(mu);
                 if (pending.empty()) break;
             }
         }
+        std::lock_guard wl(write_m);
         if (o.sync != SyncMode::none && dirty) sync_fd(wfd);
         dirty = false;
     }
@@ -415,6 +469,10 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             if (err) {
                 if (::ftruncate(wfd, off_t(wsize)) != 0) {}  // a torn record past wsize is overwritten by the next write anyway
                 write_failed(fmt::format("cannot write {}: {}", path(segs_back_first()), std::strerror(err)), work, i);
+                // Seal the segment: once the output settles what it holds, it is deleted, which is
+                // how a full disk gets room back (a segment being written is never deleted).
+                std::string ignored;
+                if (wsize > 0) new_segment(ignored);
                 return false;
             }
             dirty = o.sync != SyncMode::batch;
@@ -426,6 +484,8 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 next_seq += j - i;
                 segs.back().end_seq = next_seq;
                 unsettled_events += events;
+                pending_events -= std::min(pending_events, events);
+                written += j - i;
                 pending_bytes -= admitted;
                 pend_bytes.store(pending_bytes, std::memory_order_relaxed);
                 disk_bytes += staging.size();
@@ -436,9 +496,13 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 }
                 publish_gauges_locked();
             }
-            if (recovered) log->info("disk buffer {}: writes succeed again", o.dir);
+            if (recovered) {
+                log->info("disk buffer {}: writes succeed again", o.dir);
+                if (o.on_error) o.on_error("");
+            }
             reader_cv.notify_one();
             space_cv.notify_all();
+            written_cv.notify_all();
             m.written_events.add(events);
             for (size_t k = i; k < j; ++k) {
                 work[k]->mark(AckStatus::delivered, "");
@@ -458,8 +522,11 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
     void write_failed(const std::string& why, std::vector<BatchPtr>& work, size_t from) {
         m.write_errors.add();
         log_limited(rl_write, *log, spdlog::level::err, "disk buffer {}: {}; holding new events back until a write succeeds", o.dir, why);
+        if (o.on_error) o.on_error(why);
         std::lock_guard lk(mu);
         error = why;
+        ++error_gen;
+        written_cv.notify_all();
         failing.store(true);
         // Back at the front of the queue, in order; they stay counted in pending_bytes.
         std::vector<BatchPtr> rest;
@@ -478,6 +545,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             for (auto& b : pending) work.push_back(std::move(b));
             pending.clear();
             pending_bytes = 0;
+            pending_events = 0;
             pend_bytes.store(0);
             why = "disk buffer could not write the events: " + error;
         }
@@ -525,6 +593,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         }
         if (it->state == Inflight::retry) --retries_waiting;
         it->state = Inflight::settled;
+        inflight_events -= std::min<uint64_t>(inflight_events, it->events);
         unsettled_events -= std::min<uint64_t>(unsettled_events, it->events);
         if (it == inflight.begin()) {
             while (!inflight.empty() && inflight.front().state == Inflight::settled) inflight.pop_front();
@@ -673,6 +742,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             for (size_t i = retried; i < reads.size(); ++i) {
                 const auto& r = reads[i];
                 inflight.push_back({r.seq, r.seg, r.off, r.events, Inflight::out, 0, r.received_ns, {}});
+                inflight_events += r.events;
                 if (r.seq < replay_below) replayed += r.events;
             }
             read_seq = std::max(read_seq, next);
@@ -721,6 +791,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         writer_cv.notify_all();
         reader_cv.notify_all();
         space_cv.notify_all();
+        written_cv.notify_all();
         if (writer.joinable()) writer.join();
         std::lock_guard lk(mu);
         persist_locked();
@@ -751,9 +822,10 @@ DiskBuffer::~DiskBuffer() { close(); }
 
 bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
     if (!b || b->empty()) return true;
+    uint64_t ticket = 0;
     for (;;) {
-        switch (impl_->admit(b)) {
-            case Impl::Admit::taken: return true;
+        switch (impl_->admit(b, &ticket)) {
+            case Impl::Admit::taken: impl_->wait_written(ticket, &abort); return true;
             case Impl::Admit::closed: return false;
             case Impl::Admit::full: break;
         }
@@ -769,8 +841,9 @@ bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
 
 bool DiskBuffer::try_push(BatchPtr& b) {
     if (!b || b->empty()) return true;
-    switch (impl_->admit(b)) {
-        case Impl::Admit::taken: return true;
+    uint64_t ticket = 0;
+    switch (impl_->admit(b, &ticket)) {
+        case Impl::Admit::taken: impl_->wait_written(ticket, nullptr); return true;
         case Impl::Admit::closed: return false;
         case Impl::Admit::full: break;
     }
@@ -793,6 +866,18 @@ uint64_t DiskBuffer::events() const {
 }
 
 uint64_t DiskBuffer::bytes() const { return impl_->disk_bytes.load(); }
+
+uint64_t DiskBuffer::waiting_events() const {
+    std::lock_guard lk(impl_->mu);
+    return impl_->pending_events + (impl_->unsettled_events - std::min(impl_->unsettled_events, impl_->inflight_events));
+}
+
+uint64_t DiskBuffer::pending_events() const {
+    std::lock_guard lk(impl_->mu);
+    return impl_->pending_events;
+}
+
+uint64_t DiskBuffer::max_bytes() const { return impl_->o.max_bytes; }
 
 std::string DiskBuffer::error() const {
     std::lock_guard lk(impl_->mu);

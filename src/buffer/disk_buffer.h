@@ -44,6 +44,8 @@ struct DiskBufferOptions {
     uint64_t segment_bytes = 0;              // 0: max_bytes / 8, between 1 MiB and 64 MiB
     uint64_t pending_bytes = 8u << 20;       // most bytes waiting in memory for the writer
     std::chrono::nanoseconds retry_after = std::chrono::seconds(1);  // first pause before a failed record is handed out again
+    // Called by the writer with the error when a write fails, and with "" when writes succeed again.
+    std::function<void(const std::string&)> on_error;
     // Test hook: called before each write(); a non-zero errno fails that write as if the
     // kernel returned it (ENOSPC for a full disk).
     std::function<int()> inject_write_error;
@@ -78,10 +80,12 @@ public:
     DiskBuffer(const DiskBuffer&) = delete;
     DiskBuffer& operator=(const DiskBuffer&) = delete;
 
-    // Producers. push() blocks while the buffer is full (when_full = block) and returns false,
-    // keeping the batch, only if `abort` becomes true. try_push() returns false at once when
-    // full. With when_full = drop_newest both take the batch and, when full, drop it (counted,
-    // its acks settle `dropped`).
+    // Producers. Both return once the batch is written (and, with sync = batch, synced), so a
+    // caller that answers its client afterwards answers for events on disk; they return early
+    // (the batch taken, still waiting in memory) when a write fails meanwhile. push() blocks
+    // while the buffer is full (when_full = block) and returns false, keeping the batch, only if
+    // `abort` becomes true. try_push() returns false at once when full. With when_full =
+    // drop_newest both take the batch and, when full, drop it (counted, its acks settle `dropped`).
     bool push(BatchPtr& b, const std::atomic<bool>& abort);
     bool try_push(BatchPtr& b);
     bool full() const;
@@ -96,6 +100,11 @@ public:
     // Events written and not settled (including those handed out), and bytes on disk.
     uint64_t events() const;
     uint64_t bytes() const;
+    uint64_t max_bytes() const;
+    // Events not handed out yet: waiting for the writer, or on disk and unread.
+    uint64_t waiting_events() const;
+    // Events waiting for the writer.
+    uint64_t pending_events() const;
     // The writer's last error ("" when writes succeed): a full disk, an I/O error.
     std::string error() const;
     const std::string& dir() const;
