@@ -66,7 +66,9 @@ std::string render_manpage(const CLI::App& app) {
     for (const CLI::App* sub : app.get_subcommands([](const CLI::App* s) { return !s->get_group().empty(); })) command(out, *sub);
     out += ".SH CONFIGURATION\nStages are declared as [inputs.NAME], [filters.NAME] and [outputs.NAME] tables with a "
            "\\fBtype\\fR and wired by name with \\fBinputs = [...]\\fR. Sizes read 4096, \"64MiB\"; durations \"500ms\", "
-           "\"5s\". ${VAR} and ${VAR:\\-default} in string values are replaced from the environment.\n";
+           "\"5s\". ${VAR} and ${VAR:\\-default} in string values are replaced from the environment, ${file:/path} by the "
+           "file's contents (a secret, such as systemd's LoadCredential= hands over). [[tests]] hold the tests that "
+           "\\fBhbforward test\\fR runs.\n";
     out += ".SS [service]\nProcess\\-wide settings.\n";
     options_of(out, service_schema(), false);
     for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output}) {
