@@ -218,10 +218,18 @@ private:
 
     void submit() {
         builder_.end(cur_->body);
-        if (opts_.compression == Compression::none) cur_->wire.swap(cur_->body);
-        else compressor_.compress(cur_->body, cur_->wire);
-        sender_.submit(cur_);
-        cur_ = nullptr;
+        Request* r = std::exchange(cur_, nullptr);
+        if (opts_.compression == Compression::none) {
+            r->wire.swap(r->body);
+        } else {
+            try {
+                compressor_.compress(r->body, r->wire);
+            } catch (const std::exception& e) {  // the events are failed, never left unsettled
+                sender_.fail_unsent(r, std::string("cannot compress the request: ") + e.what());
+                return;
+            }
+        }
+        sender_.submit(r);
     }
 
     Batching batching_;
