@@ -45,6 +45,10 @@ private:
     bool closed_ = false;
 };
 
+// Warns about each directory under <data_dir>/buffer/ that holds segments but belongs to no
+// disk-buffered output of `cfg` (a renamed or removed output): its events are not sent.
+void warn_unused_buffers(const PipelineConfig& cfg);
+
 // The queue an output (or filter) declared: memory unless its `buffer` says disk.
 std::unique_ptr<BatchQueue> make_queue(const ServiceConfig& service, const StageDecl& decl, StageContext& ctx,
                                        const std::atomic<bool>& stopping);
