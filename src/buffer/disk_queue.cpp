@@ -64,8 +64,6 @@ void DiskQueue::close() {
 
 bool DiskQueue::push(BatchPtr& b, const std::atomic<bool>& abort) { return buf_ && buf_->push(b, abort); }
 
-bool DiskQueue::try_push(BatchPtr& b) { return buf_ && buf_->try_push(b); }
-
 size_t DiskQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) {
     if (!buf_ || draining_stopped()) {
         std::this_thread::sleep_for(std::min<std::chrono::microseconds>(timeout, std::chrono::milliseconds(2)));

@@ -27,7 +27,6 @@ public:
     void open() override;
     void close() override;
     bool push(BatchPtr& b, const std::atomic<bool>& abort) override;
-    bool try_push(BatchPtr& b) override;
     size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) override;
     // Events not yet handed to the output; bytes of the buffer's files.
     int64_t events() const override;
