@@ -1,5 +1,6 @@
 // hbforward's command line: run, validate, stages, and the commands stages contribute.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fmt/format.h>
@@ -180,6 +181,15 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
         notify::watchdog_tick();
         rt.reap();
         if (rt.finished()) break;
+        // Every input ended by itself (stdin at EOF, a generator's count): the drain is bounded by
+        // the shutdown timeout as after a signal, or an output that keeps retrying would hold the
+        // process for ever.
+        if (deadline == std::chrono::steady_clock::time_point::max()) {
+            auto lk = rt.nodes_lock();
+            bool inputs_done = std::all_of(rt.nodes().begin(), rt.nodes().end(),
+                                           [](const auto& n) { return n->decl->kind != StageKind::input || n->done.load(); });
+            if (inputs_done) deadline = std::chrono::steady_clock::now() + shutdown_timeout;
+        }
         if (std::chrono::steady_clock::now() >= deadline) {
             if (!rt.wait_until(deadline)) {
                 spdlog::error("shutdown timeout passed; exiting with events undelivered");
