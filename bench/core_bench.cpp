@@ -7,18 +7,13 @@
 #include "config.h"
 #include "queue.h"
 #include "registry.h"
+#include "samples.h"
 
 using namespace hbf;
 
 namespace {
 
-std::vector<std::string> corpus() {
-    std::ifstream in(std::string(HBF_SHARED_DIR) + "/healthbot/examples.jsonl");
-    std::vector<std::string> out;
-    for (std::string l; std::getline(in, l);)
-        if (!l.empty()) out.push_back(l);
-    return out;
-}
+std::vector<std::string> corpus() { return bench::healthbot_samples(); }
 
 BatchPtr make_batch(size_t n) {
     static auto c = corpus();

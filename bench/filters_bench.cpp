@@ -1,5 +1,5 @@
 // Events per second of each filter of stages/filters/{select,route,fields,lookup,dedupe,throttle}
-// on batches of 1024 events built from shared/healthbot/examples.jsonl.
+// on batches of 1024 events built from the samples in tests/data/healthbot.jsonl.
 //
 // Each iteration clones the prepared batch (filters that drop events compact it in place) and
 // drains what the filter emitted; BM_baseline_clone measures that overhead alone. The
@@ -17,6 +17,7 @@
 #include "config.h"
 #include "queue.h"
 #include "registry.h"
+#include "samples.h"
 
 // Counting replacements of the global operator new/delete. GCC flags malloc/free inside them as
 // mismatched once it inlines them into callers; they are the matching pair here.
@@ -36,12 +37,14 @@ using namespace hbf;
 
 namespace {
 
-std::vector<std::string> corpus() {
-    std::ifstream f(std::string(HBF_SHARED_DIR) + "/healthbot/examples.jsonl");
-    std::vector<std::string> out;
-    for (std::string l; std::getline(f, l);)
-        if (!l.empty()) out.push_back(l);
-    return out;
+std::vector<std::string> corpus() { return bench::healthbot_samples(); }
+
+// Where an event's device-id value starts, whatever the spacing around the colon (npos if none).
+size_t device_id_at(const std::string& e) {
+    size_t p = e.find("\"device-id\"");
+    if (p == std::string::npos) return p;
+    p = e.find('"', p + 11);
+    return p == std::string::npos ? p : p + 1;
 }
 
 // 1024 events: the corpus repeated; with `unique`, each copy's device-id gets a suffix.
@@ -51,8 +54,8 @@ BatchPtr make_batch(bool unique, size_t round = 0) {
     for (size_t i = 0; i < 1024; ++i) {
         std::string e = ex[i % ex.size()];
         if (unique) {
-            size_t p = e.find("\"device-id\": \"");
-            if (p != std::string::npos) e.insert(p + 14, "u" + std::to_string(round * 1024 + i) + "-");
+            size_t p = device_id_at(e);
+            if (p != std::string::npos) e.insert(p, "u" + std::to_string(round * 1024 + i) + "-");
         }
         b->append(e);
     }
@@ -64,7 +67,8 @@ std::string devices_csv() {
     std::ofstream f(path);
     f << "device-id,site,region,role\n";
     for (const auto& e : corpus()) {
-        size_t p = e.find("\"device-id\": \"") + 14;
+        size_t p = device_id_at(e);
+        if (p == std::string::npos) continue;
         f << e.substr(p, e.find('"', p) - p) << ",\"AMS1, hall 2\",eu-west,pe\n";
     }
     for (int i = 0; i < 5000; ++i) f << "other-" << i << ",FRA" << i % 7 << ",eu-central,core\n";

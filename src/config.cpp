@@ -153,8 +153,10 @@ void load_stages(PipelineConfig& cfg) {
             }
             std::vector<std::string> reserved = {"type"};
             if (sk != StageKind::input) reserved.push_back("inputs");
+            if (sk == StageKind::output) reserved.push_back("buffer");
             size_t before = cfg.diags.size();
             check_table(*d.tbl, d.info->options, what, cfg.file, d.loc, reserved, cfg.diags);
+            if (sk == StageKind::output) d.buffer = buffer::load_buffer_config(*d.tbl, what, cfg.file, cfg.diags);
             d.cfg = std::make_unique<StageConfig>(d.name, d.type, d.tbl, &d.info->options, cfg.file, d.loc);
             if (sk != StageKind::input) {
                 const toml::node* in = d.tbl->get("inputs");

@@ -11,6 +11,7 @@
 
 #include <toml++/toml.h>
 
+#include "buffer/buffer_config.h"
 #include "options.h"
 #include "registry.h"
 
@@ -46,6 +47,7 @@ struct StageDecl {
     std::vector<std::string> ports;  // named ports this stage offers
     std::string fingerprint;         // the table as text, less `inputs`: equal = unchanged stage
     std::unique_ptr<StageConfig> cfg;
+    buffer::BufferConfig buffer;     // outputs: `buffer = { ... }`; memory unless it says disk
     bool options_ok = false;  // its table passed the schema check (build_stages builds no stage without it)
 };
 

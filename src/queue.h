@@ -5,6 +5,9 @@
 // Emitter::try_emit() checks full() first, which is how the HTTP input answers 503. One batch
 // is always admitted into an empty queue, so a batch larger than the budget cannot wedge the
 // pipeline.
+//
+// An output's queue may instead be a disk buffer (src/buffer/disk_queue.h, `buffer = { type =
+// "disk" }`): the same interface, overridden, with open() and close() around the output's life.
 #pragma once
 
 #include <atomic>
@@ -12,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
@@ -32,19 +36,28 @@ public:
 class BatchQueue {
 public:
     BatchQueue(int64_t max_events, int64_t max_bytes) : max_events_(max_events), max_bytes_(max_bytes) {}
+    virtual ~BatchQueue() = default;
+
+    // Before the consumer starts / after it finished (a disk buffer opens and closes its files).
+    // open() throws with a message for the user.
+    virtual void open() {}
+    virtual void close() {}
 
     // Blocks while full; returns false (keeping the batch) only if `abort` becomes true.
-    bool push(BatchPtr& b, const std::atomic<bool>& abort);
-    bool try_push(BatchPtr& b);
+    virtual bool push(BatchPtr& b, const std::atomic<bool>& abort);
+    virtual bool try_push(BatchPtr& b);
 
     // Waits up to `timeout` for batches; returns how many were taken into out[0..n).
-    size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout);
+    virtual size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout);
 
-    int64_t events() const { return events_.load(std::memory_order_relaxed); }
-    int64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+    // Events and bytes waiting for the consumer.
+    virtual int64_t events() const { return events_.load(std::memory_order_relaxed); }
+    virtual int64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
     int64_t max_events() const { return max_events_; }
     int64_t max_bytes() const { return max_bytes_; }
-    bool full() const { return events() >= max_events_ || bytes() >= max_bytes_; }
+    virtual bool full() const { return events() >= max_events_ || bytes() >= max_bytes_; }
+    // Extra members for the stage's entry in /pipeline ("" = none), e.g. "\"buffer\":{...}".
+    virtual std::string describe_json() const { return ""; }
 
     // Producers are counted so a consumer knows when no more batches can come.
     void add_producer() { producers_.fetch_add(1); }

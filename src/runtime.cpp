@@ -1,5 +1,7 @@
 #include "runtime.h"
 
+#include "buffer/disk_queue.h"
+
 #include <algorithm>
 #include <fmt/format.h>
 #include <map>
@@ -21,8 +23,7 @@ std::unique_ptr<Runtime::Node> Runtime::make_node(BuiltStage b) {
     n->ctx = std::make_unique<StageContext>(n->decl->name, n->decl->type, to_string(n->decl->kind));
     n->ctx->data_dir = cfg_->service.data_dir;
     n->ctx->batch_events = size_t(cfg_->service.batch_events);
-    if (n->decl->kind != StageKind::input)
-        n->queue = std::make_unique<BatchQueue>(cfg_->service.queue_events, cfg_->service.queue_bytes);
+    if (n->decl->kind != StageKind::input) n->queue = buffer::make_queue(cfg_->service, *n->decl, *n->ctx, stopping_);
     n->emitter = std::make_unique<Emitter>(*n->ctx);
     n->ctx->targets.resize(1 + n->decl->ports.size());
     n->generation = generation_.load();
@@ -93,7 +94,10 @@ void Runtime::join_all() {
 }
 
 void Runtime::start_stage(Node& n) {
-    if (n.built.output) n.built.output->start(*n.ctx);
+    if (n.built.output) {
+        n.queue->open();  // a disk buffer's directory: fails the start with its path
+        n.built.output->start(*n.ctx);
+    }
     if (n.built.filter) n.built.filter->start(*n.ctx);
     if (n.built.input) n.built.input->start(*n.ctx);
 }
@@ -414,6 +418,7 @@ void Runtime::run_output(Node& n) {
     } catch (const std::exception& e) {
         n.ctx->log().error("output failed to flush: {}", e.what());
     }
+    n.queue->close();  // a disk buffer keeps what the output did not settle
     finish_node(n);
 }
 

@@ -155,6 +155,7 @@ std::string ApiServer::pipeline_json(Runtime& rt) {
                                n->queue->max_events(), n->queue->bytes(), n->queue->max_bytes());
         else
             out += "\"queue_events\":0,\"queue_capacity\":0,\"queue_bytes\":0,\"queue_capacity_bytes\":0";
+        if (std::string b = n->queue ? n->queue->describe_json() : ""; !b.empty()) out += "," + b;  // a disk buffer
         out += "}";
         first = false;
     }

@@ -1,6 +1,7 @@
 """End-to-end test helpers: run the real hbforward binary with a real config on loopback."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HBF = Path(os.environ.get("HBF_BIN", ROOT / "build" / "hbforward"))
-SHARED = Path(os.environ.get("HBF_SHARED", ROOT.parent / "shared")) / "healthbot"
+DATA = ROOT / "tests" / "data"
 
 
 def free_port():
@@ -21,8 +22,25 @@ def free_port():
 
 
 def examples():
-    """The ten HealthBot notifications of shared/healthbot/examples.jsonl, as text lines."""
-    return [l for l in (SHARED / "examples.jsonl").read_text().splitlines() if l.strip()]
+    """The project's HealthBot notification samples, tests/data/healthbot.jsonl, as text lines.
+
+    A missing or empty file fails the calling test with a message."""
+    path = DATA / "healthbot.jsonl"
+    try:
+        lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    except OSError as e:
+        pytest.fail(f"test sample {path} cannot be read ({e}): it belongs to the repository (tests/data/)")
+    if not lines:
+        pytest.fail(f"test sample {path} holds no notification")
+    return lines
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[^"\s]+|\s+')
+
+
+def compact(text):
+    """JSON text without the whitespace between tokens; strings (and their escapes) stay as written."""
+    return "".join(t for t in _JSON_TOKEN.findall(text) if not t.isspace())
 
 
 def read_ndjson(path):

@@ -43,7 +43,8 @@ def listening(port, timeout=10.0):
 
 def notification(seq, base=0):
     """One of the HealthBot examples, marked with a unique seq so the output can be matched to the replies."""
-    ev = json.loads(examples()[(seq + base) % 10])
+    ex = examples()
+    ev = json.loads(ex[(seq + base) % len(ex)])
     ev["seq"] = seq
     return ev
 

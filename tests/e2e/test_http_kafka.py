@@ -46,7 +46,8 @@ flush_timeout = "20s"
 
 
 def notification(client, n, device):
-    ev = json.loads(examples()[n % 10])
+    ex = examples()
+    ev = json.loads(ex[n % len(ex)])
     ev["device-id"] = device
     ev["seq"] = f"{client}-{n}"
     if n % 7 == 3:

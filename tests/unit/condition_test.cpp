@@ -144,3 +144,22 @@ TEST_CASE("condition error messages say what was expected") {
         CHECK(std::string(e.what()) == "column 11: '=' is not an operator (did you mean '=='?)");
     }
 }
+
+TEST_CASE("condition nesting is bounded, with an error instead of a stack overflow") {
+    CHECK(eval(std::string(64, '(') + ".severity == \"major\"" + std::string(64, ')')));
+    CHECK(eval(std::string(64, '!') + ".severity == \"major\""));
+    CHECK(error_column(std::string(65, '(') + ".a == 1" + std::string(65, ')')) == 65);
+    CHECK(error_column(std::string(100000, '(')) == 65);
+    CHECK(error_column(std::string(100000, '!')) == 65);
+}
+
+TEST_CASE("condition chains of || and && of any length evaluate without deep recursion") {
+    std::string any = ".severity == \"x0\"", all = ".severity == \"major\"";
+    for (int i = 1; i < 20000; ++i) any += " || .severity == \"x" + std::to_string(i) + "\"", all += " && .up == false";
+    CHECK_FALSE(eval(any));
+    CHECK(eval(any + " || .severity == \"major\""));
+    CHECK(eval(all));
+    CHECK_FALSE(eval(all + " && .up == true"));
+    CHECK(eval(".severity == \"minor\" || .severity == \"major\" && .up == false"));  // && binds tighter
+    CHECK_FALSE(eval("(.severity == \"minor\" || .severity == \"major\") && .up == true"));
+}

@@ -7,14 +7,13 @@ using namespace hbf::test;
 TEST_CASE("select where keeps the matching events, in order") {
     FilterHarness h("select", R"(where = '.severity in ["major", "minor"] && .group != "lab"')");
     auto ex = healthbot_examples();
-    REQUIRE(ex.size() == 10);
     uint64_t before = h.ctx().metrics().dropped("filtered").get();
     auto out = h.run(ex);
     std::vector<std::string> want;
     for (const auto& e : ex)
-        if ((e.find("\"severity\": \"major\"") != std::string::npos || e.find("\"severity\": \"minor\"") != std::string::npos) &&
-            e.find("\"group\": \"lab\"") == std::string::npos)
-            want.push_back(e);
+        if ((member(e, "severity") == "major" || member(e, "severity") == "minor") && member(e, "group") != "lab") want.push_back(e);
+    REQUIRE(want.size() > 0);
+    REQUIRE(want.size() < ex.size());  // the samples hold a normal and a lab alarm
     CHECK(out == want);
     CHECK(h.ctx().metrics().dropped("filtered").get() - before == ex.size() - want.size());
 }

@@ -2,6 +2,7 @@
 #include <regex>
 #include <set>
 
+#include "filter_events.h"
 #include "helpers.h"
 #include "json_util.h"
 #include "lines.h"
@@ -10,14 +11,6 @@ using namespace hbf;
 using test::FilterHarness;
 
 namespace {
-std::vector<std::string> example_lines() {
-    std::ifstream in(std::string(HBF_SHARED_DIR) + "/healthbot/examples.jsonl");
-    std::vector<std::string> out;
-    for (std::string l; std::getline(in, l);)
-        if (!l.empty()) out.push_back(l);
-    return out;
-}
-
 // Runs an input's run() to completion and returns every event it emitted.
 std::vector<std::string> run_input(const std::string& type, const std::string& body) {
     std::string text = "[inputs.i]\ntype = \"" + type + "\"\n" + body + "\n[outputs.o]\ntype = \"null\"\ninputs = [\"i\"]\n";
@@ -44,12 +37,14 @@ std::vector<std::string> run_input(const std::string& type, const std::string& b
 
 TEST_CASE("json makes valid HealthBot documents compact and keeps their content") {
     FilterHarness f("json", "");
-    auto ex = example_lines();
-    REQUIRE(ex.size() == 10);
+    auto ex = test::healthbot_examples();
     auto out = f.run(ex);
     REQUIRE(out.size() == ex.size());
-    CHECK(out[0].find("\"device-id\":\"mx480-pe2.ams\",\"group\":\"edge-routers\"") != std::string::npos);
+    CHECK(out[0].find("\"device-id\":\"mx304-pe1.fra\",\"group\":\"edge-pe\"") != std::string::npos);
     CHECK(out[0].find(", ") == std::string::npos);
+    // Escapes are kept as written: HealthBot's \u00fc stays six bytes, another sender's UTF-8 stays UTF-8.
+    CHECK(out[8].find("\"group\":\"standorte-z\\u00fcrich\"") != std::string::npos);
+    CHECK(out[9].find("défaillant") != std::string::npos);
     simdjson::ondemand::parser p;
     for (auto& e : out) {
         simdjson::padded_string ps(e);

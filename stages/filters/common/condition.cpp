@@ -50,45 +50,44 @@ private:
         return int(nodes_.size() - 1);
     }
 
-    int parse_or() {
-        int l = parse_and();
+    // a || b || c is one node with three operands: evaluating it takes no stack per operand.
+    int parse_or() { return parse_chain(Condition::Op::or_, '|', "'|' is not an operator (did you mean '||'?)"); }
+    int parse_and() { return parse_chain(Condition::Op::and_, '&', "'&' is not an operator (did you mean '&&'?)"); }
+
+    int parse_chain(Condition::Op op, char c, const char* single) {
+        const char two[] = {c, c};
+        std::vector<int> args{op == Condition::Op::or_ ? parse_and() : parse_unary()};
         while (true) {
             skip();
-            if (t_.substr(pos_, 2) == "||") {
+            if (t_.substr(pos_, 2) == std::string_view(two, 2)) {
                 pos_ += 2;
-                int r = parse_and();
-                Condition::Node n{Condition::Op::or_};
-                n.a = l, n.b = r;
-                l = add(std::move(n));
-            } else if (pos_ < t_.size() && t_[pos_] == '|') {
-                fail(pos_, "'|' is not an operator (did you mean '||'?)");
+                args.push_back(op == Condition::Op::or_ ? parse_and() : parse_unary());
+            } else if (pos_ < t_.size() && t_[pos_] == c) {
+                fail(pos_, single);
             } else {
-                return l;
+                break;
             }
         }
+        if (args.size() == 1) return args[0];
+        Condition::Node n{op};
+        n.args = std::move(args);
+        return add(std::move(n));
     }
 
-    int parse_and() {
-        int l = parse_unary();
-        while (true) {
-            skip();
-            if (t_.substr(pos_, 2) == "&&") {
-                pos_ += 2;
-                int r = parse_unary();
-                Condition::Node n{Condition::Op::and_};
-                n.a = l, n.b = r;
-                l = add(std::move(n));
-            } else if (pos_ < t_.size() && t_[pos_] == '&') {
-                fail(pos_, "'&' is not an operator (did you mean '&&'?)");
-            } else {
-                return l;
-            }
+    // '(' and '!' recurse: bound their nesting so no text can exhaust the stack.
+    static constexpr int kMaxNesting = 64;
+    struct Nest {
+        Parser& p;
+        explicit Nest(Parser& parser, size_t at) : p(parser) {
+            if (++p.depth_ > kMaxNesting) p.fail(at, "nested deeper than " + std::to_string(kMaxNesting) + " levels of '(' and '!'");
         }
-    }
+        ~Nest() { --p.depth_; }
+    };
 
     int parse_unary() {
         skip();
         if (pos_ < t_.size() && t_[pos_] == '!' && t_.substr(pos_, 2) != "!=" && t_.substr(pos_, 2) != "!~") {
+            Nest nest(*this, pos_);
             ++pos_;
             Condition::Node n{Condition::Op::not_};
             n.a = parse_unary();
@@ -102,6 +101,7 @@ private:
         if (pos_ >= t_.size()) fail(pos_, "the condition ends where a comparison, exists(...) or '(' was expected");
         char c = t_[pos_];
         if (c == '(') {
+            Nest nest(*this, pos_);
             size_t open = pos_++;
             int n = parse_or();
             skip();
@@ -252,6 +252,7 @@ private:
     FieldReader& reader_;
     std::vector<Condition::Node>& nodes_;
     size_t pos_ = 0;
+    int depth_ = 0;
 };
 
 bool equal(const FieldValue& v, const Condition::Literal& l) {
@@ -277,8 +278,14 @@ Condition::~Condition() = default;
 bool Condition::eval(const FieldReader& r, int i) const {
     const Node& n = nodes_[size_t(i)];
     switch (n.op) {
-        case Op::or_: return eval(r, n.a) || eval(r, n.b);
-        case Op::and_: return eval(r, n.a) && eval(r, n.b);
+        case Op::or_:
+            for (int a : n.args)
+                if (eval(r, a)) return true;
+            return false;
+        case Op::and_:
+            for (int a : n.args)
+                if (!eval(r, a)) return false;
+            return true;
         case Op::not_: return !eval(r, n.a);
         case Op::constant: return n.lit.b;
         default: break;

@@ -51,7 +51,8 @@ public:
     enum class Op { or_, and_, not_, exists, eq, ne, lt, le, gt, ge, match, not_match, in, constant };
     struct Node {
         Op op;
-        int a = -1, b = -1;  // operands (or_/and_/not_)
+        int a = -1;             // operand of not_
+        std::vector<int> args;  // operands of or_/and_ (two or more)
         size_t slot = 0;     // field
         Literal lit;
         std::vector<Literal> list;

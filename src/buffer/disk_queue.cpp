@@ -1,0 +1,105 @@
+#include "buffer/disk_queue.h"
+
+#include <filesystem>
+#include <fmt/format.h>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace hbf::buffer {
+
+namespace {
+// Directories open in this process: a reload that changes a disk-buffered output would start
+// its new version beside the old one, which still holds the directory.
+std::mutex g_open_m;
+std::set<std::string> g_open;
+}  // namespace
+
+DiskQueue::DiskQueue(DiskBufferOptions opts, StageContext& ctx, const std::atomic<bool>& stopping)
+    : BatchQueue(std::numeric_limits<int64_t>::max(), int64_t(opts.max_bytes)), opts_(std::move(opts)), ctx_(ctx), stopping_(stopping) {
+    opts_.on_error = [this](const std::string& why) {
+        if (why.empty()) ctx_.clear_failed();
+        else ctx_.set_failed("disk buffer: " + why);
+    };
+}
+
+DiskQueue::~DiskQueue() { close(); }
+
+void DiskQueue::open() {
+    {
+        std::lock_guard lk(g_open_m);
+        if (!g_open.insert(opts_.dir).second)
+            throw std::runtime_error(fmt::format("disk buffer {} is held by the running version of this output; a reload cannot change a "
+                                                 "disk-buffered output yet: restart hbforward to apply the change",
+                                                 opts_.dir));
+    }
+    try {
+        buf_ = std::make_unique<DiskBuffer>(opts_, ctx_.logger(), BufferMetrics(ctx_.name(), ctx_.type()));
+    } catch (...) {
+        std::lock_guard lk(g_open_m);
+        g_open.erase(opts_.dir);
+        throw;
+    }
+}
+
+void DiskQueue::close() {
+    if (!buf_ || closed_) return;
+    closed_ = true;
+    uint64_t kept = buf_->close();
+    if (kept) {
+        ctx_.log().info("disk buffer {}: kept {} events for the next start", opts_.dir, kept);
+        // What the output could not deliver at shutdown is not lost: it is in the buffer.
+        if (!ctx_.failure().empty() && buf_->error().empty()) {
+            ctx_.log().info("not a failure with a disk buffer: {}", ctx_.failure());
+            ctx_.clear_failed();
+        }
+    }
+    {
+        std::lock_guard lk(g_open_m);
+        g_open.erase(opts_.dir);
+    }
+    // buf_ stays: describe_json() and the gauges may still be read; its files are closed.
+}
+
+bool DiskQueue::push(BatchPtr& b, const std::atomic<bool>& abort) { return buf_ && buf_->push(b, abort); }
+
+bool DiskQueue::try_push(BatchPtr& b) { return buf_ && buf_->try_push(b); }
+
+size_t DiskQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) {
+    if (!buf_ || draining_stopped()) {
+        std::this_thread::sleep_for(std::min<std::chrono::microseconds>(timeout, std::chrono::milliseconds(2)));
+        return 0;
+    }
+    return buf_->pop(out, n, timeout);
+}
+
+int64_t DiskQueue::events() const {
+    if (!buf_) return 0;
+    return int64_t(draining_stopped() ? buf_->pending_events() : buf_->waiting_events());
+}
+
+int64_t DiskQueue::bytes() const { return buf_ ? int64_t(buf_->bytes()) : 0; }
+
+bool DiskQueue::full() const { return !buf_ || buf_->full(); }
+
+std::string DiskQueue::describe_json() const {
+    if (!buf_) return "";
+    return fmt::format("\"buffer\":{{\"type\":\"disk\",\"dir\":{},\"events\":{},\"bytes\":{},\"max_bytes\":{},\"error\":{}}}",
+                       json_quote(opts_.dir), buf_->events(), buf_->bytes(), buf_->max_bytes(), json_quote(buf_->error()));
+}
+
+std::unique_ptr<BatchQueue> make_queue(const ServiceConfig& service, const StageDecl& decl, StageContext& ctx,
+                                       const std::atomic<bool>& stopping) {
+    if (!decl.buffer.disk) return std::make_unique<BatchQueue>(service.queue_events, service.queue_bytes);
+    DiskBufferOptions o;
+    o.dir = (std::filesystem::path(service.data_dir) / "buffer" / decl.name).string();
+    o.max_bytes = decl.buffer.max_size;
+    o.when_full = decl.buffer.when_full;
+    o.sync = decl.buffer.sync;
+    o.sync_interval = decl.buffer.sync_interval;
+    o.pending_bytes = uint64_t(service.queue_bytes);
+    return std::make_unique<DiskQueue>(std::move(o), ctx, stopping);
+}
+
+}  // namespace hbf::buffer

@@ -1,0 +1,52 @@
+// The queue in front of an output: memory (BatchQueue) or, with `buffer = { type = "disk" }`, a
+// DiskQueue over a DiskBuffer in <data_dir>/buffer/<output name>/.
+//
+// The runtime sees only BatchQueue: it open()s the queue before the output starts, pops from it
+// on the output's thread and close()s it after the output flushed. A disk queue differs where it
+// matters: push() returns once the batch is on disk (so upstream acknowledgements mean "on
+// disk"); a batch popped from it settles its record only when the output releases it; and once
+// the runtime is stopping and its upstream stages finished, it hands out nothing more: what the
+// output has not settled stays on disk for the next start instead of waiting for a peer.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "buffer/disk_buffer.h"
+#include "config.h"
+#include "queue.h"
+#include "stage.h"
+
+namespace hbf::buffer {
+
+class DiskQueue final : public BatchQueue {
+public:
+    DiskQueue(DiskBufferOptions opts, StageContext& ctx, const std::atomic<bool>& stopping);
+    ~DiskQueue() override;
+
+    void open() override;
+    void close() override;
+    bool push(BatchPtr& b, const std::atomic<bool>& abort) override;
+    bool try_push(BatchPtr& b) override;
+    size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) override;
+    // Events not yet handed to the output; bytes of the buffer's files.
+    int64_t events() const override;
+    int64_t bytes() const override;
+    bool full() const override;
+    std::string describe_json() const override;
+
+private:
+    bool draining_stopped() const { return stopping_.load(std::memory_order_relaxed) && producers() == 0; }
+
+    DiskBufferOptions opts_;
+    StageContext& ctx_;
+    const std::atomic<bool>& stopping_;
+    std::unique_ptr<DiskBuffer> buf_;
+    bool closed_ = false;
+};
+
+// The queue an output (or filter) declared: memory unless its `buffer` says disk.
+std::unique_ptr<BatchQueue> make_queue(const ServiceConfig& service, const StageDecl& decl, StageContext& ctx,
+                                       const std::atomic<bool>& stopping);
+
+}  // namespace hbf::buffer

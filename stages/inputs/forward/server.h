@@ -1,0 +1,55 @@
+// The forward input's server: one Asio event loop (TCP, TLS or a unix socket), a resumable
+// msgpack scanner per connection, and a batch per event-loop round.
+//
+// A connection reads into its buffer and hands each complete frame to the ForwardDecoder,
+// which appends the frame's events to the round's batch. The batch goes downstream once per
+// round (or sooner, at batch_events); emit() blocks while the pipeline is full, so the event loop
+// stops reading and TCP pushes back on the senders. Frames that asked for an ack (the `chunk`
+// option) are answered {"ack": chunk} from the batch's AckState callback, once every output has
+// settled the events: a failed delivery closes the connection instead, so the sender resends.
+// A malformed frame closes only its own connection, with a logged reason and a counted error.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "decoder.h"
+#include "stage.h"
+
+namespace hbf::forward {
+
+struct ServerOptions {
+    std::string host = "0.0.0.0";
+    uint16_t port = 24224;
+    std::string unix_path;  // listen on this unix socket instead of host:port
+    size_t max_frame = 64 << 20;
+    size_t max_connections = 4096;
+    std::chrono::nanoseconds idle_timeout = std::chrono::seconds(0);  // 0 = keep idle connections
+    std::string shared_key, self_hostname;
+    std::vector<std::pair<std::string, std::string>> users;  // username, password
+    std::string tls_cert, tls_key;
+    DecoderOptions decoder;
+};
+
+class Server {
+public:
+    explicit Server(ServerOptions opts);
+    ~Server();
+    // Loads TLS files and binds; throws std::runtime_error naming the file or the address.
+    void listen(StageContext& ctx);
+    // Runs the event loop until stop() and the drain finish.
+    void run(Emitter& out);
+    // Any thread: stop accepting and reading, wait briefly for outstanding acks, close.
+    void stop();
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace hbf::forward

@@ -1,0 +1,265 @@
+// output "http": POSTs events to an HTTP collector (another hbforward, Vector, Fluent Bit,
+// Elasticsearch's _bulk, Splunk's HEC), acknowledged per event from the server's answers.
+//
+// The output thread cuts batches into requests (max_events, max_bytes, max_wait), builds and
+// compresses each body from the events' JSON text, and hands it to the Sender's I/O thread
+// (libcurl multi). A 2xx delivers a request's events; 408, 429, 5xx and connection errors are
+// retried with backoff (Retry-After honoured) until delivered or delivery_timeout; any other
+// status fails them for good. When max_inflight requests are out, write() waits for one to come
+// back: the output's queue fills and the inputs slow down, memory stays bounded.
+#include <cstring>
+
+#include "body.h"
+#include "registry.h"
+#include "sender.h"
+
+namespace hbf::stages {
+namespace {
+
+using namespace hbf::httpout;
+
+struct Batching {
+    size_t max_events = 1000;
+    size_t max_bytes = 1u << 20;
+    std::chrono::nanoseconds max_wait = std::chrono::seconds(1);
+};
+
+bool truthy(const std::string& v, bool& out) {
+    if (v == "true") out = true;
+    else if (v == "false") out = false;
+    else return false;
+    return true;
+}
+
+SenderOptions parse_options(const StageConfig& c, Batching& batching) {
+    SenderOptions o;
+    o.url = c.str("url");
+    if (o.url.rfind("http://", 0) != 0 && o.url.rfind("https://", 0) != 0)
+        c.fail("url", "url must start with http:// or https://, e.g. \"https://collector:8443/ingest\"");
+    {
+        CURLU* u = curl_url();
+        CURLUcode uc = curl_url_set(u, CURLUPART_URL, o.url.c_str(), 0);
+        curl_url_cleanup(u);
+        if (uc != CURLUE_OK) c.fail("url", "url \"" + o.url + "\" cannot be parsed: " + curl_url_strerror(uc));
+    }
+    if (!parse_format(c.str("format"), o.body.format))
+        c.fail("format", "format must be ndjson, json_array, elasticsearch_bulk or splunk_hec");
+    if (!parse_compression(c.str("compression"), o.compression)) c.fail("compression", "compression must be none, gzip or zstd");
+    int64_t level = c.integer("compression_level");
+    if (level < 0 || level > 19 || (o.compression == Compression::gzip && level > 9))
+        c.fail("compression_level", "compression_level must be 0 (the codec's default), 1-9 for gzip or 1-19 for zstd");
+    o.compression_level = int(level);
+
+    if (c.has("batch")) {
+        for (auto& [k, v] : c.string_map("batch")) {
+            if (k == "max_events") {
+                auto n = parse_size(v);
+                if (!n || *n < 1 || *n > 1000000) c.fail("batch", "batch.max_events must be between 1 and 1000000");
+                batching.max_events = *n;
+            } else if (k == "max_bytes") {
+                auto n = parse_size(v);
+                if (!n || *n < 1024 || *n > (1ull << 30)) c.fail("batch", "batch.max_bytes must be a size between 1KiB and 1GiB, e.g. \"1MiB\"");
+                batching.max_bytes = *n;
+            } else if (k == "max_wait") {
+                auto d = parse_duration(v);
+                if (!d || d->count() <= 0) c.fail("batch", "batch.max_wait must be a positive duration, e.g. \"1s\"");
+                batching.max_wait = *d;
+            } else {
+                c.fail("batch", "unknown key '" + k + "' in batch (use max_events, max_bytes, max_wait)");
+            }
+        }
+    }
+    int64_t mi = c.integer("max_inflight");
+    if (mi < 1 || mi > 256) c.fail("max_inflight", "max_inflight must be between 1 and 256");
+    o.max_inflight = size_t(mi);
+
+    o.headers.push_back(std::string("Content-Type: ") + content_type(o.body.format));
+    if (const char* ce = content_encoding(o.compression)) o.headers.push_back(std::string("Content-Encoding: ") + ce);
+    if (c.has("headers"))
+        for (auto& [k, v] : c.string_map("headers")) {
+            if (k.empty() || k.find_first_of(": \r\n") != std::string::npos || v.find_first_of("\r\n") != std::string::npos)
+                c.fail("headers", "header \"" + k + "\" is not a valid header name and value");
+            o.headers.push_back(k + ": " + v);
+        }
+
+    if (c.has("auth")) {
+        std::string type, user, pass, token;
+        for (auto& [k, v] : c.string_map("auth")) {
+            if (k == "type") type = v;
+            else if (k == "username") user = v;
+            else if (k == "password") pass = v;
+            else if (k == "token") token = v;
+            else c.fail("auth", "unknown key '" + k + "' in auth (use type, username, password, token)");
+        }
+        if (type == "basic") {
+            if (user.empty()) c.fail("auth", "auth type \"basic\" needs a username (and a password)");
+            o.username = user;
+            o.password = pass;
+        } else if (type == "bearer" || type == "splunk") {
+            if (token.empty()) c.fail("auth", "auth type \"" + type + "\" needs a non-empty token");
+            o.headers.push_back(std::string("Authorization: ") + (type == "bearer" ? "Bearer " : "Splunk ") + token);
+        } else if (type != "none") {
+            c.fail("auth", "auth type must be \"none\", \"basic\", \"bearer\" or \"splunk\"");
+        }
+    }
+    if (c.has("tls")) {
+        for (auto& [k, v] : c.string_map("tls")) {
+            if (k == "ca") o.tls_ca = v;
+            else if (k == "cert") o.tls_cert = v;
+            else if (k == "key") o.tls_key = v;
+            else if (k == "verify") {
+                if (!truthy(v, o.tls_verify)) c.fail("tls", "tls.verify must be true or false");
+            } else c.fail("tls", "unknown key '" + k + "' in tls (use ca, verify, cert, key)");
+        }
+        if (o.tls_cert.empty() != o.tls_key.empty()) c.fail("tls", "a client certificate needs both tls.cert and tls.key");
+    }
+    o.proxy = c.str("proxy");
+
+    o.request_timeout = c.duration("request_timeout");
+    o.connect_timeout = c.duration("connect_timeout");
+    o.retry_initial = c.duration("retry_backoff");
+    o.retry_max = c.duration("retry_backoff_max");
+    o.delivery_timeout = c.duration("delivery_timeout");
+    for (auto k : {"request_timeout", "connect_timeout", "retry_backoff", "retry_backoff_max"})
+        if (c.duration(k).count() <= 0) c.fail(k, std::string(k) + " must be positive");
+    if (o.retry_max < o.retry_initial) c.fail("retry_backoff_max", "retry_backoff_max must not be below retry_backoff");
+
+    if (c.has("index")) {
+        if (o.body.format == Format::elasticsearch_bulk) o.body.es_index = c.str("index");
+        else if (o.body.format == Format::splunk_hec) o.body.hec_index = c.str("index");
+        else c.fail("index", "index applies to format = \"elasticsearch_bulk\" or \"splunk_hec\"");
+        if (c.str("index").empty()) c.fail("index", "index must not be empty");
+    }
+    o.body.es_action = c.str("es_action");
+    if (o.body.es_action != "index" && o.body.es_action != "create") c.fail("es_action", "es_action must be \"index\" or \"create\"");
+    for (auto k : {"sourcetype", "source", "host", "time_field"})
+        if (c.has(k) && o.body.format != Format::splunk_hec) c.fail(k, std::string(k) + " applies to format = \"splunk_hec\"");
+    o.body.hec_sourcetype = c.str("sourcetype");
+    o.body.hec_source = c.str("source");
+    o.body.hec_host = c.str("host");
+    o.body.hec_time_field = c.str("time_field");
+    return o;
+}
+
+class HttpOut final : public Output {
+public:
+    explicit HttpOut(const StageConfig& c)
+        : opts_(parse_options(c, batching_)), builder_(opts_.body), compressor_(opts_.compression, opts_.compression_level),
+          sender_(opts_), flush_timeout_(c.duration("flush_timeout")) {}
+
+    void start(StageContext& ctx) override {
+        ctx_ = &ctx;
+        sender_.start(ctx);
+        ctx.log().info("posting {} to {} (max_inflight {})", to_string(opts_.body.format), opts_.url, opts_.max_inflight);
+    }
+
+    void write(BatchPtr b) override {
+        auto* h = new Held;
+        const size_t n = b->size();
+        const int64_t received = b->received_ns;
+        h->batch = std::move(b);
+        h->pending.store(uint32_t(n) + 1);  // + this call's own hold
+        Batch& batch = *h->batch;
+        for (size_t i = 0; i < n; ++i) {
+            std::string_view ev = batch.event(i);
+            if (cur_ && !cur_->items.empty() && cur_->body.size() + ev.size() + builder_.overhead() > batching_.max_bytes) submit();
+            if (!cur_ && !begin()) {
+                // The shutdown timeout passed while every request was out: the rest is failed.
+                sender_.settle(h, uint32_t(n - i), AckStatus::failed, "shutdown timeout passed while max_inflight requests were out");
+                break;
+            }
+            builder_.add(cur_->body, ev, batch.capacity_after(i), received);
+            cur_->items.push_back({h, uint32_t(i)});
+            if (cur_->items.size() >= batching_.max_events || cur_->body.size() >= batching_.max_bytes) submit();
+        }
+        sender_.release_hold(h);  // settles an empty batch
+        if (cur_ && !cur_->items.empty() && std::chrono::steady_clock::now() - cur_started_ >= batching_.max_wait) submit();
+    }
+
+    void tick() override {
+        if (cur_ && !cur_->items.empty() && std::chrono::steady_clock::now() - cur_started_ >= batching_.max_wait) submit();
+    }
+
+    void flush(std::chrono::steady_clock::time_point deadline) override {
+        if (cur_ && !cur_->items.empty()) submit();
+        if (cur_) {
+            sender_.give_back(cur_);
+            cur_ = nullptr;
+        }
+        deadline = std::min(deadline, std::chrono::steady_clock::now() + flush_timeout_);
+        if (sender_.wait_idle(deadline, ctx_->abort_flag())) return;
+        uint64_t lost = sender_.abort_all("not delivered when the shutdown timeout passed");
+        std::string failure = fmt::format("{} events undelivered at shutdown: {} did not accept them in time", lost, opts_.url);
+        ctx_->log().error("{}", failure);
+        ctx_->set_failed(failure);
+    }
+
+    void stop() override { sender_.stop(); }
+
+private:
+    static const char* to_string(Format f) {
+        switch (f) {
+            case Format::ndjson: return "ndjson";
+            case Format::json_array: return "a JSON array";
+            case Format::elasticsearch_bulk: return "Elasticsearch bulk requests";
+            case Format::splunk_hec: return "Splunk HEC events";
+        }
+        return "";
+    }
+
+    bool begin() {
+        cur_ = sender_.acquire(ctx_->abort_flag());
+        if (!cur_) return false;
+        builder_.begin(cur_->body);
+        cur_started_ = std::chrono::steady_clock::now();
+        return true;
+    }
+
+    void submit() {
+        builder_.end(cur_->body);
+        if (opts_.compression == Compression::none) cur_->wire.swap(cur_->body);
+        else compressor_.compress(cur_->body, cur_->wire);
+        sender_.submit(cur_);
+        cur_ = nullptr;
+    }
+
+    Batching batching_;
+    SenderOptions opts_;
+    BodyBuilder builder_;
+    Compressor compressor_;
+    Sender sender_;
+    std::chrono::nanoseconds flush_timeout_;
+    Request* cur_ = nullptr;
+    std::chrono::steady_clock::time_point cur_started_;
+    StageContext* ctx_ = nullptr;
+};
+
+const std::vector<OptionSpec> kHttpOutSchema = {
+    {"url", OptType::string, "", "Where to POST: http://host:port/path or https://... (Elasticsearch: .../_bulk; Splunk: .../services/collector/event).", true},
+    {"format", OptType::string, "ndjson", "ndjson | json_array | elasticsearch_bulk | splunk_hec."},
+    {"compression", OptType::string, "none", "none | gzip | zstd (Content-Encoding)."},
+    {"compression_level", OptType::integer, "0", "0 = the codec's default (gzip 6, zstd 3); gzip 1-9, zstd 1-19."},
+    {"batch", OptType::table, "", "{ max_events = 1000, max_bytes = \"1MiB\", max_wait = \"1s\" }: when a request is sent."},
+    {"max_inflight", OptType::integer, "4", "Requests out at once (each on its own kept-alive connection); more waits: backpressure."},
+    {"headers", OptType::table, "", "Extra request headers, name = \"value\"."},
+    {"auth", OptType::table, "", "{ type = \"basic\", username, password }, { type = \"bearer\", token } or { type = \"splunk\", token }."},
+    {"tls", OptType::table, "", "{ ca = \"ca.pem\", verify = true, cert = \"client.pem\", key = \"client.key\" }; verification is on by default."},
+    {"proxy", OptType::string, "", "HTTP proxy URL; empty = connect directly (proxy environment variables are ignored)."},
+    {"request_timeout", OptType::duration, "30s", "A request with no complete answer within this time is retried."},
+    {"connect_timeout", OptType::duration, "10s", "Time allowed to connect (and complete TLS)."},
+    {"retry_backoff", OptType::duration, "100ms", "First retry delay; doubled each attempt, with jitter, up to retry_backoff_max."},
+    {"retry_backoff_max", OptType::duration, "30s", "Longest delay between retries (a server's Retry-After is honoured as given)."},
+    {"delivery_timeout", OptType::duration, "0", "How long a request may be retried; 0 = until delivered. Expired = failed upstream."},
+    {"flush_timeout", OptType::duration, "5s", "At shutdown, how long to wait for answers before reporting the rest failed (keep it under shutdown_timeout)."},
+    {"index", OptType::string, "hbforward", "elasticsearch_bulk: index name, strftime pattern of the receive time in UTC (\"healthbot-%Y.%m.%d\"); splunk_hec: the HEC index."},
+    {"es_action", OptType::string, "index", "elasticsearch_bulk: index | create (data streams need create)."},
+    {"sourcetype", OptType::string, "", "splunk_hec: the events' sourcetype; empty = the token's default."},
+    {"source", OptType::string, "", "splunk_hec: the events' source."},
+    {"host", OptType::string, "", "splunk_hec: the events' host."},
+    {"time_field", OptType::string, "", "splunk_hec: field holding the event time (epoch seconds/ms or RFC 3339); empty = the receive time."},
+};
+HBF_REGISTER_OUTPUT("http", HttpOut, kHttpOutSchema,
+                    "POSTs events to an HTTP collector (ndjson, JSON array, Elasticsearch bulk, Splunk HEC), acknowledged per request.");
+
+}  // namespace
+}  // namespace hbf::stages

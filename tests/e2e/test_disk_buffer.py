@@ -1,0 +1,216 @@
+"""Disk buffers with the real binary: kill -9 loses no event that got a 200, drop_newest counts
+exactly, an unusable buffer directory fails at start, and the records on disk carry CRC32Cs that
+an independent implementation (python3-crc32c) agrees with."""
+import http.client
+import json
+import os
+import random
+import signal
+import struct
+import threading
+import time
+from pathlib import Path
+
+import crc32c
+
+from conftest import free_port, read_ndjson, wait_for
+from hbhttp import listening
+from kafka_helpers import broker, consume  # noqa: F401 (fixture)
+
+
+def config(port, data_dir, output, buffer, api_port=None):
+    api = f'api_address = "127.0.0.1:{api_port}"' if api_port else ""
+    return f"""
+[service]
+data_dir = "{data_dir}"
+shutdown_timeout = "10s"
+{api}
+
+[inputs.hb]
+type = "http"
+address = "127.0.0.1:{port}"
+paths = ["/healthbot"]
+ack = "accepted"
+
+[filters.parse]
+type = "json"
+inputs = ["hb"]
+
+[outputs.out]
+inputs = ["parse"]
+buffer = {buffer}
+{output}
+"""
+
+
+class Load(threading.Thread):
+    """Posts NDJSON bodies of `per` events numbered cid*10**7 + n on one keep-alive connection
+    until stopped; records the numbers of every event whose request got a 200."""
+
+    def __init__(self, port, cid, per=20):
+        super().__init__(daemon=True)
+        self.port, self.cid, self.per = port, cid, per
+        self.acked, self.statuses = [], {}
+        self.stop = threading.Event()
+
+    def run(self):
+        n = 0
+        conn = None
+        while not self.stop.is_set():
+            seqs = [self.cid * 10**7 + n + i for i in range(self.per)]
+            n += self.per
+            body = "".join(json.dumps({"seq": s, "device-id": f"d{self.cid}", "severity": "major"}) + "\n" for s in seqs)
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("POST", "/healthbot", body=body, headers={"Content-Type": "application/x-ndjson"})
+                r = conn.getresponse()
+                r.read()
+                self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+                if r.status == 200:
+                    self.acked.extend(seqs)
+            except (OSError, http.client.HTTPException):
+                if conn:
+                    conn.close()
+                conn = None
+                time.sleep(0.01)
+
+
+def run_load(port, seconds, clients=4, per=20, before_stop=None):
+    loads = [Load(port, c, per) for c in range(clients)]
+    for l in loads:
+        l.start()
+    time.sleep(seconds)
+    if before_stop:
+        before_stop()
+    for l in loads:
+        l.stop.set()
+    for l in loads:
+        l.join(10)
+    return loads
+
+
+def metric(port, name, stage="out"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'stage="{stage}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_kill_9_under_load_loses_no_event_that_got_a_200_file_output(hbf, tmp_path):
+    port = free_port()
+    out = tmp_path / "out.ndjson"
+    cfg = config(port, tmp_path / "data", f'type = "file"\npath = "{out}"',
+                 '{ type = "disk", max_size = "64MiB", sync = "batch" }')
+    h = hbf(cfg, name="first")
+    listening(port)
+    loads = run_load(port, random.uniform(0.5, 2.0), before_stop=lambda: h.proc.send_signal(signal.SIGKILL))
+    h.wait(10)
+    acked = {s for l in loads for s in l.acked}
+    assert len(acked) > 1000, [l.statuses for l in loads]
+
+    h2 = hbf(cfg, name="second")
+    listening(port)
+    wait_for(lambda: acked <= {e["seq"] for e in read_ndjson(out)}, timeout=30,
+             what="every event that got a 200 in the output after the restart")
+    assert h2.stop() == 0, h2.log()
+
+
+def test_kill_9_during_a_broker_outage_loses_no_event_that_got_a_200_kafka_output(hbf, broker, tmp_path):
+    port, api = free_port(), free_port()
+    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "buffered"\nkey = "{{device-id}}"'
+    cfg = config(port, tmp_path / "data", kafka, '{ type = "disk", max_size = "256MiB", sync = "batch" }', api)
+    h = hbf(cfg, name="first")
+    listening(port)
+    before = run_load(port, 0.5)  # delivered while the broker is up
+    broker.control("down 1")
+    during = run_load(port, random.uniform(1.0, 2.0), before_stop=lambda: h.proc.send_signal(signal.SIGKILL))
+    h.wait(10)
+    acked = {s for l in before + during for s in l.acked}
+    acked_during = {s for l in during for s in l.acked}
+    assert len(acked_during) > 500, [l.statuses for l in during]  # the outage did not stop the 200s
+    broker.control("up 1")
+
+    h2 = hbf(cfg, name="second")
+    listening(port)
+
+    def on_topic():
+        return {json.loads(l)["seq"] for l in consume(broker.bootstrap, "buffered").decode().splitlines()}
+    wait_for(lambda: acked <= on_topic(), timeout=60, interval=0.5, what="every event that got a 200 on the topic")
+    assert metric(api, "hbf_buffer_replayed_events_total") is not None
+    assert h2.stop() == 0, h2.log()
+
+
+def test_drop_newest_counts_exactly_what_it_dropped(hbf, broker, tmp_path):
+    port, api = free_port(), free_port()
+    broker.control("down 1")  # nothing leaves: the buffer fills
+    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "dropping"'
+    cfg = config(port, tmp_path / "data", kafka, '{ type = "disk", max_size = "1MiB", when_full = "drop_newest", sync = "none" }', api)
+    h = hbf(cfg)
+    listening(port)
+    loads = run_load(port, 2.0, clients=2, per=50)
+    sent = {s for l in loads for s in l.acked}
+    assert all(set(l.statuses) == {200} for l in loads), [l.statuses for l in loads]  # dropping still answers 200
+    dropped = metric(api, "hbf_buffer_dropped_events_total")
+    assert dropped > 0
+    broker.control("up 1")
+
+    def on_topic():
+        return {json.loads(l)["seq"] for l in consume(broker.bootstrap, "dropping").decode().splitlines()}
+    wait_for(lambda: len(on_topic()) + dropped == len(sent), timeout=60, interval=0.5,
+             what=f"{len(sent)} sent = delivered + {dropped} dropped")
+    assert on_topic() <= sent
+    assert "dropping new events (when_full = drop_newest)" in h.log()
+    assert h.stop() == 0, h.log()
+
+
+def test_a_buffer_directory_that_cannot_be_used_fails_at_start_with_its_path(hbf, tmp_path):
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data_dir should be\n")
+    port = free_port()
+    h = hbf(config(port, blocker, f'type = "file"\npath = "{tmp_path / "out.ndjson"}"',
+                   '{ type = "disk", max_size = "8MiB" }'))
+    assert h.wait(20) == 1
+    assert f"disk buffer {blocker}/buffer/out: cannot create the directory" in h.log(), h.log()
+    if os.geteuid() != 0:  # root writes through permissions
+        d = tmp_path / "ro"
+        (d / "buffer" / "out").mkdir(parents=True)
+        (d / "buffer" / "out").chmod(0o500)
+        h = hbf(config(port, d, f'type = "file"\npath = "{tmp_path / "out.ndjson"}"', '{ type = "disk", max_size = "8MiB" }'),
+                name="ro")
+        assert h.wait(20) == 1
+        assert f"disk buffer {d}/buffer/out" in h.log(), h.log()
+
+
+def test_records_on_disk_carry_crc32c_that_python_agrees_with(hbf, tmp_path):
+    """Writes with the output stopped at once, then reads the segment files as the format says."""
+    port = free_port()
+    data = tmp_path / "data"
+    cfg = config(port, data, f'type = "file"\npath = "{tmp_path / "out.ndjson"}"', '{ type = "disk", max_size = "8MiB" }')
+    h = hbf(cfg)
+    listening(port)
+    loads = run_load(port, 0.5, clients=1, per=5)
+    h.proc.send_signal(signal.SIGKILL)
+    h.wait(10)
+    acked = {s for l in loads for s in l.acked}
+    seen, records = set(), 0
+    for seg in sorted((data / "buffer" / "out").glob("*.seg")):
+        b = seg.read_bytes()
+        off = 0
+        while off + 32 <= len(b):
+            magic, crc, length, events, seq, _ = struct.unpack_from("<IIIIQq", b, off)
+            assert magic == 0x524248FE, f"{seg}:{off}"
+            assert off + 32 + length <= len(b)
+            assert crc32c.crc32c(b[off + 8:off + 32 + length]) == crc, f"{seg}:{off}: CRC mismatch"
+            text = b[off + 32 + 8 * events:off + 32 + length].decode()
+            seen |= {json.loads(l)["seq"] for l in text.splitlines()}
+            records += 1
+            off += 32 + length
+        assert off == len(b)
+    assert records > 0
+    # Segments hold what the output has not settled; everything else reached the file.
+    assert acked <= seen | {e["seq"] for e in read_ndjson(tmp_path / "out.ndjson")}
