@@ -25,7 +25,7 @@ const OptionSchema<ServiceConfig>& service_schema() {
          "far fewer thread wake-ups under many small requests (the webhook's 100k req/s went from 13.0 to 10.2 µs of CPU per "
          "request), at most this much added latency; 0 = off."},
         {"api_address", &S::api_address, "host:port of the health, metrics and reload API; empty disables it."},
-        {"data_dir", &S::data_dir, "Directory for checkpoints and other state."},
+        {"data_dir", &S::data_dir, "Directory for checkpoints, disk buffers (buffer/<output>/) and other state."},
     };
     return s;
 }

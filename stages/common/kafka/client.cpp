@@ -4,6 +4,15 @@
 
 namespace hbf::kafka {
 
+namespace {
+// librdkafka ends some messages with a newline.
+std::string trimmed(const char* s) {
+    std::string out(s);
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return out;
+}
+}  // namespace
+
 ConfPtr make_conf(const StageConfig& c, const Props& defaults, const Props& settings) {
     ConfPtr conf(rd_kafka_conf_new());
     char err[512];
@@ -33,7 +42,7 @@ ConfPtr make_conf(const StageConfig& c, const Props& defaults, const Props& sett
                 continue;
             }
             if (rd_kafka_conf_set(conf.get(), std::string(k.str()).c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
-                c.problem_at(at, fmt::format("librdkafka property \"{}\": {}", k.str(), err));
+                c.problem_at(at, fmt::format("librdkafka property \"{}\": {}", k.str(), trimmed(err)));
         }
     }
     return conf;
@@ -53,7 +62,7 @@ void check_client(const StageConfig& c, const rd_kafka_conf_t* conf, rd_kafka_ty
     if (!rk) {
         rd_kafka_conf_destroy(scratch);
         c.problem("librdkafka", fmt::format("librdkafka would not start a {} with these settings: {}",
-                                            type == RD_KAFKA_PRODUCER ? "producer" : "consumer", err));
+                                            type == RD_KAFKA_PRODUCER ? "producer" : "consumer", trimmed(err)));
         return;
     }
     rd_kafka_destroy(rk);

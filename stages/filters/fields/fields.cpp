@@ -83,7 +83,7 @@ const OptionSchema<FieldsOptions> kFieldsSchema{
     {"keep", &FieldsOptions::keep, "Top-level names of the result to keep; every other top-level member goes."},
     {"set", &FieldsOptions::set, "Path = value to write, e.g. { \"labels.env\" = \"prod\" }; intermediate objects are created."},
     {"flatten", &FieldsOptions::flatten, "Path of an object whose members move to the top level, prefixed."},
-    {"flatten_prefix", &FieldsOptions::flatten_prefix, "Prefix of the flattened members' names; {name} stands for the object's name."},
+    {"flatten_prefix", &FieldsOptions::flatten_prefix, "Prefix of the flattened members' names ({name} is the object's name: keys_interface-name); \"\" = bare names."},
     {"parse_json", &FieldsOptions::parse_json, "Paths of string members holding JSON text, replaced by that JSON value."},
 };
 
