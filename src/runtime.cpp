@@ -236,8 +236,15 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
     }
     for (Node* n : live)
         if (!n->started && n->decl->kind != StageKind::input) start_thread(*n);
-    // Rewire kept stages; an emit in progress finishes on the old targets first.
-    for (size_t i = 0; i < live.size(); ++i) {
+    // Wire the new stages first, then rewire kept ones (an emit in progress finishes on the old
+    // targets first): a kept stage must never reach a new filter whose targets are still empty,
+    // or that filter would drop the batch as having no downstream stage.
+    std::vector<size_t> order;
+    for (size_t i = 0; i < live.size(); ++i)
+        if (is_fresh.count(live[i])) order.push_back(i);
+    for (size_t i = 0; i < live.size(); ++i)
+        if (!is_fresh.count(live[i])) order.push_back(i);
+    for (size_t i : order) {
         Node* n = live[i];
         std::vector<BatchQueue*> gone;
         {

@@ -146,7 +146,9 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
     std::atomic<uint64_t> disk_bytes{0}, pend_bytes{0};
     std::atomic<bool> failing{false};
 
-    // Writer thread only.
+    // Under write_m: the background writer or a producer leading a group commit.
+    std::mutex write_m;
+    std::vector<BatchPtr> lead_work;
     std::thread writer;
     int wfd = -1;
     uint64_t wsize = 0;
@@ -331,7 +333,6 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             else ++admitted;
             pend_bytes.store(pending_bytes, std::memory_order_relaxed);
         }
-        writer_cv.notify_one();
         return Admit::taken;
     }
 
@@ -350,17 +351,44 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         return p >= o.pending_bytes || disk_bytes.load(std::memory_order_relaxed) + p >= o.max_bytes;
     }
 
-    // Waits until the batch with `ticket` is on disk (synced with sync = batch), a write fails,
-    // the buffer closes or `abort` is set.
+    // Returns once the batch with `ticket` is on disk (synced with sync = batch), a write failed,
+    // the buffer closes or `abort` is set. Group commit without a hand-off: the first producer to
+    // find no write in progress writes everything pending, its own batch and the others'; the
+    // others wait for it, and one whose batch came too late for that write leads the next.
     void wait_written(uint64_t ticket, const std::atomic<bool>* abort) {
-        std::unique_lock lk(mu);
-        const uint64_t gen = error_gen;
-        while (written < ticket && error_gen == gen && !closing && !(abort && abort->load(std::memory_order_relaxed)))
-            written_cv.wait_for(lk, std::chrono::milliseconds(5));
+        uint64_t gen;
+        {
+            std::lock_guard lk(mu);
+            gen = error_gen;
+        }
+        auto done_locked = [&] {
+            return written >= ticket || error_gen != gen || closing || (abort && abort->load(std::memory_order_relaxed));
+        };
+        for (;;) {
+            {
+                std::lock_guard lk(mu);
+                if (done_locked()) return;
+            }
+            std::unique_lock wl(write_m, std::try_to_lock);
+            if (wl.owns_lock() && !failing.load()) {  // after a failure the background writer retries, paced
+                {
+                    std::lock_guard lk(mu);
+                    lead_work.swap(pending);
+                }
+                if (!lead_work.empty()) write_group(lead_work);
+                continue;
+            }
+            if (wl.owns_lock()) wl.unlock();
+            std::unique_lock lk(mu);
+            written_cv.wait_for(lk, std::chrono::milliseconds(5), done_locked);
+        }
     }
 
     // ---- writer ----
 
+    // The background writer: retries after a failed write, syncs with sync = <interval>, keeps
+    // the gauges fresh, and writes what is left at close. Producers normally write their own
+    // batches (wait_written): a thread hand-off per batch cost more than the write.
     void writer_loop() {
         std::vector<BatchPtr> work;
         auto pause = std::chrono::milliseconds(0);
@@ -370,31 +398,40 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 std::unique_lock lk(mu);
                 auto wait = pause.count() ? std::chrono::duration_cast<std::chrono::nanoseconds>(pause) : std::chrono::nanoseconds(kWriterTick);
                 if (o.sync == SyncMode::interval) wait = std::min(wait, o.sync_interval);
-                writer_cv.wait_for(lk, wait, [&] { return (!pending.empty() && pause.count() == 0) || closing; });
-                work.swap(pending);
+                writer_cv.wait_for(lk, wait, [&] { return closing; });
                 stop = closing;
             }
-            if (!work.empty()) {
-                if (write_group(work)) {
-                    pause = std::chrono::milliseconds(0);
-                } else {
-                    pause = std::clamp(pause * 2, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
-                    if (stop) {
-                        fail_work(work);
-                        break;
+            bool gave_up = false;
+            {
+                std::lock_guard wl(write_m);
+                {
+                    std::lock_guard lk(mu);
+                    work.swap(pending);
+                }
+                if (!work.empty()) {
+                    if (write_group(work)) {
+                        pause = std::chrono::milliseconds(0);
+                    } else {
+                        pause = std::clamp(pause * 2, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+                        if (stop) {
+                            fail_work(work);
+                            gave_up = true;
+                        }
                     }
                 }
-            }
-            if (o.sync == SyncMode::interval && dirty && Clock::now() - last_sync >= o.sync_interval) {
-                sync_fd(wfd);
-                dirty = false;
+                if (o.sync == SyncMode::interval && dirty && Clock::now() - last_sync >= o.sync_interval) {
+                    sync_fd(wfd);
+                    dirty = false;
+                }
             }
             tick_gauges();
+            if (gave_up) break;
             if (stop && work.empty()) {
                 std::lock_guard lk(mu);
                 if (pending.empty()) break;
             }
         }
+        std::lock_guard wl(write_m);
         if (o.sync != SyncMode::none && dirty) sync_fd(wfd);
         dirty = false;
     }
@@ -432,6 +469,10 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             if (err) {
                 if (::ftruncate(wfd, off_t(wsize)) != 0) {}  // a torn record past wsize is overwritten by the next write anyway
                 write_failed(fmt::format("cannot write {}: {}", path(segs_back_first()), std::strerror(err)), work, i);
+                // Seal the segment: once the output settles what it holds, it is deleted, which is
+                // how a full disk gets room back (a segment being written is never deleted).
+                std::string ignored;
+                if (wsize > 0) new_segment(ignored);
                 return false;
             }
             dirty = o.sync != SyncMode::batch;

@@ -47,7 +47,11 @@ def read_ndjson(path):
     p = Path(path)
     if not p.exists():
         return []
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
+    text = p.read_text()
+    # A running writer may be half-way through its last line: read complete lines only (a file
+    # that ends without its newline then reads one event short, which a count still catches).
+    text = text[: text.rfind("\n") + 1]
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
 
 
 def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):

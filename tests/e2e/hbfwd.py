@@ -171,6 +171,16 @@ class FakeServer:
         with self.lock:
             return [e[1] for e in self.events]
 
+    def drop_connections(self):
+        """Closes the open connections, as a server closing idle keep-alive connections does."""
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+        self.conns = []
+
     def close(self):
         self.running = False
         self.listener.close()

@@ -214,3 +214,73 @@ def test_records_on_disk_carry_crc32c_that_python_agrees_with(hbf, tmp_path):
     assert records > 0
     # Segments hold what the output has not settled; everything else reached the file.
     assert acked <= seen | {e["seq"] for e in read_ndjson(tmp_path / "out.ndjson")}
+
+
+def test_sigterm_during_an_outage_keeps_the_buffer_and_the_next_start_delivers_it(hbf, broker, tmp_path):
+    port, api = free_port(), free_port()
+    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "kept"\nflush_timeout = "1s"'
+    cfg = config(port, tmp_path / "data", kafka, '{ type = "disk", max_size = "64MiB" }', api)
+    broker.control("down 1")
+    h = hbf(cfg, name="first")
+    listening(port)
+    loads = run_load(port, 1.0, clients=2)
+    acked = {s for l in loads for s in l.acked}
+    assert acked
+    wait_for(lambda: metric(api, "hbf_buffer_events") == len(acked), what="every acknowledged event in the buffer")
+    t0 = time.time()
+    assert h.stop() == 0, h.log()  # undelivered but kept: not a failure
+    assert time.time() - t0 < 10
+    assert f"kept {len(acked)} events for the next start" in h.log(), h.log()
+
+    broker.control("up 1")
+    h2 = hbf(cfg, name="second")
+    listening(port)
+
+    def on_topic():
+        return {json.loads(l)["seq"] for l in consume(broker.bootstrap, "kept").decode().splitlines()}
+    wait_for(lambda: acked <= on_topic(), timeout=60, interval=0.5, what="the kept events on the topic")
+    wait_for(lambda: metric(api, "hbf_buffer_events") == 0, what="the buffer emptied")
+    assert metric(api, "hbf_buffer_replayed_events_total") > 0  # the output had them in hand before
+    assert h2.stop() == 0, h2.log()
+
+
+def test_a_full_disk_is_backpressure_and_an_error_on_health_then_recovers(hbf, broker, tmp_path):
+    """The buffer on a 2 MiB tmpfs (root only: it mounts one) with the broker down fills the disk:
+    503s, /health names ENOSPC and the path; when the broker is back the buffer drains, its
+    segments go, writes succeed again and every event that got a 200 is on the topic."""
+    import subprocess
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    data = tmp_path / "data"
+    data.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        port, api = free_port(), free_port()
+        broker.control("down 1")
+        kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "full"'
+        h = hbf(config(port, data, kafka, '{ type = "disk", max_size = "64MiB", sync = "none" }', api))
+        listening(port)
+        loads = run_load(port, 3.0, clients=2, per=50)
+        statuses = {k: sum(l.statuses.get(k, 0) for l in loads) for k in (200, 503)}
+        acked = {s for l in loads for s in l.acked}
+
+        def health():
+            c = http.client.HTTPConnection("127.0.0.1", api, timeout=5)
+            c.request("GET", "/health")
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        code, body = health()
+        assert statuses[503] > 0 and statuses[200] > 0, statuses
+        assert code == 503 and "No space left on device" in body and str(data) in body, body
+        assert metric(api, "hbf_buffer_write_errors_total") > 0
+        broker.control("up 1")
+
+        def on_topic():
+            return {json.loads(l)["seq"] for l in consume(broker.bootstrap, "full").decode().splitlines()}
+        wait_for(lambda: acked <= on_topic(), timeout=60, interval=0.5, what="every event that got a 200 on the topic")
+        wait_for(lambda: health()[0] == 200, timeout=30, what="/health back to 200")
+        assert h.stop() == 0, h.log()
+    finally:
+        subprocess.run(["umount", "-l", str(data)])

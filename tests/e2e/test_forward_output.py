@@ -210,3 +210,55 @@ def test_tls_to_a_second_hbforward(hbf, tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     assert sorted(read_ndjson(tmp_path / "out.ndjson"), key=lambda e: e["seq"]) == sent
     assert rx.stop() == 0
+
+
+def test_users_in_the_handshake(hbf, tmp_path):
+    port = free_port()
+    rx = hbf(forward_in(port, 'shared_key = "k"\nusers = { alice = "pw" }'), name="rx")
+    listening(port)
+    sent = lines(20)
+    p = run_sender(tmp_path, sender([port], 'require_ack = true\nshared_key = "k"\nusername = "alice"\npassword = "pw"'), sent)
+    assert p.returncode == 0, p.stderr.decode()
+    assert sorted(read_ndjson(tmp_path / "out.ndjson"), key=lambda e: e["seq"]) == sent
+    (tmp_path / "bad.toml").write_text(sender([port], 'require_ack = true\nshared_key = "k"\nusername = "alice"\npassword = "no"') +
+                                       '\n[service]\nshutdown_timeout = "2s"\n')
+    tx = subprocess.Popen([str(HBF), "run", "-c", "bad.toml"], cwd=tmp_path, stdin=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        tx.stdin.write((json.dumps(sent[0]) + "\n").encode())
+        tx.stdin.flush()
+        rx.wait_log("username/password mismatch")
+        tx.send_signal(signal.SIGTERM)
+        assert tx.wait(30) == 1
+        assert "handshake refused by the server: username/password mismatch" in tx.stderr.read().decode()
+    finally:
+        if tx.poll() is None:
+            tx.kill()
+            tx.wait()
+    assert len(read_ndjson(tmp_path / "out.ndjson")) == 20
+    assert rx.stop() == 0
+
+
+def test_an_idle_connection_the_server_closed_is_reopened_quietly(tmp_path):
+    port = free_port()
+    srv = FakeServer(port)
+    (tmp_path / "send.toml").write_text(sender([port], "require_ack = true"))
+    tx = subprocess.Popen([str(HBF), "run", "-c", "send.toml"], cwd=tmp_path, stdin=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        sent = lines(20)
+        tx.stdin.write("".join(json.dumps(e) + "\n" for e in sent[:10]).encode())
+        tx.stdin.flush()
+        wait_for(lambda: len(srv.records()) == 10, what="the first events")
+        srv.drop_connections()
+        time.sleep(0.5)                                # the sender notices the close while idle
+        tx.stdin.write("".join(json.dumps(e) + "\n" for e in sent[10:]).encode())
+        tx.stdin.close()
+        assert tx.wait(30) == 0
+        assert sorted(srv.records(), key=lambda r: r["seq"]) == sent
+        assert "warn" not in tx.stderr.read().decode()   # nothing failed: no warning, no resend
+    finally:
+        if tx.poll() is None:
+            tx.kill()
+            tx.wait()
+        srv.close()

@@ -381,3 +381,26 @@ def test_chained_acks_conf_pair_survives_the_collector_restarting(hbf, tmp_path,
     assert in_kafka() == set(range(7))
     assert coll2.stop() == 0
     assert edge.stop() == 0
+
+
+def test_http_output_pushes_back_to_the_webhook_when_the_collector_is_down(hbf, collector):
+    c = collector(lambda req: (503, {}, b"down"))
+    port, api = free_port(), free_port()
+    cfg = webhook(port, f"http://127.0.0.1:{c.port}/x", 'max_inflight = 1\nbatch = { max_events = 10, max_wait = "10ms" }\n'
+                  'retry_backoff = "50ms"\nretry_backoff_max = "100ms"', api=api)
+    cfg = cfg.replace('ack = "delivered"\n', "").replace('log_level = "info"', 'log_level = "info"\nqueue_events = 100')
+    h = hbf(cfg)
+    listening(port)
+    answers = []
+    for i in range(2000):
+        st = post(port, {"seq": i})[0]
+        answers.append(st)
+        if st == 503:
+            break
+    # The output holds two requests of 10 and its queue 100 events: the webhook then refuses, it
+    # does not buffer without bound.
+    assert answers[-1] == 503, f"{len(answers)} posts all accepted"
+    assert answers.count(200) <= 300
+    m = metrics(api)
+    assert stage_value(m, "hbf_http_out_inflight_requests", "post") <= 1
+    assert h.proc.poll() is None

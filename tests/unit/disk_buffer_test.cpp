@@ -91,8 +91,8 @@ TEST_CASE("crc32c gives the standard check value and chains") {
 TEST_CASE("a disk buffer hands back what was pushed, in padded batches, and settles acks upstream once written") {
     TempDir d;
     auto buf = open_buffer(opts(d.path), "db-roundtrip");
-    int upstream = 0;
-    AckStatus st = AckStatus::failed;
+    std::atomic<int> upstream{0};  // the writer thread settles it
+    std::atomic<AckStatus> st{AckStatus::failed};
     BatchPtr b = numbered(1, 3);
     b->received_ns = 12345;
     {
@@ -102,7 +102,7 @@ TEST_CASE("a disk buffer hands back what was pushed, in padded batches, and sett
     REQUIRE(buf->push(b, kNoAbort));
     CHECK_FALSE(b);
     REQUIRE(wait_for([&] { return upstream == 1; }));
-    CHECK(st == AckStatus::delivered);
+    CHECK(st.load() == AckStatus::delivered);
     CHECK(metric("hbf_buffer_syncs_total", "db-roundtrip") >= 1);  // sync = batch
 
     auto got = pop_n(*buf, 1);
@@ -295,7 +295,7 @@ TEST_CASE("a failed write holds the batch back, reports the error and is backpre
     std::atomic<int> fail_with{ENOSPC};
     o.inject_write_error = [&] { return fail_with.load(); };
     auto buf = open_buffer(o, "db-enospc");
-    int upstream = 0;
+    std::atomic<int> upstream{0};
     BatchPtr b = numbered(1, 2);
     {
         AckRef root = make_ack([&](AckStatus, const std::string&) { ++upstream; });
@@ -309,7 +309,7 @@ TEST_CASE("a failed write holds the batch back, reports the error and is backpre
     BatchPtr c = numbered(3, 1);
     CHECK_FALSE(buf->try_push(c));
     CHECK(c);
-    CHECK(upstream == 0);  // not acknowledged: it is not on disk
+    CHECK(upstream.load() == 0);  // not acknowledged: it is not on disk
     CHECK(metric("hbf_buffer_write_errors_total", "db-enospc") >= 1);
     BatchPtr none[1];
     CHECK(buf->pop(none, 1, 10ms) == 0);
@@ -328,7 +328,7 @@ TEST_CASE("a batch that cannot be written by close is reported failed upstream")
     auto o = opts(d.path);
     o.inject_write_error = [] { return EIO; };
     auto buf = open_buffer(o, "db-close-fail");
-    AckStatus st = AckStatus::delivered;
+    std::atomic<AckStatus> st{AckStatus::delivered};
     BatchPtr b = numbered(1, 1);
     {
         AckRef root = make_ack([&](AckStatus s, const std::string&) { st = s; });
@@ -337,7 +337,7 @@ TEST_CASE("a batch that cannot be written by close is reported failed upstream")
     REQUIRE(buf->push(b, kNoAbort));
     REQUIRE(wait_for([&] { return !buf->error().empty(); }));
     buf->close();
-    CHECK(st == AckStatus::failed);
+    CHECK(st.load() == AckStatus::failed);
 }
 
 TEST_CASE("a full disk buffer drops new batches with when_full = drop_newest, counting every event") {
@@ -348,7 +348,8 @@ TEST_CASE("a full disk buffer drops new batches with when_full = drop_newest, co
     o.when_full = WhenFull::drop_newest;
     auto buf = open_buffer(o, "db-drop");
     std::string pad(1000, 'y');
-    uint64_t dropped_acks = 0, pushed = 0;
+    std::atomic<uint64_t> dropped_acks{0};
+    uint64_t pushed = 0;
     for (int i = 0; i < 400; ++i) {
         BatchPtr b = Batch::make();
         for (int k = 0; k < 3; ++k) b->append("{\"pad\":\"" + pad + "\"}");
@@ -362,7 +363,7 @@ TEST_CASE("a full disk buffer drops new batches with when_full = drop_newest, co
     }
     const uint64_t dropped = metric("hbf_buffer_dropped_events_total", "db-drop");
     CHECK(dropped > 0);
-    CHECK(dropped == dropped_acks);
+    CHECK(dropped == dropped_acks.load());
     CHECK(buf->events() + dropped == 1200);
     CHECK(buf->bytes() <= o.max_bytes);
 }

@@ -187,7 +187,6 @@ private:
                 // EOF or reset: an unfinished frame is dropped; replies still owed are written first.
                 if (self->writing_ || self->outstanding_ > 0) self->close_after_write_ = true;
                 else self->close_now();
-                self->eof_ = true;
                 return;
             }
             if (self->srv_.draining) return;  // stop taking frames; the sweep closes us once acks are out
@@ -309,7 +308,7 @@ private:
     size_t filled_ = 0, stream_off_ = 0;
     int64_t deadline_ = 0;
     int outstanding_ = 0;  // chunks waiting for their ack
-    bool authed_ = false, writing_ = false, closed_ = false, close_after_write_ = false, eof_ = false;
+    bool authed_ = false, writing_ = false, closed_ = false, close_after_write_ = false;
 };
 
 void Server::Impl::adopt(gproto::socket s) {

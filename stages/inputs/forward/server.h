@@ -28,7 +28,6 @@ struct ServerOptions {
     std::string unix_path;  // listen on this unix socket instead of host:port
     size_t max_frame = 64 << 20;
     size_t max_connections = 4096;
-    std::chrono::nanoseconds idle_timeout = std::chrono::seconds(0);  // 0 = keep idle connections
     std::string shared_key, self_hostname;
     std::vector<std::pair<std::string, std::string>> users;  // username, password
     std::string tls_cert, tls_key;

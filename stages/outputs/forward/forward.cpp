@@ -507,6 +507,12 @@ private:
             if (p.rbuf.size() - p.rfill < 4096) p.rbuf.resize(p.rfill + 16384);
             std::string err;
             ssize_t r = p.link.read_some(p.rbuf.data() + p.rfill, p.rbuf.size() - p.rfill, &err);
+            if (r < 0 && p.inflight.empty()) {  // an idle keep-alive connection the server closed: reopen when needed
+                ctx_->log().debug("{}: {} while idle", p.name, err);
+                p.link.close();
+                p.up->set(0);
+                return;
+            }
             if (r < 0) return down(i, err);
             if (r == 0) break;
             p.rfill += size_t(r);

@@ -67,7 +67,7 @@ bool epoch_seconds(std::string_view json_value, double& out);
 // RFC 3339 ("2026-11-29T14:00:00.5Z", "...+01:00") to epoch seconds.
 bool parse_rfc3339(std::string_view s, double& out);
 
-// Compresses into `out` (cleared) with a kept context; level 0 = the codec's default.
+// Compresses into `out` (cleared) with a kept context; level 0 = gzip 1, zstd 3.
 class Compressor {
 public:
     Compressor(Compression c, int level);

@@ -47,7 +47,7 @@ SenderOptions parse_options(const StageConfig& c, Batching& batching) {
     if (!parse_compression(c.str("compression"), o.compression)) c.fail("compression", "compression must be none, gzip or zstd");
     int64_t level = c.integer("compression_level");
     if (level < 0 || level > 19 || (o.compression == Compression::gzip && level > 9))
-        c.fail("compression_level", "compression_level must be 0 (the codec's default), 1-9 for gzip or 1-19 for zstd");
+        c.fail("compression_level", "compression_level must be 0 (the default), 1-9 for gzip or 1-19 for zstd");
     o.compression_level = int(level);
 
     if (c.has("batch")) {
@@ -162,7 +162,8 @@ public:
         Batch& batch = *h->batch;
         for (size_t i = 0; i < n; ++i) {
             std::string_view ev = batch.event(i);
-            if (cur_ && !cur_->items.empty() && cur_->body.size() + ev.size() + builder_.overhead() > batching_.max_bytes) submit();
+            // + 1: a JSON array's closing bracket, so a body never passes max_bytes (a server's max_body).
+            if (cur_ && !cur_->items.empty() && cur_->body.size() + ev.size() + builder_.overhead() + 1 > batching_.max_bytes) submit();
             if (!cur_ && !begin()) {
                 // The shutdown timeout passed while every request was out: the rest is failed.
                 sender_.settle(h, uint32_t(n - i), AckStatus::failed, "shutdown timeout passed while max_inflight requests were out");
@@ -170,7 +171,7 @@ public:
             }
             builder_.add(cur_->body, ev, batch.capacity_after(i), received);
             cur_->items.push_back({h, uint32_t(i)});
-            if (cur_->items.size() >= batching_.max_events || cur_->body.size() >= batching_.max_bytes) submit();
+            if (cur_->items.size() >= batching_.max_events || cur_->body.size() + 1 >= batching_.max_bytes) submit();
         }
         sender_.release_hold(h);  // settles an empty batch
         if (cur_ && !cur_->items.empty() && std::chrono::steady_clock::now() - cur_started_ >= batching_.max_wait) submit();
@@ -217,10 +218,18 @@ private:
 
     void submit() {
         builder_.end(cur_->body);
-        if (opts_.compression == Compression::none) cur_->wire.swap(cur_->body);
-        else compressor_.compress(cur_->body, cur_->wire);
-        sender_.submit(cur_);
-        cur_ = nullptr;
+        Request* r = std::exchange(cur_, nullptr);
+        if (opts_.compression == Compression::none) {
+            r->wire.swap(r->body);
+        } else {
+            try {
+                compressor_.compress(r->body, r->wire);
+            } catch (const std::exception& e) {  // the events are failed, never left unsettled
+                sender_.fail_unsent(r, std::string("cannot compress the request: ") + e.what());
+                return;
+            }
+        }
+        sender_.submit(r);
     }
 
     Batching batching_;
@@ -238,7 +247,7 @@ const std::vector<OptionSpec> kHttpOutSchema = {
     {"url", OptType::string, "", "Where to POST: http://host:port/path or https://... (Elasticsearch: .../_bulk; Splunk: .../services/collector/event).", true},
     {"format", OptType::string, "ndjson", "ndjson | json_array | elasticsearch_bulk | splunk_hec."},
     {"compression", OptType::string, "none", "none | gzip | zstd (Content-Encoding)."},
-    {"compression_level", OptType::integer, "0", "0 = the codec's default (gzip 6, zstd 3); gzip 1-9, zstd 1-19."},
+    {"compression_level", OptType::integer, "0", "0 = the default: gzip 1 (fastest), zstd 3; gzip 1-9, zstd 1-19."},
     {"batch", OptType::table, "", "{ max_events = 1000, max_bytes = \"1MiB\", max_wait = \"1s\" }: when a request is sent."},
     {"max_inflight", OptType::integer, "4", "Requests out at once (each on its own kept-alive connection); more waits: backpressure."},
     {"headers", OptType::table, "", "Extra request headers, name = \"value\"."},

@@ -99,6 +99,12 @@ public:
     Request* acquire(const std::atomic<bool>& abort);
     // Hands a filled request (body closed and compressed) to the I/O thread.
     void submit(Request* r);
+    // Fails the events of a request that cannot be sent, and takes it back.
+    void fail_unsent(Request* r, const std::string& why) {
+        m_.failed_rejected->add(r->items.size());
+        ctx_->log().error("{} events failed: {}", r->items.size(), why);
+        settle_all(r, AckStatus::failed, why);
+    }
     // Gives back a request that was acquired and never filled.
     void give_back(Request* r);
     // Waits until every request is settled; false when the deadline passed (or `abort` was set) first.

@@ -81,7 +81,11 @@ public:
         std::string err;
         while (link_.is_open()) {
             ssize_t r = link_.read_some(buf, sizeof buf, &err);
-            if (r < 0) down(err);
+            if (r < 0) {  // closed while idle: reopened for the next batch, nothing to report yet
+                ctx_->log().debug("{}: {} while idle", name_, err);
+                link_.close();
+                up_->set(0);
+            }
             if (r <= 0) break;
         }
     }

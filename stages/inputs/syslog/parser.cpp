@@ -1,0 +1,462 @@
+#include "parser.h"
+
+#include <cstring>
+#include <ctime>
+
+namespace hbf::syslog {
+
+namespace {
+
+constexpr const char* kFacility[24] = {"kern",     "user",   "mail",   "daemon", "auth",   "syslog",   "lpr",          "news",
+                                       "uucp",     "cron",   "authpriv", "ftp",  "ntp",    "security", "console", "solaris-cron",
+                                       "local0",   "local1", "local2", "local3", "local4", "local5",   "local6",       "local7"};
+constexpr const char* kSeverity[8] = {"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"};
+constexpr const char* kMonths = "JanFebMarAprMayJunJulAugSepOctNovDec";
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool printable(char c) { return c >= 33 && c <= 126; }
+
+// "<PRI>": the value 0..191 and the position after '>', or -1.
+int read_pri(std::string_view s, size_t& pos) {
+    if (s.size() < 3 || s[0] != '<') return -1;
+    int v = 0;
+    size_t i = 1;
+    for (; i < s.size() && i <= 3 && is_digit(s[i]); ++i) v = v * 10 + (s[i] - '0');
+    if (i == 1 || i >= s.size() || s[i] != '>' || v > 191) return -1;
+    pos = i + 1;
+    return v;
+}
+
+// The next space-delimited header field (printable ASCII), and the position after its space.
+bool header_field(std::string_view s, size_t& pos, std::string_view& out) {
+    size_t start = pos;
+    while (pos < s.size() && s[pos] != ' ') {
+        if (!printable(s[pos])) return false;
+        ++pos;
+    }
+    if (pos == start || pos >= s.size()) return false;
+    out = s.substr(start, pos - start);
+    ++pos;
+    return true;
+}
+
+int digits(std::string_view s, size_t at, size_t n) {
+    if (at + n > s.size()) return -1;
+    int v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+        if (!is_digit(s[i])) return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+// RFC 3339 as RFC 5424 allows it: full-date "T" time, up to 6 fraction digits, "Z" or an offset.
+bool is_rfc3339(std::string_view t) {
+    if (t.size() < 20 || digits(t, 0, 4) < 0 || t[4] != '-' || digits(t, 5, 2) < 1 || digits(t, 5, 2) > 12 || t[7] != '-' ||
+        digits(t, 8, 2) < 1 || digits(t, 8, 2) > 31 || (t[10] != 'T' && t[10] != 't') || digits(t, 11, 2) < 0 || digits(t, 11, 2) > 23 ||
+        t[13] != ':' || digits(t, 14, 2) < 0 || digits(t, 14, 2) > 59 || t[16] != ':' || digits(t, 17, 2) < 0 || digits(t, 17, 2) > 60)
+        return false;
+    size_t i = 19;
+    if (t[i] == '.') {
+        size_t start = ++i;
+        while (i < t.size() && is_digit(t[i])) ++i;
+        if (i == start || i - start > 9) return false;
+    }
+    if (i < t.size() && (t[i] == 'Z' || t[i] == 'z')) return i + 1 == t.size();
+    if (i + 6 != t.size() || (t[i] != '+' && t[i] != '-') || digits(t, i + 1, 2) < 0 || digits(t, i + 1, 2) > 23 || t[i + 3] != ':' ||
+        digits(t, i + 4, 2) < 0 || digits(t, i + 4, 2) > 59)
+        return false;
+    return true;
+}
+
+void key(std::string& b, const char* k) {
+    b.push_back(',');
+    b.push_back('"');
+    b.append(k);
+    b.append("\":");
+}
+
+void put_2(std::string& b, int v) {
+    b.push_back(char('0' + v / 10));
+    b.push_back(char('0' + v % 10));
+}
+
+// "2026-11-29T15:00:00+01:00" (or "Z"), quoted.
+void put_time(std::string& b, int year, int month, int day, int h, int m, int s, int32_t offset) {
+    char buf[40];
+    int n = std::snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d", year, month, day, h, m, s);
+    b.append(buf, size_t(n));
+    if (offset == 0) {
+        b.append("Z\"");
+        return;
+    }
+    int32_t a = offset < 0 ? -offset : offset;
+    b.push_back(offset < 0 ? '-' : '+');
+    put_2(b, a / 3600);
+    b.push_back(':');
+    put_2(b, (a / 60) % 60);
+    b.push_back('"');
+}
+
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = unsigned(y - era * 400);
+    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + int64_t(doe) - 719468;
+}
+
+// Length of a valid UTF-8 sequence at p (1-4), or 0.
+size_t utf8_len(const unsigned char* p, size_t left) {
+    unsigned char c = p[0];
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) return left >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (left < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && p[1] < 0xA0) return 0;   // overlong
+        if (c == 0xED && p[1] >= 0xA0) return 0;  // surrogates
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (left < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
+        if (c == 0xF0 && p[1] < 0x90) return 0;
+        if (c == 0xF4 && p[1] >= 0x90) return 0;
+        return 4;
+    }
+    return 0;
+}
+
+}  // namespace
+
+void append_json_text(std::string& out, std::string_view s) {
+    static const char* hex = "0123456789abcdef";
+    out.push_back('"');
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    size_t n = s.size(), i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') ++run;
+        if (run > i) {
+            out.append(s.data() + i, run - i);
+            i = run;
+            if (i == n) break;
+        }
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            size_t len = utf8_len(p + i, n - i);
+            if (len == 0) {
+                out.append("\xEF\xBF\xBD");
+                ++i;
+            } else {
+                out.append(s.data() + i, len);
+                i += len;
+            }
+            continue;
+        }
+        switch (c) {
+            case '"': out.append("\\\""); break;
+            case '\\': out.append("\\\\"); break;
+            case '\n': out.append("\\n"); break;
+            case '\r': out.append("\\r"); break;
+            case '\t': out.append("\\t"); break;
+            default:
+                out.append("\\u00");
+                out.push_back(hex[c >> 4]);
+                out.push_back(hex[c & 15]);
+        }
+        ++i;
+    }
+    out.push_back('"');
+}
+
+bool parse_timezone(std::string_view s, ParserOptions& o) {
+    if (s == "local" || s.empty()) {
+        o.local_zone = true;
+        return true;
+    }
+    o.local_zone = false;
+    if (s == "UTC" || s == "Z" || s == "utc") {
+        o.fixed_offset_s = 0;
+        return true;
+    }
+    if (s.size() != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':') return false;
+    int h = digits(s, 1, 2), m = digits(s, 4, 2);
+    if (h < 0 || h > 23 || m < 0 || m > 59) return false;
+    o.fixed_offset_s = (h * 3600 + m * 60) * (s[0] == '-' ? -1 : 1);
+    return true;
+}
+
+void Parser::pri_fields(std::string& b, int pri) {
+    b.append("{\"facility\":\"");
+    b.append(kFacility[pri >> 3]);
+    b.append("\",\"severity\":\"");
+    b.append(kSeverity[pri & 7]);
+    b.push_back('"');
+}
+
+void Parser::raw_event(std::string_view msg, const char* why, Batch& out) {
+    error_ = why;
+    out.begin_event();
+    std::string& b = out.buf;
+    b.append("{\"message\":");
+    append_json_text(b, msg);
+    b.append(",\"parse_error\":");
+    append_json_text(b, why);
+    b.push_back('}');
+    out.finish_event();
+}
+
+bool Parser::parse(std::string_view msg, int64_t received_ns, Batch& out) {
+    size_t pos = 0;
+    int pri = read_pri(msg, pos);
+    if (pri < 0) {
+        raw_event(msg, msg.empty() || msg[0] != '<' ? "no PRI: a syslog message starts with <0> to <191>" : "invalid PRI: expected <0> to <191>",
+                  out);
+        return false;
+    }
+    std::string_view rest = msg.substr(pos);
+    bool ok;
+    if (rest.size() >= 2 && rest[0] == '1' && rest[1] == ' ') ok = parse_5424(rest.substr(2), pri, out);
+    else ok = parse_3164(rest, pri, received_ns, out);
+    if (!ok) raw_event(msg, error_, out);
+    return ok;
+}
+
+bool Parser::parse_5424(std::string_view s, int pri, Batch& out) {
+    size_t pos = 0;
+    std::string_view ts, host, app, procid, msgid;
+    if (!header_field(s, pos, ts)) return error_ = "RFC 5424: missing TIMESTAMP", false;
+    if (ts != "-" && !is_rfc3339(ts)) return error_ = "RFC 5424: TIMESTAMP is not an RFC 3339 date-time", false;
+    if (!header_field(s, pos, host)) return error_ = "RFC 5424: missing or invalid HOSTNAME", false;
+    if (!header_field(s, pos, app)) return error_ = "RFC 5424: missing or invalid APP-NAME", false;
+    if (!header_field(s, pos, procid)) return error_ = "RFC 5424: missing or invalid PROCID", false;
+    if (!header_field(s, pos, msgid)) return error_ = "RFC 5424: missing or invalid MSGID", false;
+    if (pos >= s.size()) return error_ = "RFC 5424: missing STRUCTURED-DATA", false;
+
+    out.begin_event();
+    std::string& b = out.buf;
+    pri_fields(b, pri);
+    auto field = [&](const char* k, std::string_view v) {
+        if (v == "-") return;
+        key(b, k);
+        append_json_text(b, v);
+    };
+    field("timestamp", ts);
+    field("hostname", host);
+    field("app_name", app);
+    field("procid", procid);
+    field("msgid", msgid);
+
+    if (s[pos] == '-') {
+        ++pos;
+    } else if (s[pos] == '[') {
+        key(b, "structured_data");
+        b.push_back('{');
+        bool first_id = true;
+        while (pos < s.size() && s[pos] == '[') {
+            ++pos;
+            size_t id0 = pos;
+            while (pos < s.size() && printable(s[pos]) && s[pos] != '=' && s[pos] != ']' && s[pos] != '"') ++pos;
+            if (pos == id0 || pos >= s.size()) {
+                out.cancel_event();
+                return error_ = "RFC 5424: invalid SD-ID in STRUCTURED-DATA", false;
+            }
+            if (!first_id) b.push_back(',');
+            first_id = false;
+            append_json_text(b, s.substr(id0, pos - id0));
+            b.append(":{");
+            bool first_param = true;
+            while (pos < s.size() && s[pos] == ' ') {
+                ++pos;
+                size_t n0 = pos;
+                while (pos < s.size() && printable(s[pos]) && s[pos] != '=' && s[pos] != ']' && s[pos] != '"') ++pos;
+                if (pos == n0 || pos + 1 >= s.size() || s[pos] != '=' || s[pos + 1] != '"') {
+                    out.cancel_event();
+                    return error_ = "RFC 5424: invalid SD-PARAM (expected name=\"value\")", false;
+                }
+                std::string_view name = s.substr(n0, pos - n0);
+                pos += 2;
+                bool closed = false;
+                std::string_view value;
+                // Most values have no escapes: read them in place, up to the quote.
+                size_t stop = s.find_first_of("\"\\", pos);
+                if (stop != std::string_view::npos && s[stop] == '"') {
+                    value = s.substr(pos, stop - pos);
+                    pos = stop + 1;
+                    closed = true;
+                }
+                if (!closed) scratch_.clear();
+                while (!closed && pos < s.size()) {
+                    char c = s[pos];
+                    if (c == '\\' && pos + 1 < s.size() && (s[pos + 1] == '"' || s[pos + 1] == '\\' || s[pos + 1] == ']')) {
+                        scratch_.push_back(s[pos + 1]);
+                        pos += 2;
+                    } else if (c == '"') {
+                        ++pos;
+                        closed = true;
+                        break;
+                    } else {
+                        scratch_.push_back(c);
+                        ++pos;
+                    }
+                }
+                if (!closed) {
+                    out.cancel_event();
+                    return error_ = "RFC 5424: unterminated PARAM-VALUE in STRUCTURED-DATA", false;
+                }
+                if (!first_param) b.push_back(',');
+                first_param = false;
+                append_json_text(b, name);
+                b.push_back(':');
+                append_json_text(b, value.data() ? value : std::string_view(scratch_));
+            }
+            if (pos >= s.size() || s[pos] != ']') {
+                out.cancel_event();
+                return error_ = "RFC 5424: STRUCTURED-DATA element not closed by ']'", false;
+            }
+            ++pos;
+            b.push_back('}');
+        }
+        b.push_back('}');
+    } else {
+        out.cancel_event();
+        return error_ = "RFC 5424: STRUCTURED-DATA must be '-' or start with '['", false;
+    }
+    if (pos < s.size()) {
+        if (s[pos] != ' ') {
+            out.cancel_event();
+            return error_ = "RFC 5424: expected a space between STRUCTURED-DATA and MSG", false;
+        }
+        std::string_view m = s.substr(pos + 1);
+        if (m.size() >= 3 && m.substr(0, 3) == "\xEF\xBB\xBF") m.remove_prefix(3);
+        key(b, "message");
+        append_json_text(b, m);
+    }
+    b.push_back('}');
+    out.finish_event();
+    return true;
+}
+
+int32_t Parser::local_offset(int year, int month, int day, int hour) {
+    if (!o_.local_zone) return o_.fixed_offset_s;
+    int64_t k = ((int64_t(year) * 13 + month) * 32 + day) * 24 + hour;
+    if (k == cached_hour_key_) return cached_offset_;
+    std::tm tm{};
+    tm.tm_year = year - 1900;
+    tm.tm_mon = month - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = 30;
+    tm.tm_isdst = -1;
+    std::time_t local = std::mktime(&tm);
+    int64_t as_utc = days_from_civil(year, unsigned(month), unsigned(day)) * 86400 + hour * 3600 + 30 * 60;
+    cached_offset_ = local == std::time_t(-1) ? 0 : int32_t(as_utc - int64_t(local));
+    cached_hour_key_ = k;
+    return cached_offset_;
+}
+
+bool Parser::parse_3164(std::string_view s, int pri, int64_t received_ns, Batch& out) {
+    size_t pos = 0;
+    out.begin_event();
+    std::string& b = out.buf;
+    pri_fields(b, pri);
+
+    // "Mmm dd hh:mm:ss " (dd may be " 9"), or an RFC 3339 stamp (rsyslog's forwarding format).
+    int month = 0;
+    if (s.size() >= 16)
+        for (int m = 0; m < 12 && month == 0; ++m)
+            if (std::memcmp(kMonths + 3 * m, s.data(), 3) == 0) month = m + 1;
+    int day = -1, h = -1, mi = -1, se = -1;
+    if (month && s[3] == ' ') {
+        day = s[4] == ' ' ? digits(s, 5, 1) : digits(s, 4, 2);
+        h = digits(s, 7, 2);
+        mi = digits(s, 10, 2);
+        se = digits(s, 13, 2);
+    }
+    if (day >= 1 && day <= 31 && s[6] == ' ' && h >= 0 && h <= 23 && s[9] == ':' && mi >= 0 && mi <= 59 && s[12] == ':' && se >= 0 &&
+        se <= 60 && s[15] == ' ') {
+        // The year is the receive year in the zone, or the one before/after when that puts the
+        // message more than half a year away (December's messages read in January).
+        int64_t rs = received_ns / 1000000000;
+        int32_t off = o_.local_zone ? 0 : o_.fixed_offset_s;
+        std::time_t rt = std::time_t(rs + off);
+        std::tm now{};
+        if (o_.local_zone) localtime_r(&rt, &now);
+        else gmtime_r(&rt, &now);
+        int year = now.tm_year + 1900;
+        int64_t msg_day = days_from_civil(year, unsigned(month), unsigned(day));
+        int64_t now_day = days_from_civil(year, unsigned(now.tm_mon + 1), unsigned(now.tm_mday));
+        if (msg_day - now_day > 183) --year;
+        else if (now_day - msg_day > 183) ++year;
+        key(b, "timestamp");
+        put_time(b, year, month, day, h, mi, se, local_offset(year, month, day, h));
+        pos = 16;
+    } else {
+        size_t sp = s.find(' ');
+        std::string_view tok = s.substr(0, sp == std::string_view::npos ? s.size() : sp);
+        if (sp != std::string_view::npos && is_rfc3339(tok)) {
+            key(b, "timestamp");
+            append_json_text(b, tok);
+            pos = sp + 1;
+        } else {
+            // No timestamp: the receive time stands in (RFC 3164 4.3.2 says a relay adds one).
+            int64_t rs = received_ns / 1000000000;
+            int32_t off = o_.local_zone ? 0 : o_.fixed_offset_s;
+            std::time_t rt = std::time_t(rs + off);
+            std::tm t{};
+            if (o_.local_zone) localtime_r(&rt, &t);
+            else gmtime_r(&rt, &t);
+            key(b, "timestamp");
+            put_time(b, t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                     o_.local_zone ? int32_t(t.tm_gmtoff) : off);
+        }
+    }
+
+    // HOSTNAME, unless the next word is already the TAG ("su:" or "sshd[12]:").
+    size_t sp = s.find(' ', pos);
+    std::string_view word = s.substr(pos, sp == std::string_view::npos ? std::string_view::npos : sp - pos);
+    if (sp != std::string_view::npos && !word.empty() && word.back() != ':' && word.find('[') == std::string_view::npos) {
+        bool ok = true;
+        for (char c : word) ok &= printable(c);
+        if (ok) {
+            key(b, "hostname");
+            append_json_text(b, word);
+            pos = sp + 1;
+        }
+    }
+    // TAG[PID]: the TAG is at most 48 characters without spaces, ':' or '['.
+    size_t t = pos;
+    while (t < s.size() && t - pos <= 48 && printable(s[t]) && s[t] != ':' && s[t] != '[') ++t;
+    if (t > pos && t < s.size() && (s[t] == ':' || s[t] == '[')) {
+        std::string_view tag = s.substr(pos, t - pos);
+        std::string_view pid;
+        size_t after = t;
+        bool ok = true;
+        if (s[t] == '[') {
+            size_t close = s.find(']', t);
+            ok = close != std::string_view::npos && close - t <= 129 && close + 1 < s.size() && s[close + 1] == ':';
+            if (ok) {
+                pid = s.substr(t + 1, close - t - 1);
+                after = close + 1;
+            }
+        }
+        if (ok) {
+            key(b, "app_name");
+            append_json_text(b, tag);
+            if (!pid.empty()) {
+                key(b, "procid");
+                append_json_text(b, pid);
+            }
+            pos = after + 1;  // past ':'
+            if (pos < s.size() && s[pos] == ' ') ++pos;
+        }
+    }
+    key(b, "message");
+    append_json_text(b, s.substr(std::min(pos, s.size())));
+    b.push_back('}');
+    out.finish_event();
+    return true;
+}
+
+}  // namespace hbf::syslog
