@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "api/api_server.h"
+#include "buffer/disk_queue.h"
 #include "commands.h"
 #include "config.h"
 #include "log.h"
@@ -154,6 +155,7 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
         return 1;
     }
     for (const auto& d : cfg->diags) spdlog::warn("{}:{}:{}: {}", d.where.file, d.where.line, d.where.column, d.message);
+    buffer::warn_unused_buffers(*cfg);
     auto shutdown_timeout = cfg->service.shutdown_timeout;
     std::string api_address = cfg->service.api_address;
 

@@ -17,8 +17,6 @@ bool BatchQueue::admit(BatchPtr& b) {
     return true;
 }
 
-bool BatchQueue::try_push(BatchPtr& b) { return admit(b); }
-
 bool BatchQueue::push(BatchPtr& b, const std::atomic<bool>& abort) {
     if (admit(b)) return true;
     const int64_t n = static_cast<int64_t>(b->size());

@@ -1,7 +1,8 @@
 // The bounded queue in front of each filter and output.
 //
 // A moodycamel::BlockingConcurrentQueue of batches with a budget in events and bytes. Producers
-// block in push() while the queue is over budget (backpressure); try_push() refuses at once.
+// block in push() while the queue is over budget (backpressure), until `abort` is set; with
+// `abort` already set, push() refuses at once and the batch stays with the caller.
 // Emitter::try_emit() checks full() first, which is how the HTTP input answers 503. One batch
 // is always admitted into an empty queue, so a batch larger than the budget cannot wedge the
 // pipeline.
@@ -45,7 +46,6 @@ public:
 
     // Blocks while full; returns false (keeping the batch) only if `abort` becomes true.
     virtual bool push(BatchPtr& b, const std::atomic<bool>& abort);
-    virtual bool try_push(BatchPtr& b);
 
     // Waits up to `timeout` for batches; returns how many were taken into out[0..n).
     virtual size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout);

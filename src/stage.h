@@ -40,7 +40,6 @@ public:
 
     // True once shutdown (or a reload that removes the stage) began.
     bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
-    const std::atomic<bool>& stop_flag() const { return stopping_; }
     void request_stop() { stopping_.store(true); }
     // Set when the shutdown timeout passed: blocked pushes give up.
     const std::atomic<bool>& abort_flag() const { return aborting_; }

@@ -803,6 +803,11 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 *fd = -1;
             }
         kept = unsettled_events;
+        if (kept == 0 && inflight.empty()) {  // nothing to keep: leave an empty directory behind
+            for (const auto& sg : segs) ::unlink(path(sg.first_seq).c_str());
+            segs.clear();
+            disk_bytes = 0;
+        }
         return kept;
     }
 };

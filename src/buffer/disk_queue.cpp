@@ -64,8 +64,6 @@ void DiskQueue::close() {
 
 bool DiskQueue::push(BatchPtr& b, const std::atomic<bool>& abort) { return buf_ && buf_->push(b, abort); }
 
-bool DiskQueue::try_push(BatchPtr& b) { return buf_ && buf_->try_push(b); }
-
 size_t DiskQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) {
     if (!buf_ || draining_stopped()) {
         std::this_thread::sleep_for(std::min<std::chrono::microseconds>(timeout, std::chrono::milliseconds(2)));
@@ -87,6 +85,25 @@ std::string DiskQueue::describe_json() const {
     if (!buf_) return "";
     return fmt::format("\"buffer\":{{\"type\":\"disk\",\"dir\":{},\"events\":{},\"bytes\":{},\"max_bytes\":{},\"error\":{}}}",
                        json_quote(opts_.dir), buf_->events(), buf_->bytes(), buf_->max_bytes(), json_quote(buf_->error()));
+}
+
+void warn_unused_buffers(const PipelineConfig& cfg) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path root = fs::path(cfg.service.data_dir) / "buffer";
+    for (const auto& d : fs::directory_iterator(root, ec)) {
+        if (!d.is_directory(ec)) continue;
+        std::string name = d.path().filename().string();
+        const StageDecl* s = cfg.find(name);
+        if (s && s->kind == StageKind::output && s->buffer.disk) continue;
+        uint64_t bytes = 0;
+        for (const auto& f : fs::directory_iterator(d.path(), ec))
+            if (f.path().extension() == ".seg") bytes += f.file_size(ec);
+        if (bytes == 0) continue;
+        spdlog::warn("disk buffer {} belongs to no disk-buffered output (was output '{}' renamed or removed, or its buffer set to memory?): "
+                     "its {} bytes of events are not sent; give the output that name and buffer back, or delete the directory",
+                     d.path().string(), name, bytes);
+    }
 }
 
 std::unique_ptr<BatchQueue> make_queue(const ServiceConfig& service, const StageDecl& decl, StageContext& ctx,

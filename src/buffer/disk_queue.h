@@ -27,7 +27,6 @@ public:
     void open() override;
     void close() override;
     bool push(BatchPtr& b, const std::atomic<bool>& abort) override;
-    bool try_push(BatchPtr& b) override;
     size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) override;
     // Events not yet handed to the output; bytes of the buffer's files.
     int64_t events() const override;
@@ -44,6 +43,10 @@ private:
     std::unique_ptr<DiskBuffer> buf_;
     bool closed_ = false;
 };
+
+// Warns about each directory under <data_dir>/buffer/ that holds segments but belongs to no
+// disk-buffered output of `cfg` (a renamed or removed output): its events are not sent.
+void warn_unused_buffers(const PipelineConfig& cfg);
 
 // The queue an output (or filter) declared: memory unless its `buffer` says disk.
 std::unique_ptr<BatchQueue> make_queue(const ServiceConfig& service, const StageDecl& decl, StageContext& ctx,

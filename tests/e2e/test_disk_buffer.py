@@ -284,3 +284,28 @@ def test_a_full_disk_is_backpressure_and_an_error_on_health_then_recovers(hbf, b
         assert h.stop() == 0, h.log()
     finally:
         subprocess.run(["umount", "-l", str(data)])
+
+
+def test_a_buffer_left_by_a_renamed_output_is_reported_and_an_emptied_one_is_not(hbf, broker, tmp_path):
+    port = free_port()
+    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "renamed"\nflush_timeout = "1s"'
+    buffered = '{ type = "disk", max_size = "8MiB" }'
+    broker.control("down 1")
+    h = hbf(config(port, tmp_path / "data", kafka, buffered), name="first")
+    listening(port)
+    assert run_load(port, 0.5, clients=1)[0].acked
+    assert h.stop() == 0, h.log()
+    assert "events for the next start" in h.log()
+    broker.control("up 1")
+    renamed = config(port, tmp_path / "data", kafka, buffered).replace("[outputs.out]", "[outputs.kafka]")
+    h = hbf(renamed, name="second")
+    listening(port)
+    assert run_load(port, 0.3, clients=1)[0].acked  # written to its new buffer, delivered, settled
+    assert h.stop() == 0
+    assert f"disk buffer {tmp_path / 'data' / 'buffer' / 'out'} belongs to no disk-buffered output" in h.log(), h.log()
+    # Under its new name the output's own buffer was emptied and closed without segments: set to
+    # memory, a third start finds nothing to warn about in it.
+    h = hbf(renamed.replace(buffered, '{ type = "memory" }'), name="third")
+    listening(port)
+    assert h.stop() == 0
+    assert "buffer/kafka belongs" not in h.log() and "buffer/out belongs" in h.log(), h.log()

@@ -46,13 +46,13 @@ TEST_CASE("an ack with only delivered holders settles as delivered") {
     CHECK(st == AckStatus::delivered);
 }
 
-TEST_CASE("a full queue refuses try_push and blocks push until a consumer makes room") {
+TEST_CASE("a full queue refuses a push that may not wait and blocks push until a consumer makes room") {
     BatchQueue q(4, 1 << 20);
-    std::atomic<bool> abort{false};
+    std::atomic<bool> abort{false}, no_wait{true};
     BatchPtr b1 = test::batch({"{}", "{}", "{}", "{}"});
-    CHECK(q.try_push(b1));
+    CHECK(q.push(b1, no_wait));
     BatchPtr b2 = test::batch({"{}"});
-    CHECK_FALSE(q.try_push(b2));
+    CHECK_FALSE(q.push(b2, no_wait));
     CHECK(b2);  // the refused batch stays with the caller
     std::atomic<bool> pushed{false};
     std::thread producer([&] {
@@ -70,8 +70,9 @@ TEST_CASE("a full queue refuses try_push and blocks push until a consumer makes 
 
 TEST_CASE("one batch larger than the budget is admitted into an empty queue") {
     BatchQueue q(2, 1 << 20);
+    std::atomic<bool> no_wait{true};
     BatchPtr big = test::batch({"{}", "{}", "{}", "{}", "{}"});
-    CHECK(q.try_push(big));
+    CHECK(q.push(big, no_wait));
 }
 
 TEST_CASE("the queue carries batches between threads without loss") {

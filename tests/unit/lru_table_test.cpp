@@ -5,6 +5,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "../../stages/filters/common/hash.h"
 #include "../../stages/filters/common/lru_table.h"
 
 using hbf::filters::LruTable;

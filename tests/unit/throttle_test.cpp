@@ -49,3 +49,16 @@ TEST_CASE("throttle rejects a key template without fields") {
     if (cfg->ok()) build_stages(*cfg);
     CHECK_THAT(cfg->report(), Catch::Contains("names no field"));
 }
+
+TEST_CASE("throttle counts a missing key field as its fallback") {
+    FilterHarness h("throttle", "rate = 1\nkey = \"{group|none}\"");
+    CHECK(h.run(at(kSec, {R"({"group":"none"})", R"({"n":1})", R"({"group":"g"})"})).size() == 2);
+}
+
+TEST_CASE("throttle reports a malformed key template where it is") {
+    auto cfg = load_config_text("[inputs.i]\ntype = \"stdin\"\n[filters.f]\ntype = \"throttle\"\ninputs = [\"i\"]\nrate = 1\nkey = \"{device-id\"\n"
+                                "[outputs.o]\ntype = \"null\"\ninputs = [\"f\"]\n",
+                                "t.toml");
+    if (cfg->ok()) build_stages(*cfg);
+    CHECK_THAT(cfg->report(), Catch::Contains("t.toml:7") && Catch::Contains("never closed"));
+}

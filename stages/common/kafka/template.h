@@ -1,44 +1,9 @@
-// Topic and key templates: "healthbot.{severity}", "{device-id}", "{keys.interface-name|none}".
-//
-// Parsed once at start into literal pieces and field paths ({a.b} is member b of member a;
-// "{{" and "}}" are literal braces). Per event, each field is read with simdjson On-Demand from
-// the event's padded text: a string gives its unescaped text, a number or boolean its JSON text.
-// A field that is absent, null, an object or an array takes the fallback after '|', if any.
+// The Kafka output's topic and key templates are the stages' common FieldTemplate; this name
+// stays until stages/outputs/kafka includes "field_template.h" itself.
 #pragma once
 
-#include <simdjson.h>
-#include <string>
-#include <string_view>
-#include <vector>
+#include "field_template.h"
 
 namespace hbf::kafka {
-
-class FieldTemplate {
-public:
-    // Throws std::invalid_argument saying what is wrong and at which character.
-    explicit FieldTemplate(std::string_view text);
-    FieldTemplate() = default;
-
-    bool is_static() const { return fields_ == 0; }
-    // The whole text of a static template.
-    const std::string& literal() const { return literal_; }
-    const std::string& source() const { return source_; }
-
-    // Appends the rendered text to `out`. False when a field without fallback is missing; then
-    // `missing` names it and `out` holds a partial rendering.
-    bool render(simdjson::ondemand::document& doc, std::string& out, std::string_view* missing = nullptr) const;
-
-private:
-    struct Piece {
-        std::string literal;   // text before the field (or the whole tail)
-        std::string field;     // as written: "keys.interface-name"; empty for a literal-only piece
-        std::string pointer;   // JSON pointer: "/keys/interface-name"
-        std::string fallback;
-        bool has_fallback = false;
-    };
-    std::vector<Piece> pieces_;
-    size_t fields_ = 0;
-    std::string literal_, source_;
-};
-
+using hbf::FieldTemplate;
 }  // namespace hbf::kafka

@@ -4,7 +4,7 @@
 #include <functional>
 
 #include "json_util.h"
-#include "lru_table.h"
+#include "hash.h"
 
 namespace hbf::filters {
 

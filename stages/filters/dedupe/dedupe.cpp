@@ -6,10 +6,12 @@
 // (a clear, an escalation) always passes. Otherwise an alarm passes at most once per `window`,
 // counted from the last time it passed. State is a fixed-size LRU table (max_entries).
 #include <bit>
-#include <functional>
 
+#include "../common/compact.h"
 #include "../common/config_util.h"
+#include "../common/hash.h"
 #include "../common/lru_table.h"
+#include "../common/splice.h"
 #include "json_util.h"
 #include "registry.h"
 
@@ -55,10 +57,7 @@ public:
         reader_.hash_objects(true);
         if (!o.severity_field.empty()) sev_ = int(reader_.add(filters::path_option(c, "severity_field", o.severity_field)));
         window_ns_ = o.window.count();
-        if (!o.repeat_count_field.empty()) {
-            append_json_string(repeat_name_, o.repeat_count_field);
-            repeat_name_.push_back(':');
-        }
+        if (!o.repeat_count_field.empty()) append_json_string(repeat_name_, o.repeat_count_field);
     }
 
     void start(StageContext& ctx) override {
@@ -71,13 +70,13 @@ public:
         Batch& b = *in;
         now_ns_ = std::max(now_ns_, b.received_ns);
         repeats_.resize(b.size());
-        size_t keep = 0, evicted = 0;
+        size_t kept = 0, evicted = 0;
         bool splice = false;
-        for (size_t i = 0; i < b.size(); ++i) {
+        auto pass = [&](size_t i) {
             std::string_view ev = b.event(i);
             reader_.read(parser_, ev.data(), ev.size(), b.capacity_after(i));
             uint64_t id = identity();
-            uint64_t sev = sev_ >= 0 ? value_hash(reader_.value(size_t(sev_))) : 0;
+            uint64_t sev = sev_ >= 0 ? filters::value_hash(reader_.value(size_t(sev_))) : 0;
             Alarm* a = table_.find(id);
             uint32_t repeats = 0;
             if (!a) {
@@ -86,51 +85,21 @@ public:
                 evicted += ev_out;
             } else if (a->severity == sev && now_ns_ - a->last_pass_ns < window_ns_) {
                 ++a->suppressed;
-                continue;
+                return false;
             } else {
                 repeats = a->suppressed;
             }
             a->severity = sev;
             a->last_pass_ns = now_ns_;
             a->suppressed = 0;
-            repeats_[keep] = repeats;
+            repeats_[kept++] = repeats;
             splice |= repeats && !repeat_name_.empty();
-            b.events[keep++] = b.events[i];
-        }
+            return true;
+        };
+        const bool any = filters::compact(b, *suppressed_, "duplicate alarm suppressed by dedupe", pass);
         if (evicted) evicted_->add(evicted);
-        if (size_t n = b.size() - keep) suppressed_->add(n);
-        if (keep == 0) {
-            if (!b.empty()) b.mark(AckStatus::dropped, "duplicate alarm suppressed by dedupe");
-            return;
-        }
-        b.events.resize(keep);
-        if (!splice) {
-            out.emit(std::move(in));
-            return;
-        }
-        BatchPtr o = Batch::make();
-        o->reserve_more(b.bytes() + keep * (repeat_name_.size() + 12));
-        o->take_acks_from(b);
-        for (size_t i = 0; i < keep; ++i) {
-            std::string_view ev = b.event(i);
-            size_t close = ev.rfind('}');
-            if (!repeats_[i] || close == std::string_view::npos) {
-                o->append(ev);
-                continue;
-            }
-            o->begin_event();
-            o->buf.append(ev.substr(0, close));
-            size_t p = o->buf.size();
-            while (p > 0 && (o->buf[p - 1] == ' ' || o->buf[p - 1] == '\n' || o->buf[p - 1] == '\t' || o->buf[p - 1] == '\r')) --p;
-            if (o->buf[p - 1] != '{') o->buf.push_back(',');
-            o->buf += repeat_name_;
-            char num[16];
-            int n = std::snprintf(num, sizeof num, "%u", repeats_[i]);
-            o->buf.append(num, size_t(n));
-            o->buf.append(ev.substr(close));
-            o->finish_event();
-        }
-        out.emit(std::move(o));
+        if (!any) return;
+        out.emit(splice ? with_repeat_counts(b) : std::move(in));
     }
 
 private:
@@ -138,18 +107,30 @@ private:
     // dependent multiplications from one field to the next, so the CPU hashes them in parallel.
     uint64_t identity() {
         uint64_t h = 0x9e3779b97f4a7c15ULL;
-        for (size_t k = 0; k < ids_.size(); ++k) h += std::rotl(value_hash(reader_.value(ids_[k])), int(k * 7 + 1));
+        for (size_t k = 0; k < ids_.size(); ++k) h += std::rotl(filters::value_hash(reader_.value(ids_[k])), int(k * 7 + 1));
         return filters::mix64(h);
     }
 
-    // A value's hash: strings by their unescaped text, objects order-independently, the rest by their JSON text.
-    uint64_t value_hash(const FieldValue& v) {
-        switch (v.kind) {
-            case FieldValue::Kind::missing: return 0x6d697373;
-            case FieldValue::Kind::string: return filters::hash_text(v.str) ^ 0x737472696e67ULL;
-            case FieldValue::Kind::object: return v.hash;
-            default: return filters::hash_text(v.raw) ^ 0x6a736f6e00ULL;
+    // The passing events, each that followed suppressed repeats with their count spliced in.
+    BatchPtr with_repeat_counts(Batch& b) {
+        BatchPtr o = Batch::make();
+        o->reserve_more(b.bytes() + b.size() * (repeat_name_.size() + 12));
+        o->take_acks_from(b);
+        for (size_t i = 0; i < b.size(); ++i) {
+            std::string_view ev = b.event(i);
+            size_t close = filters::object_close(ev);
+            if (!repeats_[i] || close == std::string_view::npos) {
+                o->append(ev);
+                continue;
+            }
+            filters::MemberSplice s(*o);
+            s.buf().append(ev.substr(0, close));
+            char num[16];
+            int n = std::snprintf(num, sizeof num, "%u", repeats_[i]);
+            s.member(repeat_name_, std::string_view(num, size_t(n)));
+            s.finish(ev.substr(close));
         }
+        return o;
     }
 
     FieldReader reader_;

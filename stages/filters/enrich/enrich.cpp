@@ -10,6 +10,7 @@
 #include <string_view>
 #include <unistd.h>
 
+#include "../common/splice.h"
 #include "json_util.h"
 #include "registry.h"
 
@@ -114,59 +115,23 @@ private:
 
     void splice(const Batch& in, size_t i, Batch& o) {
         std::string_view ev = in.event(i);
-        size_t close = ev.size();
-        while (close > 0 && ev[close - 1] != '}') --close;
-        if (close == 0 || ev.front() != '{') {  // not an object: leave it alone
+        size_t close = filters::object_close(ev);
+        if (close == std::string_view::npos) {  // not an object: leave it alone
             o.append(ev);
             return;
         }
         uint64_t have = present(in, i);
-        o.begin_event();
-        if (have && overwrite_) {
-            if (!copy_without(in, i, have, o)) o.buf.append(ev.substr(0, close - 1));
-        } else {
-            o.buf.append(ev.substr(0, close - 1));
-        }
-        // Is the object empty so far? Look back past whitespace for '{'.
-        size_t p = o.buf.size();
-        while (p > 0 && (o.buf[p - 1] == ' ' || o.buf[p - 1] == '\n' || o.buf[p - 1] == '\t' || o.buf[p - 1] == '\r')) --p;
-        bool empty = o.buf[p - 1] == '{';
-        for (size_t j = 0; j < fields_.size(); ++j) {
-            if (!overwrite_ && (have >> j & 1)) continue;
-            if (!empty) o.buf.push_back(',');
-            empty = false;
-            o.buf += fields_[j].quoted_name;
-            o.buf.push_back(':');
-            o.buf += fields_[j].value;
-        }
-        o.buf.push_back('}');
-        o.finish_event();
-    }
-
-    // Copies "{" and every member not in `drop` (without the closing brace). False on a parse error.
-    bool copy_without(const Batch& in, size_t i, uint64_t drop, Batch& o) {
-        std::string_view ev = in.event(i);
-        size_t start = o.buf.size();
-        simdjson::ondemand::document doc;
-        simdjson::ondemand::object obj;
-        if (parser_.iterate(ev.data(), ev.size(), in.capacity_after(i)).get(doc) || doc.get_object().get(obj)) return false;
-        o.buf.push_back('{');
-        bool first = true;
-        for (auto field : obj) {
-            std::string_view k, raw;
-            if (field.unescaped_key().get(k)) { o.buf.resize(start); return false; }
-            bool skip = false;
+        filters::MemberSplice s(o);
+        auto replaced = [&](std::string_view name) {
             for (size_t j = 0; j < fields_.size() && j < 64; ++j)
-                if ((drop >> j & 1) && fields_[j].name == k) skip = true;
-            if (raw_value(field.value()).get(raw)) { o.buf.resize(start); return false; }
-            if (skip) continue;
-            if (!first) o.buf.push_back(',');
-            first = false;
-            append_json_string(o.buf, k);
-            o.buf.push_back(':');
-            o.buf.append(raw);
-        }
-        return true;
+                if ((have >> j & 1) && fields_[j].name == name) return true;
+            return false;
+        };
+        if (!(have && overwrite_ && filters::copy_object_without(parser_, ev, in.capacity_after(i), s.buf(), replaced)))
+            s.buf().append(ev.substr(0, close));
+        for (size_t j = 0; j < fields_.size(); ++j)
+            if (overwrite_ || !(have >> j & 1)) s.member(fields_[j].quoted_name, fields_[j].value);
+        s.finish(ev.substr(close));
     }
 
     std::vector<Field> fields_;

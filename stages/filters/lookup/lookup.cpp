@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "../common/config_util.h"
+#include "../common/splice.h"
 #include "json_util.h"
 #include "registry.h"
 #include "table.h"
@@ -158,7 +159,7 @@ private:
     }
 
     void splice(std::string_view ev, size_t cap, const std::string& row, const std::vector<std::string>& names, Batch& o) {
-        size_t close = ev.rfind('}');
+        size_t close = filters::object_close(ev);
         if (close == std::string_view::npos || row.empty()) {
             o.append(ev);
             return;
@@ -166,40 +167,15 @@ private:
         bool clash = false;
         for (const auto& q : names)  // glibc's memmem: far cheaper than string_view::find on '"'-dense text
             if (::memmem(ev.data(), ev.size(), q.data(), q.size())) clash = true;
-        o.begin_event();
-        if (!clash || !copy_without(ev, cap, names, o.buf)) o.buf.append(ev.substr(0, close));
-        size_t p = o.buf.size();
-        while (p > 0 && (o.buf[p - 1] == ' ' || o.buf[p - 1] == '\n' || o.buf[p - 1] == '\t' || o.buf[p - 1] == '\r')) --p;
-        if (o.buf[p - 1] != '{') o.buf.push_back(',');
-        o.buf += row;
-        o.buf.push_back('}');
-        o.finish_event();
-    }
-
-    // "{" and every top-level member not named in `names`, without the closing brace.
-    bool copy_without(std::string_view ev, size_t cap, const std::vector<std::string>& names, std::string& out) {
-        size_t start = out.size();
-        simdjson::ondemand::document doc;
-        simdjson::ondemand::object obj;
-        if (parser_.iterate(ev.data(), ev.size(), cap).get(doc) || doc.get_object().get(obj)) return false;
-        out.push_back('{');
-        bool first = true;
-        for (auto f : obj) {
-            std::string_view k, raw;
-            if (f.unescaped_key().get(k) || raw_value(f.value()).get(raw)) {
-                out.resize(start);
-                return false;
-            }
+        filters::MemberSplice s(o);
+        auto replaced = [&](std::string_view name) {
             scratch_.clear();
-            append_json_string(scratch_, k);
-            if (std::find(names.begin(), names.end(), scratch_) != names.end()) continue;
-            if (!first) out.push_back(',');
-            first = false;
-            out += scratch_;
-            out.push_back(':');
-            out += raw;
-        }
-        return true;
+            append_json_string(scratch_, name);
+            return std::find(names.begin(), names.end(), scratch_) != names.end();
+        };
+        if (!clash || !filters::copy_object_without(parser_, ev, cap, s.buf(), replaced)) s.buf().append(ev.substr(0, close));
+        s.members(row);
+        s.finish(ev.substr(close));
     }
 
     void watch() {

@@ -2,6 +2,7 @@
 //
 // The batch is compacted in place: kept events keep their text where it is and only the offsets
 // move, so nothing is copied. A batch left empty is acknowledged as dropped.
+#include "../common/compact.h"
 #include "../common/config_util.h"
 #include "registry.h"
 
@@ -19,19 +20,12 @@ public:
 
     void process(BatchPtr in, Emitter& out) override {
         Batch& b = *in;
-        size_t keep = 0;
-        for (size_t i = 0; i < b.size(); ++i) {
+        auto keep = [&](size_t i) {
             std::string_view ev = b.event(i);
             reader_.read(parser_, ev.data(), ev.size(), b.capacity_after(i));
-            if (cond_.eval(reader_) != drop_) b.events[keep++] = b.events[i];
-        }
-        if (size_t n = b.size() - keep) dropped_->add(n);
-        if (keep == 0) {
-            if (!b.empty()) b.mark(AckStatus::dropped, "filtered out by select");
-            return;
-        }
-        b.events.resize(keep);
-        out.emit(std::move(in));
+            return cond_.eval(reader_) != drop_;
+        };
+        if (filters::compact(b, *dropped_, "filtered out by select", keep)) out.emit(std::move(in));
     }
 
 private:

@@ -1,13 +1,16 @@
 // filter "throttle": lets at most `rate` events per `per` interval through for each key.
 //
-// The key is a template such as "{device-id}" or "{group}/{device-id}": the values of the named
-// fields are hashed (no string is built). Each key counts in fixed windows that start with its
-// first event. The excess is dropped and counted, or with on_excess = "sample" one in `sample`
-// passes (the first of each run of `sample`). State is a fixed-size LRU table (max_entries).
-#include <functional>
-
+// The key is a field template such as "{device-id}" or "{group|none}/{device-id}", the syntax of
+// the Kafka output's topic: the values of the named fields are hashed, no string is built; a
+// missing field counts as its fallback if it has one. The literal text between fields plays no
+// part. Each key counts in fixed windows that start with its first event. The excess is dropped
+// and counted, or with on_excess = "sample" one in `sample` passes (the first of each run of
+// `sample`). State is a fixed-size LRU table (max_entries).
+#include "../common/compact.h"
 #include "../common/config_util.h"
+#include "../common/hash.h"
 #include "../common/lru_table.h"
+#include "field_template.h"
 #include "registry.h"
 
 namespace hbf::stages {
@@ -35,11 +38,17 @@ public:
         if (e == "sample") sample_ = uint64_t(std::max<int64_t>(1, c.integer("sample")));
         else if (e != "drop") c.fail("on_excess", "on_excess must be \"drop\" or \"sample\"");
         std::string key = c.str("key");
-        for (size_t p = 0; (p = key.find('{', p)) != std::string::npos;) {
-            size_t q = key.find('}', p);
-            if (q == std::string::npos) c.fail("key", "unclosed '{' in key template '" + key + "'");
-            slots_.push_back(reader_.add(filters::path_option(c, "key", key.substr(p + 1, q - p - 1))));
-            p = q + 1;
+        FieldTemplate tmpl;
+        try {
+            tmpl = FieldTemplate(key);
+        } catch (const std::invalid_argument& err) {
+            c.fail("key", std::string("invalid key template: ") + err.what());
+        }
+        for (const auto& piece : tmpl.pieces()) {
+            if (piece.field.empty()) continue;
+            FieldValue fallback;
+            if (piece.has_fallback) fallback.kind = FieldValue::Kind::string, fallback.str = piece.fallback;
+            slots_.push_back({reader_.add(filters::path_option(c, "key", piece.field)), filters::value_hash(fallback)});
         }
         if (!key.empty() && slots_.empty()) c.fail("key", "key template '" + key + "' names no field: write fields in braces, such as \"{device-id}\"");
     }
@@ -49,45 +58,46 @@ public:
     void process(BatchPtr in, Emitter& out) override {
         Batch& b = *in;
         now_ns_ = std::max(now_ns_, b.received_ns);
-        size_t keep = 0;
-        for (size_t i = 0; i < b.size(); ++i) {
-            uint64_t key = 0x7468726f;
-            if (!slots_.empty()) {
-                std::string_view ev = b.event(i);
-                reader_.read(parser_, ev.data(), ev.size(), b.capacity_after(i));
-                for (size_t k = 0; k < slots_.size(); ++k) key = filters::mix64(key ^ (value_hash(reader_.value(slots_[k])) + k));
-            }
-            Bucket* bk = table_.find(key);
-            if (!bk) bk = &table_.insert(key), bk->window_start = now_ns_;
+        auto pass = [&](size_t i) {
+            Bucket* bk = bucket(key_of(b, i));
             if (now_ns_ - bk->window_start >= per_ns_) *bk = Bucket{now_ns_, 0, 0};
-            bool pass;
             if (bk->count < rate_) {
                 ++bk->count;
-                pass = true;
-            } else {
-                ++bk->excess;
-                pass = sample_ && (bk->excess - 1) % sample_ == 0;
+                return true;
             }
-            if (pass) b.events[keep++] = b.events[i];
-        }
-        if (size_t n = b.size() - keep) dropped_->add(n);
-        if (keep == 0) {
-            if (!b.empty()) b.mark(AckStatus::dropped, "throttled");
-            return;
-        }
-        b.events.resize(keep);
-        out.emit(std::move(in));
+            ++bk->excess;
+            return sample_ && (bk->excess - 1) % sample_ == 0;
+        };
+        if (filters::compact(b, *dropped_, "throttled", pass)) out.emit(std::move(in));
     }
 
 private:
-    static uint64_t value_hash(const FieldValue& v) {
-        if (v.kind == FieldValue::Kind::missing) return 0x6d697373;
-        if (v.kind == FieldValue::Kind::string) return std::hash<std::string_view>{}(v.str);
-        return std::hash<std::string_view>{}(v.raw) ^ 0x5a5a;
+    struct Slot {
+        size_t reader_slot;
+        uint64_t missing_hash;  // the fallback's hash, or a missing value's
+    };
+
+    uint64_t key_of(const Batch& b, size_t i) {
+        uint64_t key = 0x7468726f;
+        if (slots_.empty()) return key;
+        std::string_view ev = b.event(i);
+        reader_.read(parser_, ev.data(), ev.size(), b.capacity_after(i));
+        for (size_t k = 0; k < slots_.size(); ++k) {
+            const FieldValue& v = reader_.value(slots_[k].reader_slot);
+            key = filters::mix64(key ^ ((v.present() ? filters::value_hash(v) : slots_[k].missing_hash) + k));
+        }
+        return key;
+    }
+
+    Bucket* bucket(uint64_t key) {
+        if (Bucket* bk = table_.find(key)) return bk;
+        Bucket* bk = &table_.insert(key);
+        bk->window_start = now_ns_;
+        return bk;
     }
 
     FieldReader reader_;
-    std::vector<size_t> slots_;
+    std::vector<Slot> slots_;
     uint64_t rate_ = 0, sample_ = 0;
     int64_t per_ns_ = 0, now_ns_ = 0;
     filters::LruTable<Bucket> table_;

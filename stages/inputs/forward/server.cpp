@@ -11,11 +11,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <optional>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "forward/handshake.h"
+#include "net/fd_limit.h"
 #include "net/server_tls.h"
 
 namespace hbf::forward {
@@ -445,12 +445,7 @@ void Server::listen(StageContext& ctx) {
         s.tls.emplace(asio::ssl::context::tls_server);
         net::load_server_tls(*s.tls, s.opts.tls_cert, s.opts.tls_key);
     }
-    rlimit rl{};
-    const rlim_t want = rlim_t(s.opts.max_connections) + 256;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = std::min(want, rl.rlim_max);
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    net::raise_fd_limit(s.opts.max_connections + 256);
     boost::system::error_code ec;
     std::string where;
     gproto::endpoint ep;

@@ -1,8 +1,8 @@
-#include "template.h"
+#include "field_template.h"
 
 #include <stdexcept>
 
-namespace hbf::kafka {
+namespace hbf {
 
 namespace {
 [[noreturn]] void bad(std::string_view text, size_t at, const std::string& what) {
@@ -108,4 +108,4 @@ bool FieldTemplate::render(simdjson::ondemand::document& doc, std::string& out, 
     return true;
 }
 
-}  // namespace hbf::kafka
+}  // namespace hbf

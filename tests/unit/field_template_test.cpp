@@ -1,10 +1,10 @@
-// The kafka output's topic/key templates: parsing and rendering from event text.
+// Field templates (the kafka output's topic and key, the throttle key): parsing and rendering from event text.
 #include <catch2/catch.hpp>
 
+#include "field_template.h"
 #include "kafka/client.h"
-#include "kafka/template.h"
 
-using hbf::kafka::FieldTemplate;
+using hbf::FieldTemplate;
 
 namespace {
 std::string render(const FieldTemplate& t, std::string json, bool* ok = nullptr, std::string* missing = nullptr) {
@@ -69,4 +69,13 @@ TEST_CASE("topic names follow Kafka's rules") {
     CHECK_FALSE(topic_name_problem("a/b").empty());
     CHECK_FALSE(topic_name_problem(std::string(250, 'a')).empty());
     CHECK(topic_name_problem(std::string(249, 'a')).empty());
+}
+
+TEST_CASE("a template lists its fields and fallbacks for stages that read fields their own way") {
+    FieldTemplate t("{group|none}/{{{device-id}}}");
+    std::vector<std::string> fields, fallbacks;
+    for (const auto& p : t.pieces())
+        if (!p.field.empty()) fields.push_back(p.field), fallbacks.push_back(p.has_fallback ? p.fallback : "-");
+    CHECK(fields == std::vector<std::string>{"group", "device-id"});
+    CHECK(fallbacks == std::vector<std::string>{"none", "-"});
 }

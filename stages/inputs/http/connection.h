@@ -1,0 +1,87 @@
+// One HTTP/1.1 connection of the http input, from accept to close, on one I/O thread (no lock).
+//
+// Requests are parsed as bytes arrive (pipelined ones included) and answered in order: a request
+// refused from its header is answered at once, a valid one's events go into the thread's batch
+// and the connection waits for that batch's flush (and, with ack = "delivered", its settling)
+// before it reads on. Timeouts (read, idle, ack, write, linger) are checked by Worker::sweep().
+#pragma once
+
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "request_parser.h"
+#include "worker.h"
+
+namespace hbf::http {
+
+// Where a connection is in its life. It moves down this list, except between open and waiting.
+enum class Phase : uint8_t {
+    open,       // reading and answering requests (a TLS connection's handshake included)
+    waiting,    // a request's events are in the round's batch: nothing more is read until it is answered
+    closing,    // the last reply is queued: it is written, then the connection lingers
+    lingering,  // half-closed: what the client still sends is read and dropped for a moment
+    closed,
+};
+
+class Conn final : public std::enable_shared_from_this<Conn>, private HeaderHandler {
+public:
+    Conn(Worker& w, tcp::socket s);
+
+    size_t slot = 0;  // index in the worker's list
+
+    void start();
+    // The round's batch was handed over (code 200), refused (503), or settled.
+    void finish_waiting(uint64_t id, int code, uint32_t events);
+    // The timeouts, at `now` (mono_ns).
+    void sweep(int64_t now);
+    // Shutdown began: an idle connection closes now, a busy one after its reply.
+    void on_drain();
+    void close_now();
+
+private:
+    // The request being read or answered. Its strings keep their capacity from one to the next.
+    struct Request {
+        std::optional<RequestParser> parser;  // set while a request is being read
+        RequestInfo info;
+        std::string body;
+        int refused = 0;           // the status a request refused from its header gets, else 0
+        bool keep_alive = true;    // the connection stays open after the reply
+        bool after_drain = false;  // begun after shutdown started: refused with 503
+        uint64_t id = 0;           // which request a flush answers
+    };
+
+    void on_header(RequestParser& p, boost::beast::error_code& ec) override;
+    void sniff();
+    void plain_on_tls_port();
+    int route(RequestParser& p);
+    void begin_request();
+    void idle_now();
+    void process();
+    void kick();
+    void refuse(const boost::beast::error_code& ec);
+    std::string refusal_headers(int code) const;
+    void busy(std::string_view why);
+    void complete();
+    void accept_body();
+    void bad_body(size_t offset, const char* message);
+    void reply(int code, std::string_view body, bool close, std::string_view headers = {});
+    void start_read();
+    void start_write();
+    void linger();
+
+    Worker& w_;
+    Server::Impl& srv_;
+    tcp::socket sock_;
+    std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
+    boost::beast::flat_buffer rbuf_;
+    Request req_;
+    std::string out_, wout_, remote_extra_;  // replies queued, replies being written
+    Phase phase_ = Phase::open;
+    bool reading_ = false, writing_ = false;  // an async read, an async write in flight
+    int64_t deadline_ = 0, write_deadline_ = 0;
+};
+
+}  // namespace hbf::http

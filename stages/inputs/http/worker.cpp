@@ -1,0 +1,116 @@
+#include "worker.h"
+
+#include "connection.h"
+
+namespace hbf::http {
+
+namespace {
+
+constexpr auto kSweepEvery = std::chrono::milliseconds(200);
+
+// The requests of one batch handed over with ack = "delivered": answered when it settles.
+struct AckGroup {
+    std::shared_ptr<Worker> worker;
+    std::vector<Waiter> waiters;
+    bool abandoned = false;  // the batch was never queued; its release must not answer 200
+};
+
+// Keeps each connection alive while `fn` runs on it: fn may close it, which edits the list.
+template <typename Fn>
+void each_conn(const std::vector<Conn*>& conns, Fn&& fn) {
+    std::vector<std::shared_ptr<Conn>> snap;
+    snap.reserve(conns.size());
+    for (Conn* c : conns) snap.push_back(c->shared_from_this());
+    for (auto& c : snap) fn(*c);
+}
+
+}  // namespace
+
+void Worker::adopt(tcp::socket s) {
+    auto c = std::make_shared<Conn>(*this, std::move(s));
+    c->slot = conns.size();
+    conns.push_back(c.get());
+    srv.open_gauge->add(1);
+    if (draining) {
+        c->close_now();
+        return;
+    }
+    c->start();
+}
+
+void Worker::remove(Conn* c) {
+    size_t i = c->slot;
+    if (i < conns.size() && conns[i] == c) {
+        conns[i] = conns.back();
+        conns[i]->slot = i;
+        conns.pop_back();
+    }
+    srv.open.fetch_sub(1);
+    srv.open_gauge->add(-1);
+}
+
+void Worker::sweep() {
+    int64_t now = mono_ns();
+    each_conn(conns, [now](Conn& c) { c.sweep(now); });
+    if (draining && conns.empty() && waiters.empty()) return;
+    sweep_timer.expires_after(kSweepEvery);
+    sweep_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (!ec) self->sweep();
+    });
+}
+
+void Worker::drain() {
+    draining = true;
+    each_conn(conns, [](Conn& c) { c.on_drain(); });
+    if (conns.empty() && waiters.empty()) sweep_timer.cancel();
+}
+
+void Worker::wait_for_flush(std::shared_ptr<Conn> c, uint64_t id, uint32_t events) {
+    waiters.push_back({std::move(c), id, events});
+    if (!flush_posted) {
+        flush_posted = true;
+        asio::post(io, [self = shared_from_this()] { self->flush(); });
+    }
+}
+
+void Worker::flush() {
+    flush_posted = false;
+    flushing.swap(waiters);
+    BatchPtr b = std::move(pending);
+    if (!b || b->empty()) {  // cannot happen: every waiter added events
+        for (auto& wt : flushing) wt.conn->finish_waiting(wt.id, 200, 0);
+        flushing.clear();
+        return;
+    }
+    const size_t n = b->size();
+    std::shared_ptr<AckGroup> group;
+    AckRef ref;
+    if (srv.opts.ack_delivered) {
+        group = std::make_shared<AckGroup>();
+        group->worker = shared_from_this();
+        group->waiters = flushing;
+        ref = make_ack([group](AckStatus s, const std::string&) {
+            asio::post(group->worker->io, [group, s] {
+                if (group->abandoned) return;
+                for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, s == AckStatus::failed ? 503 : 200, wt.events);
+            });
+        });
+        b->acks.push_back(ref.clone());
+    }
+    const bool queued = srv.emitter->try_emit(b);
+    if (queued) {
+        srv.ctx->metrics().events_in.add(n);
+    } else {
+        if (group) group->abandoned = true;
+        b.reset();
+    }
+    ref.reset();
+    if (!queued) {
+        for (auto& wt : flushing) wt.conn->finish_waiting(wt.id, 503, 0);
+    } else if (!srv.opts.ack_delivered) {
+        for (auto& wt : flushing) wt.conn->finish_waiting(wt.id, 200, wt.events);
+    }
+    flushing.clear();
+}
+
+}  // namespace hbf::http

@@ -1,0 +1,63 @@
+// One I/O thread of the http input: its io_context, its connections, and the batch of the
+// current event-loop round.
+//
+// Every request that parsed and validated in a round appends its events to the round's batch and
+// waits; one flush() posted behind them hands the batch downstream with one try_emit and answers
+// them all: 200 once queued (ack = "accepted") or once every output settled it (ack =
+// "delivered", through one AckState for the whole group), 503 when the queue was full.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "batch.h"
+#include "body.h"
+#include "server_impl.h"
+
+namespace hbf::http {
+
+class Conn;
+
+// A request waiting for its batch to be handed over (or, with ack = "delivered", settled).
+struct Waiter {
+    std::shared_ptr<Conn> conn;
+    uint64_t id;
+    uint32_t events;
+};
+
+struct Worker : std::enable_shared_from_this<Worker> {
+    explicit Worker(Server::Impl& s) : srv(s), io(1), sweep_timer(io) {}
+
+    void adopt(tcp::socket s);
+    void remove(Conn* c);
+    // Every 200 ms: timeouts of every connection.
+    void sweep();
+    // Shutdown: idle connections close now, the others after their reply.
+    void drain();
+
+    // The round's batch, for a request to append its events to.
+    Batch& pending_batch() {
+        if (!pending) pending = Batch::make();
+        return *pending;
+    }
+    // The request's events are in the round's batch: flush() answers it.
+    void wait_for_flush(std::shared_ptr<Conn> c, uint64_t id, uint32_t events);
+
+    Server::Impl& srv;
+    asio::io_context io;
+    asio::steady_timer sweep_timer;
+    BodyParsers parsers;
+    Inflater inflater;
+    std::string inflated, extra;
+    BatchPtr pending;
+    std::vector<Waiter> waiters, flushing;
+    bool flush_posted = false;
+    std::vector<Conn*> conns;
+    bool draining = false;
+
+private:
+    void flush();
+};
+
+}  // namespace hbf::http
