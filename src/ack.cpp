@@ -11,38 +11,70 @@ const char* to_string(AckStatus s) {
     return "?";
 }
 
-void AckState::release(AckStatus status, const std::string* reason) {
+void AckState::release(AckStatus status, const std::string* reason, bool weak) {
     int s = static_cast<int>(status);
     int cur = status_.load(std::memory_order_relaxed);
     while (s > cur && !status_.compare_exchange_weak(cur, s)) {}
-    if (reason && !reason->empty() && !has_reason_.exchange(true)) reason_ = *reason;
+    if (reason && !reason->empty()) {
+        // The reason kept is the one of the worst status; for equal statuses a stage's own
+        // reason beats "not settled", and otherwise the first one given stays.
+        int rank = s * 2 + (weak ? 0 : 1);
+        std::lock_guard lk(reason_m_);
+        if (rank > reason_rank_) {
+            reason_rank_ = rank;
+            reason_ = *reason;
+        }
+    }
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         Callback cb = std::move(cb_);
         AckStatus final_status = this->status();
-        std::string why = reason_;
+        std::string why;
+        {
+            std::lock_guard lk(reason_m_);
+            // A reason given for a lesser status (a drop) does not explain a failure.
+            if (reason_rank_ / 2 == static_cast<int>(final_status)) why = std::move(reason_);
+        }
         delete this;
         if (cb) cb(final_status, why);
     }
 }
 
+AckRef AckRef::clone() const {
+    AckRef r(s_);
+    r.status_ = status_;
+    r.reason_ = reason_;
+    return r;
+}
+
 void AckRef::mark(AckStatus s, const std::string* reason) {
-    if (static_cast<int>(s) > static_cast<int>(status_)) {
+    if (static_cast<int>(s) > static_cast<int>(status_) || (s == status_ && reason_.empty())) {
         status_ = s;
         if (reason) reason_ = *reason;
     }
+    settled_ = true;
 }
 
 void AckRef::reset() {
     if (s_) {
         AckState* s = std::exchange(s_, nullptr);
-        s->release(status_, reason_.empty() ? nullptr : &reason_);
+        if (settled_) {
+            s->release(status_, reason_.empty() ? nullptr : &reason_);
+        } else if (status_ == AckStatus::failed && !reason_.empty()) {
+            s->release(AckStatus::failed, &reason_);  // a failure noted upstream keeps its reason
+        } else {
+            static const std::string not_settled = kNotSettled;
+            s->release(AckStatus::failed, &not_settled, true);
+        }
     }
     status_ = AckStatus::delivered;
+    settled_ = false;
     reason_.clear();
 }
 
 AckRef make_ack(AckState::Callback cb) {
-    return AckRef(new AckState(std::move(cb)));
+    AckRef r(new AckState(std::move(cb)));
+    r.mark(AckStatus::delivered);
+    return r;
 }
 
 }  // namespace hbf

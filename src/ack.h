@@ -4,11 +4,18 @@
 // AckState with a callback and attaches an AckRef to the batch it emits. Every copy of a batch
 // (fan-out, route) holds its own AckRef; the state settles when the last ref is released, with
 // the worst status any holder reported: delivered < dropped < failed.
+//
+// A hold must be settled explicitly: the stage that finishes with a batch marks it delivered,
+// dropped or failed. A hold released without a mark (a batch a stage let go of by mistake, or
+// one unwound by an exception) reports `failed` with the reason "not settled", so nothing is
+// ever taken for delivered by default. The runtime reopens every hold when it hands a batch to
+// the next stage: a mark speaks for the stage that made it, not for the ones after it.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -18,52 +25,72 @@ enum class AckStatus : int { delivered = 0, dropped = 1, failed = 2 };
 
 const char* to_string(AckStatus s);
 
+// The reason given for a hold released without a mark.
+inline constexpr const char* kNotSettled = "not settled (a stage let go of the batch without reporting an outcome)";
+
 class AckState {
 public:
     using Callback = std::function<void(AckStatus, const std::string& reason)>;
     explicit AckState(Callback cb) : cb_(std::move(cb)) {}
 
     void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
-    void release(AckStatus status, const std::string* reason = nullptr);
+    // `weak`: the reason is only the default "not settled"; any reason a stage gave for the same
+    // status replaces it, so the callback hears the exception's text, not the unwinding's.
+    void release(AckStatus status, const std::string* reason = nullptr, bool weak = false);
 
     AckStatus status() const noexcept { return static_cast<AckStatus>(status_.load()); }
 
 private:
     std::atomic<int> refs_{0};
     std::atomic<int> status_{0};
-    std::atomic<bool> has_reason_{false};
-    std::string reason_;  // written once, by the first holder that fails
+    std::mutex reason_m_;  // taken only by holders that give a reason (failures, drops)
+    int reason_rank_ = -1;  // status * 2 + (strong ? 1 : 0) of reason_
+    std::string reason_;
     Callback cb_;
 };
 
-// A counted hold on an AckState. Move-only; releasing without a status means "delivered".
+// A counted hold on an AckState. Move-only.
 class AckRef {
 public:
     AckRef() = default;
     explicit AckRef(AckState* s) : s_(s) { if (s_) s_->retain(); }
     AckRef(const AckRef&) = delete;
     AckRef& operator=(const AckRef&) = delete;
-    AckRef(AckRef&& o) noexcept : s_(std::exchange(o.s_, nullptr)), status_(o.status_) {}
+    AckRef(AckRef&& o) noexcept
+        : s_(std::exchange(o.s_, nullptr)), status_(o.status_), settled_(o.settled_), reason_(std::move(o.reason_)) {}
     AckRef& operator=(AckRef&& o) noexcept {
-        if (this != &o) { reset(); s_ = std::exchange(o.s_, nullptr); status_ = o.status_; }
+        if (this != &o) {
+            reset();
+            s_ = std::exchange(o.s_, nullptr);
+            status_ = o.status_;
+            settled_ = o.settled_;
+            reason_ = std::move(o.reason_);
+        }
         return *this;
     }
     ~AckRef() { reset(); }
 
-    AckRef clone() const { AckRef r(s_); r.status_ = status_; return r; }
-    // Records the worst outcome seen by this holder; applied on release.
+    // A new hold on the same state: it carries the outcomes marked so far but is not settled.
+    AckRef clone() const;
+    // Records an outcome (the worst one seen wins) and settles this hold.
     void mark(AckStatus s, const std::string* reason = nullptr);
+    // The batch goes to another stage, which must report its own outcome.
+    void reopen() noexcept { settled_ = false; }
+    bool settled() const noexcept { return settled_; }
+    // Releases the hold: its marked outcome, or failed ("not settled") when nothing was marked.
     void reset();
     explicit operator bool() const { return s_ != nullptr; }
 
 private:
     AckState* s_ = nullptr;
     AckStatus status_ = AckStatus::delivered;
+    bool settled_ = false;
     std::string reason_;
 };
 
-// Creates an AckState (deleted after its callback ran) and returns the first hold on it.
-// Attach clones to batches, then let this one go: the callback runs when the last hold is released.
+// Creates an AckState (deleted after its callback ran) and returns the creator's hold on it,
+// which is settled (it reports nothing of its own). Attach clones to batches, then let this one
+// go: the callback runs when the last hold is released.
 AckRef make_ack(AckState::Callback cb);
 
 }  // namespace hbf

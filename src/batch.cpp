@@ -67,7 +67,7 @@ void Batch::take_acks_from(Batch& from) {
 }
 
 void Batch::mark(AckStatus s, const std::string& reason) {
-    for (auto& a : acks) a.mark(s, &reason);
+    for (auto& a : acks) a.mark(s, reason.empty() ? nullptr : &reason);
 }
 
 void Batch::clear() {

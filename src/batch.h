@@ -68,8 +68,10 @@ public:
     BatchPtr clone() const;
     // Moves the ack holds and timestamps of `from` into this batch (a filter that rebuilt it).
     void take_acks_from(Batch& from);
-    // Records an outcome for every hold (a failed output, a dropped batch).
-    void mark(AckStatus s, const std::string& reason);
+    // Records an outcome for every hold and settles them: an output marks what it wrote
+    // delivered, a filter marks what it discarded dropped. A batch released without a mark
+    // reports failed (see ack.h).
+    void mark(AckStatus s, const std::string& reason = {});
 
     void clear();
 

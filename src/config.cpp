@@ -89,11 +89,11 @@ void load_stages(PipelineConfig& cfg) {
     static const char* kSections[] = {"inputs", "filters", "outputs"};
     for (const auto& [k, v] : cfg.root) {
         std::string key(k.str());
-        if (key == "service") continue;
+        if (key == "service" || key == "tests") continue;  // [[tests]]: checked and run by `hbforward test`
         Location kl{cfg.file, k.source().begin.line, k.source().begin.column};
         if (std::find(std::begin(kSections), std::end(kSections), key) == std::end(kSections)) {
-            std::string sug = did_you_mean(key, {"service", "inputs", "filters", "outputs"});
-            cfg.diags.push_back({kl, fmt::format("unknown section '{}'{}; expected service, inputs, filters or outputs", key,
+            std::string sug = did_you_mean(key, {"service", "inputs", "filters", "outputs", "tests"});
+            cfg.diags.push_back({kl, fmt::format("unknown section '{}'{}; expected service, inputs, filters, outputs or tests", key,
                                                  sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug))});
         }
     }

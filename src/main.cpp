@@ -1,5 +1,6 @@
 // hbforward's command line: run, validate, stages, and the commands stages contribute.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fmt/format.h>
@@ -14,6 +15,8 @@
 #include "commands.h"
 #include "config.h"
 #include "log.h"
+#include "manpage.h"
+#include "notify.h"
 #include "registry.h"
 #include "runtime.h"
 #include "version.h"
@@ -172,7 +175,10 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
     std::mutex reload_m;
     auto reload = [&] {
         std::lock_guard lk(reload_m);
-        return reload_from(rt, path, log_level);
+        notify::reloading();
+        ReloadResult r = reload_from(rt, path, log_level);
+        notify::ready(fmt::format("running {}, config generation {}", path, rt.generation()));
+        return r;
     };
     std::unique_ptr<ApiServer> api;
     if (!api_address.empty()) {
@@ -192,6 +198,7 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
         return 1;
     }
     spdlog::info("hbforward {} running {} ({} stages)", HBF_VERSION, path, rt.nodes().size());
+    notify::ready(fmt::format("running {}, config generation {}", path, rt.generation()));
 
     auto deadline = std::chrono::steady_clock::time_point::max();
     int64_t seen_mtime = watch ? mtime_of(path) : 0;
@@ -207,6 +214,7 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
             }
             spdlog::info("signal {}: stopping inputs and draining (timeout {} ms)", sig,
                          std::chrono::duration_cast<std::chrono::milliseconds>(shutdown_timeout).count());
+            notify::stopping();
             rt.request_stop();
             deadline = std::chrono::steady_clock::now() + shutdown_timeout;
         } else if (sig == SIGHUP && !rt.stopping()) {
@@ -222,8 +230,18 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
                 reload();
             }
         }
+        notify::watchdog_tick();
         rt.reap();
         if (rt.finished()) break;
+        // Every input ended by itself (stdin at EOF, a generator's count): the drain is bounded by
+        // the shutdown timeout as after a signal, or an output that keeps retrying would hold the
+        // process for ever.
+        if (deadline == std::chrono::steady_clock::time_point::max()) {
+            auto lk = rt.nodes_lock();
+            bool inputs_done = std::all_of(rt.nodes().begin(), rt.nodes().end(),
+                                           [](const auto& n) { return n->decl->kind != StageKind::input || n->done.load(); });
+            if (inputs_done) deadline = std::chrono::steady_clock::now() + shutdown_timeout;
+        }
         if (std::chrono::steady_clock::now() >= deadline) {
             if (!rt.wait_until(deadline)) {
                 spdlog::error("shutdown timeout passed; exiting with events undelivered");
@@ -232,6 +250,7 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
             }
         }
     }
+    notify::stopping();
     rt.wait_until(std::chrono::steady_clock::now() + shutdown_timeout);
     if (api) api->stop();
     // A stage that ended in a failure (events it could not deliver at shutdown) makes the exit code 1.
@@ -282,7 +301,13 @@ int main(int argc, char** argv) {
         extra.emplace_back(sub, c.setup(*sub));
     }
 
+    auto* manpage = app.add_subcommand("manpage", "Print hbforward(1) in man(7) format (the build installs it).")->group("");
+
     CLI11_PARSE(app, argc, argv);
+    if (manpage->parsed()) {
+        std::fputs(render_manpage(app).c_str(), stdout);
+        return 0;
+    }
     if (run->parsed()) return cmd_run(config, log_level, watch);
     if (validate->parsed()) return cmd_validate(vconfig);
     if (stages->parsed()) {

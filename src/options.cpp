@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fmt/format.h>
 
 namespace hbf {
@@ -122,6 +125,39 @@ std::string format_size(uint64_t b) {
     return std::to_string(b);
 }
 
+namespace {
+bool read_small_file(const std::string& path, std::string& out, std::string& err) {
+    constexpr size_t kMax = 1 << 20;
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) {
+        err = std::strerror(errno);
+        return false;
+    }
+    char buf[8192];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && out.size() <= kMax) out.append(buf, n);
+    bool failed = std::ferror(f);
+    std::fclose(f);
+    if (failed) err = "read error";
+    else if (out.size() > kMax) err = "larger than 1 MiB";
+    return err.empty();
+}
+
+}  // namespace
+
+// The message for what substitute_env could not replace (`missing` as it reports it).
+std::string unresolved_message(const std::string& missing, std::string_view key) {
+    std::string user = key.empty() ? "" : fmt::format(" used by option '{}'", key);
+    if (missing.rfind("file:", 0) == 0) {
+        size_t nl = missing.find('\n');
+        return fmt::format("cannot read {}{}: {} (use ${{{}:-default}} for a default)", missing.substr(5, nl - 5), user,
+                           missing.substr(nl + 1), missing.substr(0, nl));
+    }
+    return fmt::format("environment variable '{}'{} is not set (use ${{{}:-default}} for a default)", missing, user, missing);
+}
+
+// Besides ${VAR} and ${VAR:-default}: ${file:/path}, the file's contents less a trailing newline
+// (systemd's LoadCredential=); an unreadable file goes to `missing` as "file:PATH\nREASON".
 std::string substitute_env(std::string_view s, std::string* missing) {
     std::string out;
     size_t i = 0;
@@ -136,6 +172,21 @@ std::string substitute_env(std::string_view s, std::string* missing) {
                 name = body.substr(0, p);
                 def = body.substr(p + 2);
                 has_def = true;
+            }
+            if (name.substr(0, 5) == "file:") {
+                // A secret from a file (systemd's LoadCredential=, Docker and Kubernetes secrets):
+                // its contents without the trailing newline.
+                std::string path(name.substr(5)), text, err;
+                if (read_small_file(path, text, err)) {
+                    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+                    out += text;
+                } else if (has_def) {
+                    out.append(def);
+                } else if (missing && missing->empty()) {
+                    *missing = "file:" + path + "\n" + err;
+                }
+                i = end + 1;
+                continue;
             }
             const char* v = std::getenv(std::string(name).c_str());
             if (v && *v) out += v;
@@ -248,9 +299,7 @@ std::string StageConfig::str(std::string_view key) const {
     }
     std::string missing;
     std::string v = substitute_env(raw, &missing);
-    if (!missing.empty())
-        problem(key, fmt::format("environment variable '{}' used by option '{}' is not set (use ${{{}:-default}} for a default)",
-                                 missing, key, missing));
+    if (!missing.empty()) problem(key, unresolved_message(missing, key));
     return v;
 }
 
@@ -329,7 +378,7 @@ std::vector<std::string> StageConfig::strings(std::string_view key) const {
         std::string missing;
         out.push_back(substitute_env(text, &missing));
         if (!missing.empty())
-            problem_at(location_of(e, file_), fmt::format("environment variable '{}' used by option '{}' is not set", missing, key));
+            problem_at(location_of(e, file_), unresolved_message(missing, key));
     };
     if (auto s = n->as_string()) {  // a bare string is a list of one, as for every list option
         add(*n, s->get());
@@ -354,7 +403,7 @@ const toml::table* StageConfig::table(std::string_view key) const {
 std::string StageConfig::env_value(const toml::node& v, const std::string& s) const {
     std::string missing;
     std::string val = substitute_env(s, &missing);
-    if (!missing.empty()) problem_at(location_of(v, file_), fmt::format("environment variable '{}' is not set", missing));
+    if (!missing.empty()) problem_at(location_of(v, file_), unresolved_message(missing, ""));
     return val;
 }
 

@@ -43,6 +43,9 @@ struct ConfigError : std::runtime_error {
 
 // Replaces ${VAR} and ${VAR:-default}; returns the name of an unset variable without default in `missing`.
 std::string substitute_env(std::string_view s, std::string* missing);
+// The message for what substitute_env reported in `missing` (an unset variable or an unreadable
+// ${file:...}), naming the option `key` when not empty.
+std::string unresolved_message(const std::string& missing, std::string_view key);
 // Closest candidate by edit distance, or "" when nothing is close.
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
 Location location_of(const toml::node& n, const std::string& file);

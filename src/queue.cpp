@@ -64,4 +64,10 @@ size_t BatchQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeou
 
 void BatchQueue::wake_consumer() { q_.enqueue(nullptr); }
 
+BatchQueue::~BatchQueue() {
+    Batch* b = nullptr;
+    while (q_.try_dequeue(b))
+        if (b) BatchPtr(b).reset();
+}
+
 }  // namespace hbf

@@ -37,7 +37,10 @@ public:
 class BatchQueue {
 public:
     BatchQueue(int64_t max_events, int64_t max_bytes) : max_events_(max_events), max_bytes_(max_bytes) {}
-    virtual ~BatchQueue() = default;
+    // Batches still queued are freed; their acks report failed ("not settled").
+    virtual ~BatchQueue();
+    BatchQueue(const BatchQueue&) = delete;
+    BatchQueue& operator=(const BatchQueue&) = delete;
 
     // Before the consumer starts / after it finished (a disk buffer opens and closes its files).
     // open() throws with a message for the user.

@@ -19,6 +19,7 @@ constexpr size_t kLingerBelow = 256;  // events: a hand-over smaller than this l
 std::unique_ptr<Runtime::Node> Runtime::make_node(BuiltStage b) {
     auto n = std::make_unique<Node>();
     n->decl = b.decl;
+    n->cfg = cfg_;
     n->built = std::move(b);
     n->ctx = std::make_unique<StageContext>(n->decl->name, n->decl->type, to_string(n->decl->kind));
     n->ctx->data_dir = cfg_->service.data_dir;
@@ -149,7 +150,7 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
     std::vector<Node*> live;
     std::vector<std::unique_ptr<Node>> fresh;
     std::set<Node*> kept;
-    std::unique_ptr<PipelineConfig> prev = std::move(cfg_);
+    std::shared_ptr<const PipelineConfig> prev = std::move(cfg_);
     cfg_ = std::move(cfg);
     generation_.fetch_add(1);
     for (auto& b : stages) {
@@ -160,6 +161,7 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
             kept.insert(it->second);
             auto lk = nodes_lock();
             it->second->decl = b.decl;  // same options; its inputs may have changed
+            it->second->cfg = cfg_;
         } else {
             fresh.push_back(make_node(std::move(b)));
             live.push_back(fresh.back().get());
@@ -187,6 +189,7 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
                 holds.push_back(q);
             }
             o.retiring = true;
+            o.retire_deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
             o.ctx->request_stop();
             o.built.input->stop();
             auto deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
@@ -213,7 +216,7 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
             throw std::runtime_error(msg);
         }
     }
-    old_cfgs_.push_back(std::move(prev));
+    prev.reset();  // kept stages moved to the new config; retiring ones hold the old one until reaped
 
     auto plan = plan_targets(live);
     // New edges get their producer count before any batch can use them.
@@ -263,6 +266,7 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
         if (kept.count(n)) continue;
         ++removed;
         n->retiring = true;
+        n->retire_deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
         if (n->built.input) {
             n->ctx->request_stop();
             n->built.input->stop();
@@ -282,8 +286,16 @@ void Runtime::reap() {
 
 void Runtime::reap_locked() {
     auto lk = nodes_lock();
+    auto now = std::chrono::steady_clock::now();
     for (auto it = nodes_.begin(); it != nodes_.end();) {
         Node& n = **it;
+        // A removed stage gets the shutdown timeout to finish what it holds, as at shutdown.
+        if (n.retiring && !n.done && now >= n.retire_deadline && !n.ctx->abort_flag().load()) {
+            n.ctx->log().error("removed by a reload but not finished within the shutdown timeout ({} events still queued): "
+                               "what it holds is reported failed",
+                               n.queue ? n.queue->events() : 0);
+            n.ctx->request_abort();
+        }
         if (n.retiring && n.done) {
             if (n.thread.joinable()) n.thread.join();
             it = nodes_.erase(it);
@@ -312,14 +324,20 @@ bool Runtime::finished() const {
 bool Runtime::wait_until(std::chrono::steady_clock::time_point deadline) {
     while (!finished()) {
         if (std::chrono::steady_clock::now() >= deadline) {
-            auto lk = nodes_lock();
-            for (auto& n : nodes_) {
-                if (!n->done) {
-                    spdlog::error("stage '{}' did not finish within the shutdown timeout ({} events still queued)", n->decl->name,
-                                  n->queue ? n->queue->events() : 0);
-                    n->ctx->request_abort();
+            {
+                auto lk = nodes_lock();
+                for (auto& n : nodes_) {
+                    if (!n->done) {
+                        spdlog::error("stage '{}' did not finish within the shutdown timeout ({} events still queued)", n->decl->name,
+                                      n->queue ? n->queue->events() : 0);
+                        n->ctx->request_abort();
+                    }
                 }
             }
+            // A moment for the aborted stages to report what they held as failed (an HTTP client
+            // waiting for its ack hears 503) before the caller exits.
+            auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+            while (std::chrono::steady_clock::now() < grace && !finished()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
             return false;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -350,18 +368,78 @@ void Runtime::run_input(Node& n) {
     finish_node(n);
 }
 
+template <typename F>
+void Runtime::guarded(Node& n, Batch& b, const char* what, F&& call) {
+    auto& guard = n.guard;
+    guard.clear();
+    for (auto& a : b.acks) {
+        a.reopen();
+        guard.push_back(a.clone());
+    }
+    const size_t events = b.size();
+    std::string why;
+    try {
+        call();
+    } catch (const std::exception& e) {
+        why = e.what();
+    } catch (...) {
+        why = "unknown exception";
+    }
+    if (why.empty()) {
+        // Neutral: the batch's own holds (settled by the stage, now or later) tell the outcome.
+        for (auto& g : guard) g.mark(AckStatus::delivered);
+    } else {
+        n.ctx->metrics().errors.add();
+        fail_events(n, events, "exception", fmt::format("{} '{}' failed on a batch of {} events: {}", what, n.decl->name, events, why));
+        const std::string reason = fmt::format("{} '{}' failed: {}", what, n.decl->name, why);
+        for (auto& g : guard) g.mark(AckStatus::failed, &reason);
+    }
+    guard.clear();
+}
+
+void Runtime::fail_events(Node& n, size_t events, const char* label, const std::string& why) {
+    MetricsRegistry::global()
+        .counter("hbf_events_failed_total", "Events a stage could not finish (it threw, or the shutdown timeout passed), reported failed to their input.",
+                 {{"stage", n.decl->name}, {"type", n.decl->type}, {"reason", label}})
+        .add(events);
+    log_limited(n.fail_rl, n.ctx->log(), spdlog::level::err, "{}; reported failed to the input", why);
+}
+
+void Runtime::fail_queued(Node& n, const std::string& why) {
+    if (!n.queue) return;
+    BatchPtr in[kPopMax];
+    size_t events = 0;
+    // Wake-up tokens can make a pop return nothing while batches remain behind them. A disk
+    // queue hands out nothing once stopping: what it holds stays on disk for the next start.
+    for (int empty = 0; n.queue->events() > 0 && empty < 3;) {
+        size_t got = n.queue->pop(in, kPopMax, std::chrono::microseconds(0));
+        empty = got ? 0 : empty + 1;
+        for (size_t i = 0; i < got; ++i) {
+            events += in[i]->size();
+            in[i]->mark(AckStatus::failed, why);
+            in[i].reset();
+        }
+    }
+    if (events) fail_events(n, events, "shutdown_timeout", fmt::format("{} events: {}", events, why));
+}
+
+bool Runtime::aborted(Node& n, BatchPtr& b, const char* what) {
+    if (!n.ctx->abort_flag().load()) return false;
+    std::string why = fmt::format("shutdown timeout: still queued for {} '{}'", what, n.decl->name);
+    fail_events(n, b->size(), "shutdown_timeout", fmt::format("{} events: {}", b->size(), why));
+    b->mark(AckStatus::failed, why);
+    b.reset();
+    return true;
+}
+
 void Runtime::process_filter(Node& n, BatchPtr b) {
     std::lock_guard lk(n.proc_m);
     auto& m = n.ctx->metrics();
     m.events_in.add(b->size());
     m.bytes_in.add(b->bytes());
     int64_t t0 = b->received_ns;
-    try {
-        n.built.filter->process(std::move(b), *n.emitter);
-    } catch (const std::exception& e) {
-        m.errors.add();
-        n.ctx->log().error("filter failed on a batch: {}", e.what());
-    }
+    Batch& ref = *b;
+    guarded(n, ref, "filter", [&] { n.built.filter->process(std::move(b), *n.emitter); });
     m.latency.observe_ns(now_ns() - t0);
 }
 
@@ -372,12 +450,14 @@ void Runtime::run_filter(Node& n) {
         size_t events = 0;
         for (size_t i = 0; i < got; ++i) {
             events += in[i]->size();
+            if (aborted(n, in[i], "filter")) continue;
             process_filter(n, std::move(in[i]));
         }
         linger(got, events);
         if (got == 0 && n.queue->producers() == 0 && n.queue->events() == 0) break;
         if (n.ctx->abort_flag().load()) break;
     }
+    fail_queued(n, fmt::format("shutdown timeout: still queued for filter '{}'", n.decl->name));
     n.built.filter->stop();
     finish_node(n);
 }
@@ -402,12 +482,9 @@ void Runtime::run_output(Node& n) {
             m.events_in.add(in[i]->size());
             m.bytes_in.add(in[i]->bytes());
             m.latency.observe_ns(now_ns() - in[i]->received_ns);
-            try {
-                n.built.output->write(std::move(in[i]));
-            } catch (const std::exception& e) {
-                m.errors.add();
-                n.ctx->log().error("output failed on a batch: {}", e.what());
-            }
+            if (aborted(n, in[i], "output")) continue;
+            Batch& b = *in[i];
+            guarded(n, b, "output", [&] { n.built.output->write(std::move(in[i])); });
             in[i].reset();
         }
         linger(got, events);
@@ -419,6 +496,7 @@ void Runtime::run_output(Node& n) {
         if (got == 0 && n.queue->producers() == 0 && n.queue->events() == 0) break;
         if (n.ctx->abort_flag().load()) break;
     }
+    fail_queued(n, fmt::format("shutdown timeout: still queued for output '{}'", n.decl->name));
     try {
         n.built.output->flush(std::chrono::steady_clock::now() + shutdown_timeout_);
         n.built.output->stop();

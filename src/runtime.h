@@ -31,6 +31,7 @@ public:
         bool downstream_full() const override { return emitter->any_full(); }
 
         const StageDecl* decl = nullptr;
+        std::shared_ptr<const PipelineConfig> cfg;  // the config `decl` lives in, kept alive by it
         BuiltStage built;
         std::unique_ptr<StageContext> ctx;
         std::unique_ptr<BatchQueue> queue;  // filters and outputs
@@ -40,6 +41,9 @@ public:
         std::atomic<bool> done{false};
         std::atomic<bool> started{false};
         std::atomic<bool> retiring{false};  // removed by a reload, draining
+        std::chrono::steady_clock::time_point retire_deadline{};  // then what it still holds fails
+        std::vector<AckRef> guard;          // see Runtime::guarded()
+        RateLimit fail_rl;
         uint64_t generation = 1;            // the config generation that started it
     };
 
@@ -81,6 +85,16 @@ private:
     // A filter with a single upstream edge runs inline in that upstream's thread.
     void set_inline(Node& n, bool on);
     void run_output(Node& n);
+    // Runs a stage's process()/write() on `b`: the batch's holds are reopened for this stage, and
+    // an exception fails them with its text instead of letting the unwinding release them.
+    template <typename F>
+    void guarded(Node& n, Batch& b, const char* what, F&& call);
+    // Fails what the stage did not finish: counted, logged (rate limited), reported to the inputs.
+    void fail_events(Node& n, size_t events, const char* label, const std::string& why);
+    // After an abort, a batch taken from the queue but not yet started reports failed (true).
+    bool aborted(Node& n, BatchPtr& b, const char* what);
+    // After an abort: every batch left in the stage's queue reports failed.
+    void fail_queued(Node& n, const std::string& why);
     void finish_node(Node& n);
     void linger(size_t batches, size_t events) const;
     void reap_locked();  // with reload_m_ held
@@ -88,8 +102,8 @@ private:
     // Each node's targets and feeds from the decls' inputs; returns per node the new feeds.
     std::vector<std::vector<std::vector<BatchQueue*>>> plan_targets(const std::vector<Node*>& live) const;
 
-    std::unique_ptr<PipelineConfig> cfg_;
-    std::vector<std::unique_ptr<PipelineConfig>> old_cfgs_;  // decls of kept stages point into these
+    // Each node holds the config its decl lives in: an old config is freed once no stage of it is left.
+    std::shared_ptr<const PipelineConfig> cfg_;
     std::vector<std::unique_ptr<Node>> nodes_;
     mutable std::mutex nodes_m_;
     std::mutex reload_m_;

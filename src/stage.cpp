@@ -22,6 +22,21 @@ std::string StageContext::failure() const {
     return failure_;
 }
 
+void StageContext::set_degraded(const std::string& reason) {
+    std::lock_guard lk(m_);
+    degraded_ = reason;
+}
+
+void StageContext::clear_degraded() {
+    std::lock_guard lk(m_);
+    degraded_.clear();
+}
+
+std::string StageContext::degraded() const {
+    std::lock_guard lk(m_);
+    return degraded_;
+}
+
 bool Emitter::has_targets(size_t port) const {
     std::shared_lock lk(ctx_.targets_m);
     return port < ctx_.targets.size() && !ctx_.targets[port].empty(); }
@@ -50,8 +65,15 @@ bool Emitter::any_full() const {
     return false;
 }
 
+// A filter that emits an empty batch dropped all of its events (and counted them).
+static bool emptied(Batch& b) {
+    if (!b.empty()) return false;
+    b.mark(AckStatus::dropped, "every event of the batch was dropped");
+    return true;
+}
+
 bool Emitter::emit(BatchPtr b, size_t port) {
-    if (!b || b->empty()) return true;
+    if (!b || emptied(*b)) return true;
     std::shared_lock lk(ctx_.targets_m);
     if (port >= ctx_.targets.size() || ctx_.targets[port].empty()) {
         b->mark(AckStatus::dropped, "no downstream stage");
@@ -79,7 +101,10 @@ bool Emitter::emit(BatchPtr b, size_t port) {
 }
 
 bool Emitter::try_emit(BatchPtr& b, size_t port) {
-    if (!b || b->empty()) return true;
+    if (!b || emptied(*b)) {
+        b.reset();
+        return true;
+    }
     std::shared_lock lk(ctx_.targets_m);
     if (port >= ctx_.targets.size() || ctx_.targets[port].empty()) {
         b->mark(AckStatus::dropped, "no downstream stage");
@@ -91,11 +116,21 @@ bool Emitter::try_emit(BatchPtr& b, size_t port) {
         if (queue_full(q)) return false;
     const size_t n = b->size(), bytes = b->bytes();
     // Room was checked: a race with another producer only overshoots the budget a little.
+    // A push still blocks if the room was taken meanwhile; only the shutdown timeout ends it.
+    bool all = true;
     for (size_t i = 0; i + 1 < qs.size(); ++i) {
         BatchPtr c = b->clone();
-        deliver(qs[i], c, ctx_.abort_flag());
+        if (!deliver(qs[i], c, ctx_.abort_flag())) {
+            c->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
+            all = false;
+        }
     }
-    deliver(qs.back(), b, ctx_.abort_flag());
+    if (!deliver(qs.back(), b, ctx_.abort_flag())) {
+        b->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
+        b.reset();
+        all = false;
+    }
+    if (!all) return true;  // handed over, partly as failed: the caller must not offer it again
     ctx_.metrics().events_out.add(n);
     ctx_.metrics().bytes_out.add(bytes);
     return true;

@@ -33,10 +33,15 @@ public:
     std::shared_ptr<spdlog::logger> logger() { return logger_; }
     StageMetrics& metrics() { return metrics_; }
 
-    // A running stage that can no longer do its job says so; /health reports it.
+    // A running stage that can no longer do its job says so; /health reports it (503 "failing").
     void set_failed(const std::string& reason);
     void clear_failed();
     std::string failure() const;
+    // An output that cannot deliver now and keeps retrying (a broker unreachable, a full disk)
+    // says why; /health answers 503 "degraded" until it clears it.
+    void set_degraded(const std::string& reason);
+    void clear_degraded();
+    std::string degraded() const;
 
     // True once shutdown (or a reload that removes the stage) began.
     bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
@@ -59,7 +64,7 @@ private:
     std::shared_ptr<spdlog::logger> logger_;
     StageMetrics metrics_;
     mutable std::mutex m_;
-    std::string failure_;
+    std::string failure_, degraded_;
     std::atomic<bool> stopping_{false}, aborting_{false};
 };
 

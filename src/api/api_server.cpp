@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fmt/format.h>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 #include <unistd.h>
@@ -72,11 +73,14 @@ ProcStats proc_stats() {
     return s;
 }
 
+// failing: failed for good; degraded: cannot deliver now, retrying.
 const char* status_of(const Runtime::Node& n, std::string& reason) {
     reason = n.ctx->failure();
     if (n.retiring) return "retiring";
     if (n.done) return "finished";
     if (!reason.empty()) return "failing";
+    reason = n.ctx->degraded();
+    if (!reason.empty()) return "degraded";
     return "running";
 }
 
@@ -86,18 +90,38 @@ std::string ApiServer::metrics_text(Runtime& rt) {
     std::string out = MetricsRegistry::global().render();
     auto ps = proc_stats();
     double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - rt.started_at()).count();
+    // One series per stage name, always: after a reload that replaced a stage, its old version
+    // drains beside the new one; the series shows the new one, its queue counts both.
+    struct Row {
+        const Runtime::Node* live = nullptr;
+        int64_t events = 0, bytes = 0;
+    };
+    std::map<std::string, Row> rows;
+    std::vector<std::string> order;
     std::string qe, qc, qb, qbc, up;
     {
         auto lk = rt.nodes_lock();
         for (const auto& n : rt.nodes()) {
-            std::string l = fmt::format("{{stage=\"{}\",type=\"{}\"}}", n->decl->name, n->decl->type);
+            auto [it, fresh] = rows.try_emplace(n->decl->name);
+            if (fresh) order.push_back(n->decl->name);
+            Row& r = it->second;
+            if (!r.live || (r.live->retiring && !n->retiring)) r.live = n.get();
+            if (n->queue) {
+                r.events += n->queue->events();
+                r.bytes += n->queue->bytes();
+            }
+        }
+        for (const auto& name : order) {
+            const Row& r = rows[name];
+            const Runtime::Node& n = *r.live;
+            std::string l = fmt::format("{{stage=\"{}\",type=\"{}\"}}", n.decl->name, n.decl->type);
             std::string reason;
-            up += fmt::format("hbf_stage_up{} {}\n", l, std::string(status_of(*n, reason)) == "running" ? 1 : 0);
-            if (!n->queue) continue;
-            qe += fmt::format("hbf_queue_events{} {}\n", l, n->queue->events());
-            qc += fmt::format("hbf_queue_capacity_events{} {}\n", l, n->queue->max_events());
-            qb += fmt::format("hbf_queue_bytes{} {}\n", l, n->queue->bytes());
-            qbc += fmt::format("hbf_queue_capacity_bytes{} {}\n", l, n->queue->max_bytes());
+            up += fmt::format("hbf_stage_up{} {}\n", l, std::string(status_of(n, reason)) == "running" ? 1 : 0);
+            if (!n.queue) continue;
+            qe += fmt::format("hbf_queue_events{} {}\n", l, r.events);
+            qc += fmt::format("hbf_queue_capacity_events{} {}\n", l, n.queue->max_events());
+            qb += fmt::format("hbf_queue_bytes{} {}\n", l, r.bytes);
+            qbc += fmt::format("hbf_queue_capacity_bytes{} {}\n", l, n.queue->max_bytes());
         }
     }
     out += "# HELP hbf_queue_events Events waiting in the stage's input queue.\n# TYPE hbf_queue_events gauge\n" + qe;
@@ -164,20 +188,24 @@ std::string ApiServer::pipeline_json(Runtime& rt) {
 
 std::pair<int, std::string> ApiServer::health(Runtime& rt) {
     if (rt.stopping()) return {503, "{\"status\":\"stopping\"}"};
-    std::string failing;
+    std::string stages;
+    bool failing = false;
     auto lk = rt.nodes_lock();
     for (const auto& n : rt.nodes()) {
         if (n->retiring) continue;
         std::string reason = n->ctx->failure();
+        if (!reason.empty()) failing = true;
+        else reason = n->ctx->degraded();
         if (reason.empty()) continue;
-        if (!failing.empty()) failing += ',';
+        if (!stages.empty()) stages += ',';
         std::string name;
         append_json_string(name, n->decl->name);
-        failing += "{\"stage\":" + name + ",\"reason\":";
-        append_json_string(failing, reason);
-        failing += "}";
+        stages += "{\"stage\":" + name + ",\"reason\":";
+        append_json_string(stages, reason);
+        stages += "}";
     }
-    if (!failing.empty()) return {503, "{\"status\":\"failing\",\"stages\":[" + failing + "]}"};
+    if (!stages.empty())
+        return {503, fmt::format("{{\"status\":\"{}\",\"stages\":[{}]}}", failing ? "failing" : "degraded", stages)};
     return {200, fmt::format("{{\"status\":\"ok\",\"generation\":{}}}", rt.generation())};
 }
 

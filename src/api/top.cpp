@@ -9,6 +9,7 @@
 #include <csignal>
 #include <fmt/format.h>
 #include <map>
+#include <tuple>
 #include <poll.h>
 #include <simdjson.h>
 #include <termios.h>
@@ -25,12 +26,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-// GET http://host:port/path; throws on any failure.
-std::string http_get(const std::string& host, unsigned short port, const std::string& path) {
-    asio::io_context io;
-    beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(2));
-    stream.connect(tcp::endpoint(asio::ip::make_address(host), port));
+std::string exchange(beast::tcp_stream& stream, const std::string& host, const std::string& path) {
     http::request<http::empty_body> req{http::verb::get, path, 11};
     req.set(http::field::host, host);
     http::write(stream, req);
@@ -39,8 +35,44 @@ std::string http_get(const std::string& host, unsigned short port, const std::st
     http::read(stream, buf, res);
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    if (res.result_int() != 200) throw std::runtime_error(fmt::format("HTTP {}", res.result_int()));
+    if (res.result_int() != 200) throw std::runtime_error(fmt::format("HTTP {} from {}", res.result_int(), path));
     return res.body();
+}
+
+// Why the API could not be read, in one line a person can act on.
+struct Unreachable : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+std::string explain(const std::string& address, const beast::error_code& ec) {
+    namespace err = asio::error;
+    if (ec == err::connection_refused)
+        return fmt::format("nothing listens on {} (connection refused); is hbforward running there with [service] api_address = \"{}\"?",
+                           address, address);
+    if (ec == beast::error::timeout) return fmt::format("no answer from {} within 2s", address);
+    if (ec == err::host_not_found || ec == err::host_not_found_try_again) return fmt::format("unknown host in {}", address);
+    if (ec == err::eof || ec == err::connection_reset)
+        return fmt::format("{} closed the connection without an answer: is it hbforward's API?", address);
+    return fmt::format("cannot reach {}: {}", address, ec.message());
+}
+
+// GET http://host:port/path; throws Unreachable (one line) on any failure.
+std::string http_get(const std::string& host, unsigned short port, const std::string& path) {
+    const std::string address = fmt::format("{}:{}", host, port);
+    asio::io_context io;
+    beast::tcp_stream stream(io);
+    beast::error_code ec;
+    tcp::resolver resolver(io);
+    auto endpoints = resolver.resolve(host, std::to_string(port), ec);
+    if (ec) throw Unreachable(explain(address, ec));
+    stream.expires_after(std::chrono::seconds(2));
+    stream.connect(endpoints, ec);
+    if (ec) throw Unreachable(explain(address, ec));
+    try {
+        return exchange(stream, host, path);
+    } catch (const boost::system::system_error& e) {
+        throw Unreachable(explain(address, e.code()));
+    }
 }
 
 struct Row {
@@ -57,7 +89,17 @@ struct Snapshot {
     std::vector<Row> rows;
 };
 
+Snapshot parse_pipeline(const std::string& body);
+
 Snapshot parse(const std::string& body) {
+    try {
+        return parse_pipeline(body);
+    } catch (const simdjson::simdjson_error& e) {
+        throw std::runtime_error(std::string("the answer from /pipeline is not hbforward's pipeline JSON: ") + e.what());
+    }
+}
+
+Snapshot parse_pipeline(const std::string& body) {
     simdjson::dom::parser p;
     simdjson::dom::element doc = p.parse(body);
     Snapshot s;
@@ -99,7 +141,15 @@ void restore_terminal() {
 }
 
 int run_top(const std::string& address, int iterations) {
-    auto [host, port] = split_host_port(address);
+    std::string host;
+    unsigned short port = 0;
+    try {
+        std::tie(host, port) = split_host_port(address);
+        parse(http_get(host, port, "/pipeline"));  // before taking over the screen: say why not in one line
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "hbforward top: %s\n", e.what());
+        return 1;
+    }
     if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &g_saved) == 0) {
         termios raw = g_saved;
         raw.c_lflag &= ~tcflag_t(ICANON | ECHO);
@@ -147,7 +197,7 @@ int run_top(const std::string& address, int iterations) {
             have_prev = true;
             prev_t = now;
         } catch (const std::exception& e) {
-            screen += fmt::format("hbforward top: cannot read http://{}/pipeline: {}; retrying\r\n", address, e.what());
+            screen += fmt::format("hbforward top: {}; retrying\r\n", e.what());
             have_prev = false;
         }
         screen += "\r\nq: quit\r\n";

@@ -86,10 +86,14 @@ def test_frames_without_chunk_get_no_reply_and_a_heartbeat_keeps_the_connection(
 
 def test_a_failed_output_gets_no_ack_and_the_connection_is_closed(hbf, tmp_path):
     port = free_port()
-    h = hbf(forward_in(port, out_path="/dev/full"))  # every write fails with ENOSPC
+    # Every write fails with ENOSPC: the file output retries until the shutdown timeout, then the
+    # batch reports failed.
+    h = hbf(forward_in(port, out_path="/dev/full", service='shutdown_timeout = "1s"'))
     listening(port)
     c = Client(port)
     c.send(["t", 1, {"a": 1}, {"chunk": "x"}])
+    h.wait_log("No space left on device; retrying until it succeeds")
+    h.signal()
     assert c.recv() is None  # closed, no ack: the sender resends
     h.wait_log("not acknowledging chunk x")
     h.stop()

@@ -235,12 +235,20 @@ def test_http_ack_delivered_200_only_after_the_output_wrote(hbf):
 
 
 def test_http_ack_delivered_output_failure_is_503(hbf):
+    # /dev/full: every write fails with ENOSPC. The file output retries until the shutdown
+    # timeout ends it; the batch then reports failed, and the waiting request hears 503.
     port = free_port()
-    h = hbf(pipeline(port, 'ack = "delivered"', out_path="/dev/full"))
+    h = hbf(pipeline(port, 'ack = "delivered"\nack_timeout = "30s"', service='shutdown_timeout = "1s"', out_path="/dev/full"))
     listening(port)
-    st, headers, reply = post(port, notification(1))
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault("reply", post(port, notification(1), timeout=30)))
+    t.start()
+    h.wait_log("No space left on device; retrying until it succeeds")
+    h.signal()
+    t.join(30)
+    st, headers, reply = got["reply"]
     assert st == 503 and "retry-after" in headers and "error" in reply
-    assert h.stop() == 1  # the output ended failing: exit code 1
+    assert h.wait() == 1  # the output ended failing: exit code 1
 
 
 def test_http_ack_delivered_timeout_is_504(hbf, tmp_path):

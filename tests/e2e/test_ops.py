@@ -95,7 +95,7 @@ def test_health_metrics_and_pipeline_match_the_events_sent(hbf, tmp_path):
     assert h.wait(30) == 0
 
 
-def test_health_reports_a_failing_stage_with_its_reason(hbf, tmp_path):
+def test_health_reports_a_degraded_stage_with_its_reason(hbf, tmp_path):
     port = free_port()
     outdir = tmp_path / "outdir"
     outdir.mkdir()
@@ -116,8 +116,11 @@ path = "{outdir}/%S/out.ndjson"
     outdir.write_text("now a file, so the next second's directory cannot be made")
     code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(get(port, "/health")), what="503 from /health")
     j = json.loads(body)
-    assert j["status"] == "failing"
-    assert j["stages"][0]["stage"] == "out" and "failed" in j["stages"][0]["reason"]
+    assert j["status"] == "degraded"  # it keeps retrying: not failed for good
+    assert j["stages"][0]["stage"] == "out" and "cannot open" in j["stages"][0]["reason"]
+    assert "Not a directory (retrying for" in j["stages"][0]["reason"]
+    outdir.unlink()  # the directory can be made again: back to ok by itself
+    wait_for(lambda: get(port, "/health")[0] == 200, what="200 from /health after recovery")
 
 
 RELOAD_A = """

@@ -29,12 +29,16 @@ TEST_CASE("kafka statistics give each learned broker's rtt in seconds, its state
     hbf::Counter retries;
     BrokerStats s("stats-test-1", &retries);
     REQUIRE(s.update(stats("UP", 12, 48, 45567, 2)).empty());
+    CHECK(s.any_up());
     std::string m = hbf::MetricsRegistry::global().render();
-    const std::string b = R"({stage="stats-test-1",broker="127.0.0.1:40001/1")";
+    const std::string b = R"({stage="stats-test-1",broker="127.0.0.1:40001")";
     CHECK(line(m, "hbf_kafka_broker_rtt_seconds" + b + R"(,quantile="0.5"} )") == "4.8e-05");
     CHECK(line(m, "hbf_kafka_broker_rtt_seconds" + b + R"(,quantile="0.99"} )") == "0.045567");
     CHECK(line(m, "hbf_kafka_broker_up" + b + "} ") == "1");
-    CHECK(m.find("stats-test-1\",broker=\"127.0.0.1:9094/bootstrap") == std::string::npos);
+    // The bootstrap entry is a connection too (up), but its figures repeat the learned broker's.
+    const std::string boot = R"({stage="stats-test-1",broker="127.0.0.1:9094")";
+    CHECK(line(m, "hbf_kafka_broker_up" + boot + "} ") == "1");
+    CHECK(m.find("hbf_kafka_broker_rtt_seconds" + boot) == std::string::npos);
     CHECK(retries.get() == 2);
 
     SECTION("an empty rtt window keeps the last figures; a broker going down shows 0") {
@@ -49,6 +53,21 @@ TEST_CASE("kafka statistics give each learned broker's rtt in seconds, its state
         REQUIRE(s.update(stats("UP", 1, 50, 60, 1)).empty());
         CHECK(retries.get() == 3);
     }
+}
+
+TEST_CASE("a seeded broker shows as down before any statistics, and a connection error marks it down") {
+    BrokerStats s("stats-test-3");
+    s.seed("127.0.0.1:9");
+    std::string m = hbf::MetricsRegistry::global().render();
+    const std::string b = R"({stage="stats-test-3",broker="127.0.0.1:9")";
+    CHECK(line(m, "hbf_kafka_broker_up" + b + "} ") == "0");
+    CHECK(m.find("hbf_kafka_broker_rtt_seconds" + b) == std::string::npos);  // never measured: no rtt series
+    REQUIRE(s.update(R"({"brokers":{"127.0.0.1:9/bootstrap":{"name":"127.0.0.1:9/bootstrap","nodeid":-1,"state":"UP"}}})").empty());
+    CHECK(line(hbf::MetricsRegistry::global().render(), "hbf_kafka_broker_up" + b + "} ") == "1");
+    s.down("127.0.0.1:9");
+    CHECK(line(hbf::MetricsRegistry::global().render(), "hbf_kafka_broker_up" + b + "} ") == "0");
+    REQUIRE(s.update(R"({"brokers":{"127.0.0.1:9/bootstrap":{"name":"127.0.0.1:9/bootstrap","nodeid":-1,"state":"CONNECT"}}})").empty());
+    CHECK_FALSE(s.any_up());
 }
 
 TEST_CASE("kafka statistics that are not librdkafka's say why and change nothing") {

@@ -32,7 +32,7 @@ ConfPtr make_conf(const StageConfig& c, const Props& defaults, const Props& sett
                 std::string missing;
                 value = substitute_env(s->get(), &missing);
                 if (!missing.empty()) {
-                    c.problem_at(at, fmt::format("environment variable '{}' used by librdkafka property \"{}\" is not set", missing, k.str()));
+                    c.problem_at(at, unresolved_message(missing, "librdkafka." + std::string(k.str())));
                     continue;
                 }
             } else if (v.is_integer() || v.is_boolean() || v.is_floating_point()) {

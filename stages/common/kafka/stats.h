@@ -1,6 +1,9 @@
 // librdkafka's statistics (statistics.interval.ms, delivered as JSON to the stats callback on the
-// polling thread) turned into metrics, per broker: round-trip time p50/p99, whether the broker is
-// up, and its retried requests (txretries), accumulated across producer instances.
+// polling thread) turned into metrics, per broker host:port: round-trip time p50/p99, whether the
+// connection is up, and its retried requests (txretries), accumulated across producer instances.
+// A broker's up gauge exists from the first connection attempt (seed() at start, 0 until a
+// statistics report shows it UP); librdkafka's bootstrap and learned entries for one address
+// are one broker.
 //
 // Off the hot path (every few seconds): parsed with simdjson's DOM API.
 #pragma once
@@ -20,8 +23,14 @@ public:
     // Metrics are registered lazily, one series per broker, all labelled {stage}.
     explicit BrokerStats(std::string stage, Counter* retries = nullptr) : stage_(std::move(stage)), retries_(retries) {}
 
+    // Creates the broker's gauges (up = 0) before any statistics arrive.
+    void seed(const std::string& host_port) { broker(host_port); }
+    // Marks a broker down (a connection error came in between two reports).
+    void down(const std::string& host_port);
     // Updates the metrics from one statistics document; returns "" or what was wrong with it.
     std::string update(std::string_view json);
+    // Whether the last statistics document showed any broker connection UP.
+    bool any_up() const { return any_up_; }
     // A new rd_kafka_t starts its counters from zero.
     void reset_totals() { last_retries_.clear(); }
 
@@ -37,6 +46,7 @@ private:
     std::string stage_;
     Counter* retries_;
     uint64_t retries_total_ = 0;
+    bool any_up_ = false;
     std::map<std::string, Broker, std::less<>> brokers_;
     std::map<std::string, uint64_t, std::less<>> last_retries_;
     simdjson::dom::parser parser_;

@@ -92,6 +92,7 @@ public:
         }
         if (self) out.emit(std::move(in), 0);
         else if (used == 0) in->mark(AckStatus::dropped, "no stage reads the routes these events matched");
+        else in->mark(AckStatus::delivered);  // its events went on as the port batches, each with its own hold
     }
 
 private:

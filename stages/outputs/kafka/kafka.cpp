@@ -7,6 +7,12 @@
 // (rd_kafka_poll) until there is room, so the output's queue fills and the inputs slow down.
 // A fatal producer error (the idempotent producer's) recreates the producer and produces again
 // every message not yet reported delivered.
+//
+// Health: when librdkafka reports every broker down, the stage is "degraded" (/health 503) with
+// the last broker's error and for how long, until a delivery succeeds or a statistics report
+// shows a broker up again. librdkafka keeps reconnecting meanwhile; messages wait (and fail only
+// if delivery_timeout is set).
+#include <atomic>
 #include <cerrno>
 #include <mutex>
 #include <optional>
@@ -140,6 +146,7 @@ public:
         bad_topic_ = &ctx.metrics().dropped("invalid_topic");
         missing_field_ = &ctx.metrics().dropped("topic_field_missing");
         bootstrap_ = kafka::resolve_brokers(brokers_, *log_);
+        for (const auto& hp : split_brokers(bootstrap_)) stats_->seed(hp);
         make_producer();
         ctx.log().info("producing to {} (topic {})", bootstrap_, topic_.source());
     }
@@ -284,12 +291,14 @@ public:
             }
             rd_kafka_poll(rk_, 50);
             recover_if_fatal();
+            update_health();
         }
     }
 
     void tick() override {
         rd_kafka_poll(rk_, 0);
         recover_if_fatal();
+        update_health();
     }
 
     void flush(std::chrono::steady_clock::time_point deadline) override {
@@ -327,6 +336,16 @@ public:
         {
             std::lock_guard lk(error_m_);
             last_error_ = reason;
+            if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE) {
+                auto [broker, what] = broker_error(reason);
+                if (!broker.empty()) {
+                    broker_error_ = broker + ": " + what;
+                    down_brokers_.push_back(broker);
+                }
+            } else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !all_down_) {
+                all_down_ = true;
+                all_down_since_ = std::chrono::steady_clock::now();
+            }
         }
         Client::on_error(rk, err, reason);
     }
@@ -335,6 +354,8 @@ public:
     void on_stats(std::string_view json) {
         if (std::string why = stats_->update(json); !why.empty())
             log_limited(stats_rl_, *log_, spdlog::level::warn, "unreadable librdkafka statistics: {}", why);
+        else if (stats_->any_up())
+            brokers_back();
     }
 
     void on_delivery(const rd_kafka_message_t* m) {
@@ -342,6 +363,7 @@ public:
         if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             ++f->delivered;
             delivered_->add();
+            if (all_down_) brokers_back();
         } else if (!shutting_down_ && (m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
                                        m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
             fatal_ = true;  // produced again once the producer is recreated; the batch stays held
@@ -360,6 +382,62 @@ public:
     }
 
 private:
+    // "127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: Connection refused (after 0ms in
+    // state CONNECT)" -> {"127.0.0.1:9", "Connection refused"}.
+    static std::pair<std::string, std::string> broker_error(std::string_view reason) {
+        auto colon = reason.find(": ");
+        if (colon == std::string_view::npos) return {};
+        std::string_view broker = reason.substr(0, colon), what = reason.substr(colon + 2);
+        broker = broker.substr(0, broker.rfind('/'));
+        if (auto f = what.find(" failed: "); f != std::string_view::npos) what = what.substr(f + 9);
+        if (auto a = what.find(" (after "); a != std::string_view::npos) what = what.substr(0, a);
+        return {std::string(broker), std::string(what)};
+    }
+
+    static std::vector<std::string> split_brokers(const std::string& list) {
+        std::vector<std::string> out;
+        size_t at = 0;
+        while (at <= list.size()) {
+            size_t end = std::min(list.find(',', at), list.size());
+            std::string hp = list.substr(at, end - at);
+            hp.erase(0, hp.find_first_not_of(" \t"));
+            hp.erase(hp.find_last_not_of(" \t") + 1);
+            if (auto s = hp.find("://"); s != std::string::npos) hp = hp.substr(s + 3);
+            if (!hp.empty()) out.push_back(hp);
+            at = end + 1;
+        }
+        return out;
+    }
+
+    // A delivery succeeded or a broker is up: no longer degraded (applied by update_health()).
+    void brokers_back() {
+        std::lock_guard lk(error_m_);
+        all_down_ = false;
+    }
+
+    // On the output thread: the degraded state and the broker gauges from what on_error saw.
+    void update_health() {
+        std::string reason;
+        std::vector<std::string> down;
+        double secs = 0;
+        {
+            std::lock_guard lk(error_m_);
+            down.swap(down_brokers_);
+            if (all_down_) {
+                secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - all_down_since_).count();
+                reason = fmt::format("{} (all brokers down for {}s)", broker_error_.empty() ? last_error_ : broker_error_, int64_t(secs));
+            }
+        }
+        for (const auto& b : down) stats_->down(b);
+        if (reason == degraded_) return;
+        if (reason.empty()) log_->info("a broker is reachable again after {:.1f}s with all brokers down", down_for_);
+        else if (degraded_.empty()) log_->error("cannot deliver: {}; librdkafka keeps reconnecting", reason);
+        down_for_ = secs;
+        degraded_ = reason;
+        if (reason.empty()) ctx_->clear_degraded();
+        else ctx_->set_degraded(reason);
+    }
+
     static FieldTemplate parse_template(const StageConfig& c, const char* key, const std::string& text) {
         try {
             return FieldTemplate(text);
@@ -447,6 +525,7 @@ private:
                 std::string topic = rd_kafka_topic_name(rkt);
                 rd_kafka_poll(rk_, 50);
                 recover_if_fatal();
+                update_health();
                 if (gen != producer_gen_) rkt = topic_.is_static() ? rkt_ : topic_handle(topic);  // the old handle is gone
                 continue;
             }
@@ -468,7 +547,7 @@ private:
 
     void release(InFlight* f) {
         if (--f->pending > 0) return;
-        if (f->worst != AckStatus::delivered) f->batch->mark(f->worst, f->reason);
+        f->batch->mark(f->worst, f->reason);
         ctx_->metrics().events_out.add(f->delivered);
         f->batch.reset();  // settles its acks
         f->delivered = 0;
@@ -588,7 +667,12 @@ private:
     Gauge *inflight_events_ = nullptr, *inflight_bytes_ = nullptr;
     std::optional<kafka::BrokerStats> stats_;
     std::mutex error_m_;  // error_cb runs on librdkafka's threads
-    std::string last_error_;
+    std::string last_error_, broker_error_;
+    std::vector<std::string> down_brokers_;  // seen failing since the last tick
+    std::atomic<bool> all_down_{false};
+    std::chrono::steady_clock::time_point all_down_since_{};
+    std::string degraded_;  // what /health was last told (output thread)
+    double down_for_ = 0;
     RateLimit fail_rl_, drop_rl_, stats_rl_;
 };
 

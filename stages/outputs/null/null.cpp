@@ -11,6 +11,7 @@ public:
     void write(BatchPtr b) override {
         m_->events_out.add(b->size());
         m_->bytes_out.add(b->bytes());
+        b->mark(AckStatus::delivered);
     }
 
 private:

@@ -22,6 +22,7 @@ public:
         }
         ctx_->metrics().events_out.add(b->size());
         ctx_->metrics().bytes_out.add(b->bytes());
+        b->mark(AckStatus::delivered);
     }
 
 private:

@@ -1,0 +1,365 @@
+// The runtime never reports a batch delivered that a stage did not finish: a stage that throws,
+// the shutdown timeout, a reload that removes a stage, a fan-out branch that cannot take a copy.
+//
+// The stages below are registered only in this test binary: an input whose every batch carries
+// an ack and records how it settled, and outputs and a filter that misbehave on purpose.
+#include <malloc.h>
+#include <mutex>
+#include <thread>
+
+#include "api/api_server.h"
+#include "helpers.h"
+#include "runtime.h"
+
+using namespace hbf;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Outcome {
+    AckStatus status;
+    std::string why;
+};
+std::mutex g_m;
+std::vector<Outcome> g_outcomes;
+
+std::vector<Outcome> outcomes() {
+    std::lock_guard lk(g_m);
+    return g_outcomes;
+}
+
+// Emits `batches` batches of `events` events, each with its own ack; then, with `wait`, idles
+// until stopped.
+class AckInput final : public Input {
+public:
+    explicit AckInput(const StageConfig& c) : batches_(c.integer("batches")), events_(c.integer("events")), wait_(c.boolean("wait")) {}
+    void run(StageContext& ctx, Emitter& out) override {
+        for (int64_t i = 0; i < batches_; ++i) {  // all of them, even if a stop came first
+            BatchPtr b = Batch::make();
+            for (int64_t e = 0; e < events_; ++e) b->append(R"({"seq":)" + std::to_string(i * events_ + e) + "}");
+            AckRef root = make_ack([](AckStatus s, const std::string& why) {
+                std::lock_guard lk(g_m);
+                g_outcomes.push_back({s, why});
+            });
+            b->acks.push_back(root.clone());
+            root.reset();
+            out.emit(std::move(b));
+        }
+        while (wait_ && !ctx.stopping()) std::this_thread::sleep_for(2ms);
+    }
+
+private:
+    int64_t batches_, events_;
+    bool wait_;
+};
+const std::vector<OptionSpec> kAckInputSchema = {
+    {"batches", OptType::integer, "3", "Batches to emit."},
+    {"events", OptType::integer, "2", "Events per batch."},
+    {"wait", OptType::boolean, "false", "Keep running until stopped."},
+};
+HBF_REGISTER_INPUT("test_acks", AckInput, kAckInputSchema, "Test only: batches with acks whose outcomes are recorded.");
+
+struct ThrowFilter final : Filter {
+    explicit ThrowFilter(const StageConfig&) {}
+    void process(BatchPtr, Emitter&) override { throw std::runtime_error("boom in the filter"); }
+};
+const std::vector<OptionSpec> kNone = {};
+HBF_REGISTER_FILTER("test_throw", ThrowFilter, kNone, "Test only: throws on every batch.");
+
+struct ThrowOutput final : Output {
+    explicit ThrowOutput(const StageConfig&) {}
+    void write(BatchPtr) override { throw std::runtime_error("boom in the output"); }
+};
+HBF_REGISTER_OUTPUT("test_throw", ThrowOutput, kNone, "Test only: throws on every batch.");
+
+// Cannot deliver: holds the batch until the runtime aborts it, then reports it failed.
+struct BlockOutput final : Output {
+    explicit BlockOutput(const StageConfig&) {}
+    void start(StageContext& ctx) override { ctx_ = &ctx; }
+    void write(BatchPtr b) override {
+        while (!ctx_->abort_flag().load()) std::this_thread::sleep_for(2ms);
+        b->mark(AckStatus::failed, "test_block gave up");
+    }
+    StageContext* ctx_ = nullptr;
+};
+const std::vector<OptionSpec> kBlockSchema = {{"label", OptType::string, "", "Any text: changing it makes a reload replace the stage."}};
+HBF_REGISTER_OUTPUT("test_block", BlockOutput, kBlockSchema, "Test only: blocks until aborted.");
+
+// Slow but honest: 20 ms per batch, then delivered.
+struct SlowOutput final : Output {
+    explicit SlowOutput(const StageConfig&) {}
+    void write(BatchPtr b) override {
+        std::this_thread::sleep_for(20ms);
+        b->mark(AckStatus::delivered);
+    }
+};
+HBF_REGISTER_OUTPUT("test_slow", SlowOutput, kNone, "Test only: takes 20 ms per batch.");
+
+std::unique_ptr<Runtime> start(const std::string& text) {
+    {
+        std::lock_guard lk(g_m);
+        g_outcomes.clear();
+    }
+    auto cfg = test::config(text);
+    auto stages = build_stages(*cfg);
+    INFO(cfg->report());
+    REQUIRE(cfg->ok());
+    auto rt = std::make_unique<Runtime>(std::move(cfg), std::move(stages));
+    rt->start();
+    return rt;
+}
+
+void reload(Runtime& rt, const std::string& text) {
+    auto cfg = test::config(text);
+    auto stages = build_stages(*cfg);
+    REQUIRE(cfg->ok());
+    rt.reload(std::move(cfg), std::move(stages));
+}
+
+// Waits until `n` acks settled (or 5 s passed).
+std::vector<Outcome> settled(size_t n) {
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (outcomes().size() < n && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(2ms);
+    return outcomes();
+}
+
+uint64_t failed_count(const std::string& stage, const std::string& reason) {
+    auto& reg = MetricsRegistry::global();
+    uint64_t total = 0;
+    std::string text = reg.render();
+    std::string key = "hbf_events_failed_total{stage=\"" + stage + "\",";
+    for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1)) {
+        std::string line = text.substr(at, text.find('\n', at) - at);
+        if (line.find("reason=\"" + reason + "\"") != std::string::npos) total += std::stoull(line.substr(line.rfind(' ') + 1));
+    }
+    return total;
+}
+
+const char* kService = "[service]\nshutdown_timeout = \"300ms\"\nlinger = \"0s\"\n";
+
+}  // namespace
+
+TEST_CASE("a pipeline that finishes reports every batch delivered") {
+    auto rt = start(std::string(kService) + R"(
+[inputs.in]
+type = "test_acks"
+[outputs.o]
+type = "null"
+inputs = ["in"]
+)");
+    REQUIRE(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+    auto got = settled(3);
+    REQUIRE(got.size() == 3);
+    for (auto& o : got) CHECK(o.status == AckStatus::delivered);
+}
+
+TEST_CASE("a filter that throws fails its batches with the exception's text, counted") {
+    uint64_t before = failed_count("rt-throwf", "exception");
+    auto rt = start(std::string(kService) + R"(
+[inputs.in]
+type = "test_acks"
+[filters.rt-throwf]
+type = "test_throw"
+inputs = ["in"]
+[outputs.o]
+type = "null"
+inputs = ["rt-throwf"]
+)");
+    REQUIRE(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+    auto got = settled(3);
+    REQUIRE(got.size() == 3);
+    for (auto& o : got) {
+        CHECK(o.status == AckStatus::failed);
+        CHECK(o.why == "filter 'rt-throwf' failed: boom in the filter");
+    }
+    CHECK(failed_count("rt-throwf", "exception") - before == 6);
+}
+
+TEST_CASE("an output that throws fails its batches with the exception's text, counted") {
+    uint64_t before = failed_count("rt-throwo", "exception");
+    auto rt = start(std::string(kService) + R"(
+[inputs.in]
+type = "test_acks"
+[outputs.rt-throwo]
+type = "test_throw"
+inputs = ["in"]
+)");
+    REQUIRE(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+    auto got = settled(3);
+    REQUIRE(got.size() == 3);
+    for (auto& o : got) {
+        CHECK(o.status == AckStatus::failed);
+        CHECK(o.why == "output 'rt-throwo' failed: boom in the output");
+    }
+    CHECK(failed_count("rt-throwo", "exception") - before == 6);
+}
+
+TEST_CASE("a filter that drops every event reports the batch dropped, not failed") {
+    auto rt = start(std::string(kService) + R"(
+[inputs.in]
+type = "test_acks"
+[filters.f]
+type = "select"
+inputs = ["in"]
+where = '.seq < 0'
+[outputs.o]
+type = "null"
+inputs = ["f"]
+)");
+    REQUIRE(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+    auto got = settled(3);
+    REQUIRE(got.size() == 3);
+    for (auto& o : got) CHECK(o.status == AckStatus::dropped);
+}
+
+TEST_CASE("at the shutdown timeout, the batch in hand and every queued batch report failed") {
+    uint64_t before = failed_count("rt-block", "shutdown_timeout");
+    auto rt = start(std::string(kService) + R"(
+[inputs.in]
+type = "test_acks"
+batches = 4
+[outputs.rt-block]
+type = "test_block"
+inputs = ["in"]
+)");
+    rt->request_stop();
+    CHECK_FALSE(rt->wait_until(std::chrono::steady_clock::now() + 300ms));
+    auto got = settled(4);
+    REQUIRE(got.size() == 4);
+    size_t gave_up = 0, queued = 0;
+    for (auto& o : got) {
+        CHECK(o.status == AckStatus::failed);
+        gave_up += o.why == "test_block gave up";
+        queued += o.why == "shutdown timeout: still queued for output 'rt-block'";
+    }
+    CHECK(gave_up == 1);
+    CHECK(queued == 3);
+    CHECK(failed_count("rt-block", "shutdown_timeout") - before == 6);
+}
+
+TEST_CASE("fan-out: a copy one branch could not deliver fails the ack the other branch delivered") {
+    auto rt = start(std::string(kService) + R"(
+[inputs.in]
+type = "test_acks"
+batches = 2
+[outputs.ok]
+type = "null"
+inputs = ["in"]
+[outputs.stuck]
+type = "test_block"
+inputs = ["in"]
+)");
+    rt->request_stop();
+    CHECK_FALSE(rt->wait_until(std::chrono::steady_clock::now() + 300ms));
+    auto got = settled(2);
+    REQUIRE(got.size() == 2);
+    for (auto& o : got) CHECK(o.status == AckStatus::failed);
+}
+
+TEST_CASE("fan-out: a push the shutdown timeout aborts reports the copy failed") {
+    // A one-event queue in front of the stuck output: the input blocks pushing its second batch
+    // there, the abort ends the push, and that batch must not count as delivered by `ok`.
+    auto rt = start(R"(
+[service]
+shutdown_timeout = "300ms"
+queue_events = 1
+[inputs.in]
+type = "test_acks"
+batches = 3
+events = 1
+[outputs.ok]
+type = "null"
+inputs = ["in"]
+[outputs.stuck]
+type = "test_block"
+inputs = ["in"]
+)");
+    std::this_thread::sleep_for(100ms);
+    rt->request_stop();
+    CHECK_FALSE(rt->wait_until(std::chrono::steady_clock::now() + 300ms));
+    // A copy that reached `ok`'s queue after its last drain is released, failed, when the runtime
+    // is torn down (known gap: it should be failed at the drain; see the session note).
+    rt.reset();
+    auto got = settled(3);
+    REQUIRE(got.size() == 3);
+    for (auto& o : got) CHECK(o.status == AckStatus::failed);
+}
+
+const char* kReloadBase = R"(
+[service]
+shutdown_timeout = "300ms"
+linger = "0s"
+[inputs.in]
+type = "test_acks"
+batches = 3
+wait = true
+)";
+
+TEST_CASE("a reload that removes a stage lets it finish what it holds") {
+    auto rt = start(std::string(kReloadBase) + "[outputs.o]\ntype = \"test_slow\"\ninputs = [\"in\"]\n");
+    std::this_thread::sleep_for(5ms);  // the 3 batches are queued at the slow output
+    reload(*rt, std::string(kReloadBase) + "[outputs.o2]\ntype = \"null\"\ninputs = [\"in\"]\n");
+    auto got = settled(3);
+    REQUIRE(got.size() == 3);
+    for (auto& o : got) CHECK(o.status == AckStatus::delivered);
+    rt->request_stop();
+    CHECK(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+}
+
+TEST_CASE("a reload that removes a stage which cannot finish fails what it holds after the shutdown timeout") {
+    uint64_t before = failed_count("rt-gone", "shutdown_timeout");
+    auto rt = start(std::string(kReloadBase) + "[outputs.rt-gone]\ntype = \"test_block\"\ninputs = [\"in\"]\n");
+    std::this_thread::sleep_for(20ms);
+    reload(*rt, std::string(kReloadBase) + "[outputs.o2]\ntype = \"null\"\ninputs = [\"in\"]\n");
+    std::this_thread::sleep_for(100ms);
+    rt->reap();
+    CHECK(outcomes().empty());  // still within its time
+    std::this_thread::sleep_for(300ms);
+    rt->reap();  // past the deadline: aborted
+    auto got = settled(3);
+    REQUIRE(got.size() == 3);
+    for (auto& o : got) CHECK(o.status == AckStatus::failed);
+    CHECK(failed_count("rt-gone", "shutdown_timeout") - before == 4);  // 2 batches were still queued
+    rt->request_stop();
+    CHECK(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+}
+
+TEST_CASE("reloads free the configs they replace") {
+    // Each config carries 4 MiB of text; the runtime used to keep every old config for good.
+    const std::string big(4 << 20, 'x');
+    auto text = [&](int i) {
+        return std::string(kReloadBase) + "[filters.f]\ntype = \"enrich\"\ninputs = [\"in\"]\nfields = { big = \"" + big +
+               "\" }\n[outputs.o]\ntype = \"" + (i % 2 ? "null" : "test_slow") + "\"\ninputs = [\"f\"]\n";
+    };
+    auto in_use = [] {
+        struct mallinfo2 mi = mallinfo2();
+        return mi.uordblks + mi.hblkhd;
+    };
+    auto rt = start(text(0));
+    for (int i = 1; i <= 3; ++i) reload(*rt, text(i));
+    size_t before = in_use();
+    for (int i = 4; i <= 23; ++i) reload(*rt, text(i));  // o is replaced each time, f is kept
+    size_t after = in_use();
+    INFO("heap grew by " << (after - before) / 1048576 << " MiB over 20 reloads");
+    CHECK(after < before + (40u << 20));
+    rt->request_stop();
+    CHECK(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+}
+
+TEST_CASE("metrics carry one series per stage while its replaced version drains beside the new one") {
+    auto rt = start(std::string(kReloadBase) + "[outputs.rt-twice]\ntype = \"test_block\"\ninputs = [\"in\"]\nlabel = \"a\"\n");
+    std::this_thread::sleep_for(20ms);  // 1 batch in hand, 2 queued (4 events)
+    reload(*rt, std::string(kReloadBase) + "[outputs.rt-twice]\ntype = \"test_block\"\ninputs = [\"in\"]\nlabel = \"b\"\n");
+    std::string m = ApiServer::metrics_text(*rt);
+    auto count = [&](const std::string& s) {
+        size_t n = 0;
+        for (size_t at = m.find(s); at != std::string::npos; at = m.find(s, at + 1)) ++n;
+        return n;
+    };
+    const std::string l = R"({stage="rt-twice",type="test_block"} )";
+    CHECK(count("hbf_queue_events" + l) == 1);
+    CHECK(count("hbf_queue_capacity_events" + l) == 1);
+    CHECK(count("hbf_stage_up" + l + "1\n") == 1);  // the new version's state
+    rt->request_stop();
+    CHECK_FALSE(rt->wait_until(std::chrono::steady_clock::now() + 300ms));
+}
