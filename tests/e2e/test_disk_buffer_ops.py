@@ -44,13 +44,13 @@ def test_top_shows_each_disk_buffer_with_events_bytes_and_oldest_age(hbf, broker
     time.sleep(1.2)  # an oldest age of at least a second
     r = run_cli("top", "-a", f"127.0.0.1:{api}", "-n", "1", timeout=10)
     assert r.returncode == 0, r.stderr
-    lines = [l for l in r.stdout.split("\r\n") if "disk buffer:" in l]
+    lines = [l for l in r.stdout.splitlines() if "disk buffer:" in l]
     assert len(lines) == 1, r.stdout
     line = lines[0]
     assert " 25 events, " in line and " / 8.0 MiB, oldest " in line, line
     age = line.split("oldest ")[1].split("s")[0]
     assert 1 <= int(age) < 60, line
-    out_row = [l for l in r.stdout.split("\r\n") if l.startswith("out ")]
+    out_row = [l for l in r.stdout.splitlines() if l.startswith("out ")]
     assert out_row and "[" in out_row[0] and "%" in out_row[0], r.stdout  # the buffer's fill as the queue bar
     assert h.stop() == 0, h.log()
 
