@@ -47,7 +47,59 @@ void print_schema(const std::string& title, const std::vector<OptionSpec>& opts)
     }
 }
 
+// The README's stage reference: one block per stage type, between markers that
+// scripts/update-reference.py replaces and tests/e2e/test_reference.py compares.
+std::string markdown_table(const std::string& marker, const std::vector<OptionSpec>& opts, bool with_inputs) {
+    auto cell = [](std::string s) {
+        std::string out;
+        for (char ch : s) {
+            if (ch == '|') out += "\\|";
+            else out += ch;
+        }
+        return out;
+    };
+    std::string out = fmt::format("<!-- options: {} -->\n| option | type | default | |\n|---|---|---|---|\n", marker);
+    for (const auto& o : opts) {
+        std::string def;
+        if (o.required) def = "required";
+        else if (!o.default_text.empty()) def = "`" + o.default_text + "`";
+        else if (o.type == OptType::string) def = "`\"\"`";
+        else def = "none";
+        out += fmt::format("| `{}` | {} | {} | {} |\n", o.name, to_string(o.type), cell(def), cell(o.doc));
+    }
+    if (with_inputs) out += "| `inputs` | list of strings | required | Stages to read from. |\n";
+    return out + "<!-- end options -->\n";
+}
+
+int cmd_stages_markdown() {
+    for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output})
+        for (const auto& [type, info] : Registry::get().all(k))
+            std::printf("%s\n", markdown_table(fmt::format("{} {}", to_string(k), type), info.options, k != StageKind::input).c_str());
+    std::printf("%s", markdown_table("service", service_schema().specs(), false).c_str());
+    return 0;
+}
+
 int cmd_stages(const std::string& only) {
+    if (!only.empty() && only != "service") {
+        bool known = false;
+        std::vector<std::string> all;
+        for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output})
+            for (const auto& t : Registry::get().types(k)) {
+                known = known || t == only;
+                all.push_back(fmt::format("{} {}", to_string(k), t));
+            }
+        if (!known) {
+            std::vector<std::string> types;
+            for (const auto& a : all) types.push_back(a.substr(a.find(' ') + 1));
+            types.push_back("service");
+            std::string sug = did_you_mean(only, types);
+            std::string list;
+            for (const auto& a : all) list += "\n    " + a;
+            std::fprintf(stderr, "hbforward stages: no stage type '%s'%s; known types:%s\n    service\n", only.c_str(),
+                         sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug).c_str(), list.c_str());
+            return 1;
+        }
+    }
     for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output}) {
         for (const auto& [type, info] : Registry::get().all(k)) {
             if (!only.empty() && only != type) continue;
@@ -56,7 +108,7 @@ int cmd_stages(const std::string& only) {
             std::printf("\n");
         }
     }
-    if (only.empty() || only == "service") print_schema("[service]: process-wide settings", service_schema());
+    if (only.empty() || only == "service") print_schema("[service]: process-wide settings", service_schema().specs());
     return 0;
 }
 
@@ -145,7 +197,7 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
         spdlog::error("{}", e.what());
         return 1;
     }
-    spdlog::info("hbforward {} running {} ({} stages)", HBF_VERSION, path, rt.nodes().size());
+    spdlog::info("hbforward {} running {} ({} stages)", HBF_VERSION, path, rt.snapshot().stages.size());
     notify::ready(fmt::format("running {}, config generation {}", path, rt.generation()));
 
     auto deadline = std::chrono::steady_clock::time_point::max();
@@ -184,12 +236,8 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
         // Every input ended by itself (stdin at EOF, a generator's count): the drain is bounded by
         // the shutdown timeout as after a signal, or an output that keeps retrying would hold the
         // process for ever.
-        if (deadline == std::chrono::steady_clock::time_point::max()) {
-            auto lk = rt.nodes_lock();
-            bool inputs_done = std::all_of(rt.nodes().begin(), rt.nodes().end(),
-                                           [](const auto& n) { return n->decl->kind != StageKind::input || n->done.load(); });
-            if (inputs_done) deadline = std::chrono::steady_clock::now() + shutdown_timeout;
-        }
+        if (deadline == std::chrono::steady_clock::time_point::max() && rt.inputs_finished())
+            deadline = std::chrono::steady_clock::now() + shutdown_timeout;
         if (std::chrono::steady_clock::now() >= deadline) {
             if (!rt.wait_until(deadline)) {
                 spdlog::error("shutdown timeout passed; exiting with events undelivered");
@@ -203,14 +251,10 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
     if (api) api->stop();
     // A stage that ended in a failure (events it could not deliver at shutdown) makes the exit code 1.
     int rc = 0;
-    {
-        auto lk = rt.nodes_lock();
-        for (const auto& n : rt.nodes()) {
-            std::string why = n->ctx->failure();
-            if (why.empty()) continue;
-            spdlog::error("stage '{}' ended failing: {}", n->decl->name, why);
-            rc = 1;
-        }
+    for (const auto& st : rt.snapshot().stages) {
+        if (st.failure.empty()) continue;
+        spdlog::error("stage '{}' ended failing: {}", st.name, st.failure);
+        rc = 1;
     }
     spdlog::info("all stages finished; exiting{}", rc ? " with code 1" : "");
     return rc;
@@ -240,6 +284,8 @@ int main(int argc, char** argv) {
     std::string only;
     auto* stages = app.add_subcommand("stages", "List every stage type with its options, defaults and docs.");
     stages->add_option("type", only, "Show only this type (or 'service').");
+    bool markdown = false;
+    stages->add_flag("--markdown", markdown, "Print the README's option tables, generated from the stages' schemas.");
 
     std::vector<std::pair<CLI::App*, std::function<int()>>> extra;
     for (auto& c : commands()) {
@@ -258,7 +304,7 @@ int main(int argc, char** argv) {
     if (validate->parsed()) return cmd_validate(vconfig);
     if (stages->parsed()) {
         setup_logging("warn", "text");
-        return cmd_stages(only);
+        return markdown ? cmd_stages_markdown() : cmd_stages(only);
     }
     for (auto& [sub, fn] : extra)
         if (sub->parsed()) return fn();
