@@ -15,8 +15,12 @@ constexpr auto kSweepEvery = std::chrono::milliseconds(200);
 // that is once every copy is queued (memory) or written to a disk buffer, which a disk buffer's
 // writer reports from its own thread after the fdatasync covering the batch; with "delivered",
 // once every output settled it.
+// It holds its worker weakly: the settling may come after the I/O threads stopped (an output
+// draining at shutdown), and a handler posted then stays in the worker's io_context until the
+// worker is destroyed; a strong reference there kept the worker, its connections and its
+// io_context alive for ever (a cycle LeakSanitizer reported after an ack_timeout).
 struct AckGroup {
-    std::shared_ptr<Worker> worker;
+    std::weak_ptr<Worker> worker;
     std::vector<Waiter> waiters;
     bool abandoned = false;  // the batch was never queued; its release must not answer 200
     // Set while flush() runs on the worker's thread: an ack settled there (a memory queue took
@@ -103,7 +107,9 @@ void Worker::flush() {
                 group->settled_in_flush = int(s);
                 return;
             }
-            asio::post(group->worker->io, [group, s] {
+            std::shared_ptr<Worker> w = group->worker.lock();
+            if (!w) return;  // the input is gone: nobody is waiting any more
+            asio::post(w->io, [group, s] {
                 if (group->abandoned) return;
                 for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, s == AckStatus::failed ? 503 : 200, wt.events);
             });
