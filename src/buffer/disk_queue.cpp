@@ -138,18 +138,12 @@ bool DiskQueue::full() const {
 }
 
 std::string DiskQueue::describe_json() const {
-<<<<<<< HEAD
-    if (!buf_) return "";
+    DiskBuffer* buf = open_.load();
+    if (!buf) return "";
     const double oldest = double(BufferMetrics(ctx_.name(), ctx_.type()).oldest_age_ms.get()) / 1000;
     return fmt::format("\"buffer\":{{\"type\":\"disk\",\"dir\":{},\"events\":{},\"bytes\":{},\"max_bytes\":{},\"oldest_age_seconds\":{:.3f},"
                        "\"error\":{}}}",
-                       json_quote(opts_.dir), buf_->events(), buf_->bytes(), buf_->max_bytes(), oldest, json_quote(buf_->error()));
-=======
-    DiskBuffer* buf = open_.load();
-    if (!buf) return "";
-    return fmt::format("\"buffer\":{{\"type\":\"disk\",\"dir\":{},\"events\":{},\"bytes\":{},\"max_bytes\":{},\"error\":{}}}",
-                       json_quote(opts_.dir), buf->events(), buf->bytes(), buf->max_bytes(), json_quote(buf->error()));
->>>>>>> main
+                       json_quote(opts_.dir), buf->events(), buf->bytes(), buf->max_bytes(), oldest, json_quote(buf->error()));
 }
 
 void warn_unused_buffers(const PipelineConfig& cfg) {
