@@ -2,8 +2,8 @@
 # The drain of a disk buffer backlog, beside the memory pipeline in the same run.
 #  1. SIZE_MIB (1024) of generated HealthBot notifications as NDJSON (made once, kept in /tmp);
 #  2. fill: stdin -> an output whose peer is down (http to a port where nothing listens), with
-#     buffer = { type = "disk", sync = "none" }: every event lands in the buffer and stays there
-#     (the process exits after shutdown_timeout, keeping it);
+#     buffer = { type = "disk", sync = "none" }: every event lands in the buffer and stays there;
+#     once all are written (hbf_buffer_written_events_total) the process is killed (kill -9);
 #  3. drain: the same output name, now `null`, started with an empty stdin: the process reads the
 #     whole backlog from the buffer (startup scan included), hands it to the output and exits;
 #  4. memory: stdin -> null with the memory buffer over the same file.
@@ -49,8 +49,12 @@ TOML
 DISK='{ type = "disk", max_size = "'$(( SIZE_MIB * 2 ))'MiB", sync = "none" }'
 conf fill 'type = "http"
 url = "http://127.0.0.1:9/down"' "$DISK"
+API=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed -i "s/^shutdown_timeout = .*/&\napi_address = \"127.0.0.1:$API\"/" "$TMP/fill.toml"
 conf drain 'type = "null"' "$DISK"
+sed -i 's/^log_level = "warn"/log_level = "info"/' "$TMP/drain.toml"  # for its "N events ... to send" line
 conf memory 'type = "null"' '{ type = "memory" }'
+sed -i "s/^shutdown_timeout = .*/shutdown_timeout = \"${LIMIT}s\"/" "$TMP/drain.toml" "$TMP/memory.toml"  # the drain at EOF is bounded by it
 
 timed() {  # NAME STDIN -> "seconds rss_kib"
   /usr/bin/time -f "%e %M" -o "$TMP/time" timeout "$LIMIT" "$BUILD/hbforward" run -c "$TMP/$1.toml" <"$2" 2>"$TMP/$1.log" >/dev/null || true
@@ -59,11 +63,20 @@ timed() {  # NAME STDIN -> "seconds rss_kib"
 : >"$TMP/d"; : >"$TMP/m"
 for r in $(seq "$RUNS"); do
   rm -rf "$TMP/data"
-  timed fill "$DATA" >/dev/null
-  kept=$(grep -o 'kept [0-9]* events' "$TMP/fill.log" | awk '{print $2}')
-  [ "${kept:-0}" = "$EVENTS" ] || { echo "fill kept ${kept:-0} of $EVENTS events; log:" >&2; tail -5 "$TMP/fill.log" >&2; exit 1; }
+  "$BUILD/hbforward" run -c "$TMP/fill.toml" <"$DATA" 2>"$TMP/fill.log" >/dev/null &
+  FILL=$!
+  written=0
+  for _ in $(seq $(( LIMIT * 10 ))); do
+    written=$(curl -s "http://127.0.0.1:$API/metrics" | awk '$1 ~ /^hbf_buffer_written_events_total\{/ {s += $2} END {printf "%d", s}')
+    [ "$written" = "$EVENTS" ] && break
+    sleep 0.1
+  done
+  kill -9 "$FILL"; wait "$FILL" 2>/dev/null || true
+  [ "$written" = "$EVENTS" ] || { echo "fill wrote $written of $EVENTS events; log:" >&2; tail -5 "$TMP/fill.log" >&2; exit 1; }
   bytes=$(du -sm "$TMP/data/buffer/out" | cut -f1)
   read -r ds drss < <(timed drain /dev/null)
+  grep -q "disk buffer .*: $EVENTS events (.*) from before the restart to send" "$TMP/drain.log" ||
+    { echo "the drain did not find the $EVENTS events; log:" >&2; tail -5 "$TMP/drain.log" >&2; exit 1; }
   left=$(find "$TMP/data/buffer/out" -name '*.seg' -size +0 | wc -l)
   [ "$left" = 0 ] || { echo "the drain left $left segments; log:" >&2; tail -5 "$TMP/drain.log" >&2; exit 1; }
   read -r ms mrss < <(timed memory "$DATA")
