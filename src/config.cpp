@@ -10,17 +10,22 @@
 
 namespace hbf {
 
-const std::vector<OptionSpec>& service_schema() {
-    static const std::vector<OptionSpec> s = {
-        {"log_level", OptType::string, "info", "trace | debug | info | warn | error"},
-        {"log_format", OptType::string, "text", "text | json"},
-        {"shutdown_timeout", OptType::duration, "10s", "How long SIGTERM may take to drain every queue and flush outputs."},
-        {"queue_events", OptType::integer, "16384", "Capacity of each stage's input queue, in events."},
-        {"queue_bytes", OptType::size, "8MiB", "Capacity of each stage's input queue, in bytes of event text."},
-        {"batch_events", OptType::integer, "1024", "Most events an input puts in one batch."},
-        {"linger", OptType::duration, "250us", "After taking fewer than 256 events, a stage's thread waits this long for more: fewer wake-ups, at most this much latency; 0 = off."},
-        {"api_address", OptType::string, "", "host:port of the health, metrics and reload API; empty disables it."},
-        {"data_dir", OptType::string, ".hbforward", "Directory for checkpoints and other state."},
+const OptionSchema<ServiceConfig>& service_schema() {
+    using S = ServiceConfig;
+    static const OptionSchema<S> s{
+        {"log_level", &S::log_level, "trace | debug | info | warn | error (`--log-level` overrides).",
+         one_of{"trace", "debug", "info", "warn", "error"}},
+        {"log_format", &S::log_format, "text | json (one JSON object a line).", one_of{"text", "json"}},
+        {"shutdown_timeout", &S::shutdown_timeout, "How long SIGTERM may take to drain every queue and flush outputs."},
+        {"queue_events", &S::queue_events, "Capacity of each filter's and output's input queue, in events.", at_least{1}},
+        {"queue_bytes", &S::queue_bytes, "The same, in bytes of event text.", at_least{1024}},
+        {"batch_events", &S::batch_events, "Most events an input puts in one batch.", at_least{1}},
+        {"linger", &S::linger,
+         "After taking fewer than 256 events from its queue, a stage's thread waits this long for more before the next take: "
+         "far fewer thread wake-ups under many small requests (the webhook's 100k req/s went from 13.0 to 10.2 µs of CPU per "
+         "request), at most this much added latency; 0 = off."},
+        {"api_address", &S::api_address, "host:port of the health, metrics and reload API; empty disables it."},
+        {"data_dir", &S::data_dir, "Directory for checkpoints, disk buffers (buffer/<output>/) and other state."},
     };
     return s;
 }
@@ -71,29 +76,13 @@ void load_service(PipelineConfig& cfg) {
         cfg.diags.push_back({location_of(*n, cfg.file), "[service] must be a table"});
         return;
     }
-    size_t before = cfg.diags.size();
-    check_table(*t, service_schema(), "[service]", cfg.file, location_of(*t, cfg.file), {}, cfg.diags);
-    if (cfg.diags.size() != before) return;
-    StageConfig sc("[service]", "service", t, &service_schema(), cfg.file, location_of(*t, cfg.file));
-    try {
-        auto& s = cfg.service;
-        s.log_level = sc.str("log_level");
-        if (!valid_log_level(s.log_level)) sc.fail("log_level", fmt::format("log_level '{}' is not one of trace, debug, info, warn, error", s.log_level));
-        s.log_format = sc.str("log_format");
-        if (s.log_format != "text" && s.log_format != "json") sc.fail("log_format", "log_format must be \"text\" or \"json\"");
-        s.shutdown_timeout = sc.duration("shutdown_timeout");
-        s.queue_events = sc.integer("queue_events");
-        if (s.queue_events < 1) sc.fail("queue_events", "queue_events must be at least 1");
-        s.queue_bytes = int64_t(sc.size("queue_bytes"));
-        if (s.queue_bytes < 1024) sc.fail("queue_bytes", "queue_bytes must be at least 1KiB");
-        s.batch_events = sc.integer("batch_events");
-        if (s.batch_events < 1) sc.fail("batch_events", "batch_events must be at least 1");
-        s.linger = sc.duration("linger");
-        s.api_address = sc.str("api_address");
-        s.data_dir = sc.str("data_dir");
-    } catch (const ConfigError& e) {
-        cfg.diags.push_back({e.where, e.what()});
-    }
+    check_table(*t, service_schema().specs(), "[service]", cfg.file, location_of(*t, cfg.file), {}, cfg.diags);
+    StageConfig sc("[service]", "service", t, &service_schema().specs(), cfg.file, location_of(*t, cfg.file));
+    cfg.service = service_schema().parse(sc);
+    std::set<std::pair<uint32_t, uint32_t>> reported;  // a wrong type is already reported by check_table
+    for (const auto& d : cfg.diags) reported.insert({d.where.line, d.where.column});
+    for (const auto& p : sc.problems())
+        if (reported.insert({p.where.line, p.where.column}).second) cfg.diags.push_back(p);
 }
 
 void load_stages(PipelineConfig& cfg) {
@@ -171,19 +160,23 @@ void load_stages(PipelineConfig& cfg) {
             d.cfg = std::make_unique<StageConfig>(d.name, d.type, d.tbl, &d.info->options, cfg.file, d.loc);
             if (sk != StageKind::input) {
                 const toml::node* in = d.tbl->get("inputs");
+                auto add_ref = [&](const std::string& ref, const toml::node& at) {
+                    StageDecl::InputRef r{ref, "", location_of(at, cfg.file)};
+                    if (auto dot = ref.find('.'); dot != std::string::npos) {
+                        r.stage = ref.substr(0, dot);
+                        r.port = ref.substr(dot + 1);
+                    }
+                    d.inputs.push_back(r);
+                };
                 if (!in) {
                     cfg.diags.push_back({d.loc, fmt::format("missing required option 'inputs' in {}: name the stages it reads from", what)});
+                } else if (auto one = in->as_string()) {
+                    add_ref(one->get(), *in);  // like every list option, a bare string is a list of one
                 } else if (auto a = in->as_array()) {
                     if (a->empty()) cfg.diags.push_back({location_of(*in, cfg.file), fmt::format("'inputs' of {} is empty", what)});
                     for (const auto& e : *a) {
                         if (auto s = e.as_string()) {
-                            std::string ref = s->get();
-                            StageDecl::InputRef r{ref, "", location_of(e, cfg.file)};
-                            if (auto dot = ref.find('.'); dot != std::string::npos) {
-                                r.stage = ref.substr(0, dot);
-                                r.port = ref.substr(dot + 1);
-                            }
-                            d.inputs.push_back(r);
+                            add_ref(s->get(), e);
                         } else {
                             cfg.diags.push_back({location_of(e, cfg.file), fmt::format("'inputs' of {} must hold stage names (strings)", what)});
                         }
@@ -199,6 +192,7 @@ void load_stages(PipelineConfig& cfg) {
                 } catch (const ConfigError& e) {
                     cfg.diags.push_back({e.where, e.what()});
                 }
+                d.cfg->clear_problems();  // build_stages reports them with the factory's
             }
             cfg.stages.push_back(std::move(d));
         }
@@ -314,25 +308,33 @@ std::unique_ptr<PipelineConfig> load_config(const std::string& path) {
 }
 
 std::vector<BuiltStage> build_stages(PipelineConfig& cfg) {
+    // Every factory runs, even for a stage whose table already has errors, so that validate
+    // reports all of a stage's problems at once; what a factory finds at a position already
+    // reported (the same wrong value, the same missing option) is not repeated.
+    std::set<std::pair<uint32_t, uint32_t>> reported;
+    for (const auto& d : cfg.diags) reported.insert({d.where.line, d.where.column});
+    auto add = [&](const Diagnostic& d) {
+        if (reported.insert({d.where.line, d.where.column}).second) cfg.diags.push_back(d);
+    };
     std::vector<BuiltStage> out;
     for (auto& d : cfg.stages) {
         BuiltStage b;
         b.decl = &d;
-        if (!d.options_ok) {  // its table already has errors; the factory would only repeat them
-            out.push_back(std::move(b));
-            continue;
-        }
+        d.cfg->clear_problems();
         try {
             switch (d.kind) {
                 case StageKind::input: b.input = d.info->make_input(*d.cfg); break;
                 case StageKind::filter: b.filter = d.info->make_filter(*d.cfg); break;
                 case StageKind::output: b.output = d.info->make_output(*d.cfg); break;
             }
+        } catch (const ProblemsFound&) {
         } catch (const ConfigError& e) {
-            cfg.diags.push_back({e.where, e.what()});
+            d.cfg->problem_at(e.where, e.what());
         } catch (const std::exception& e) {
-            cfg.diags.push_back({d.loc, fmt::format("{}.{}: {}", section_of(d.kind), d.name, e.what())});
+            d.cfg->problem_at(d.loc, fmt::format("{}.{}: {}", section_of(d.kind), d.name, e.what()));
         }
+        if (!d.options_ok || !d.cfg->problems().empty()) b = BuiltStage{&d, nullptr, nullptr, nullptr};
+        for (const auto& p : d.cfg->problems()) add(p);
         out.push_back(std::move(b));
     }
     return out;

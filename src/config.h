@@ -17,18 +17,19 @@
 
 namespace hbf {
 
+// [service]: its defaults are these initializers, its docs in service_schema() (config.cpp).
 struct ServiceConfig {
     std::string log_level = "info";
     std::string log_format = "text";
-    std::chrono::nanoseconds shutdown_timeout = std::chrono::seconds(10);
+    Duration shutdown_timeout = std::chrono::seconds(10);
     int64_t queue_events = 16384;
-    int64_t queue_bytes = 8 << 20;
+    Size queue_bytes = Size(8 << 20);
     int64_t batch_events = 1024;
-    std::chrono::nanoseconds linger = std::chrono::microseconds(250);
+    Duration linger = std::chrono::microseconds(250);
     std::string api_address;
     std::string data_dir = ".hbforward";
 };
-const std::vector<OptionSpec>& service_schema();
+const OptionSchema<ServiceConfig>& service_schema();
 
 struct StageDecl {
     std::string name;
@@ -47,7 +48,7 @@ struct StageDecl {
     std::string fingerprint;         // the table as text, less `inputs`: equal = unchanged stage
     std::unique_ptr<StageConfig> cfg;
     buffer::BufferConfig buffer;     // outputs: `buffer = { ... }`; memory unless it says disk
-    bool options_ok = false;  // its table passed the schema check: the factory may run
+    bool options_ok = false;  // its table passed the schema check (build_stages builds no stage without it)
 };
 
 struct PipelineConfig {
@@ -67,8 +68,9 @@ std::unique_ptr<PipelineConfig> load_config(const std::string& path);
 std::unique_ptr<PipelineConfig> load_config_text(std::string_view text, const std::string& path);
 
 // The stages built from a config; factories run here, so option semantics (a bad regex, a
-// template that does not parse) are checked by `validate` too. Stages whose table failed the
-// schema check are skipped (their BuiltStage is empty): run only with a config that is ok().
+// template that does not parse, a TLS key that does not match) are checked by `validate` too,
+// every problem of every stage. A stage with any problem is not built (its BuiltStage is
+// empty): run only with a config that is ok().
 struct BuiltStage {
     const StageDecl* decl = nullptr;
     std::unique_ptr<Input> input;

@@ -47,7 +47,59 @@ void print_schema(const std::string& title, const std::vector<OptionSpec>& opts)
     }
 }
 
+// The README's stage reference: one block per stage type, between markers that
+// scripts/update-reference.py replaces and tests/e2e/test_reference.py compares.
+std::string markdown_table(const std::string& marker, const std::vector<OptionSpec>& opts, bool with_inputs) {
+    auto cell = [](std::string s) {
+        std::string out;
+        for (char ch : s) {
+            if (ch == '|') out += "\\|";
+            else out += ch;
+        }
+        return out;
+    };
+    std::string out = fmt::format("<!-- options: {} -->\n| option | type | default | |\n|---|---|---|---|\n", marker);
+    for (const auto& o : opts) {
+        std::string def;
+        if (o.required) def = "required";
+        else if (!o.default_text.empty()) def = "`" + o.default_text + "`";
+        else if (o.type == OptType::string) def = "`\"\"`";
+        else def = "none";
+        out += fmt::format("| `{}` | {} | {} | {} |\n", o.name, to_string(o.type), cell(def), cell(o.doc));
+    }
+    if (with_inputs) out += "| `inputs` | list of strings | required | Stages to read from. |\n";
+    return out + "<!-- end options -->\n";
+}
+
+int cmd_stages_markdown() {
+    for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output})
+        for (const auto& [type, info] : Registry::get().all(k))
+            std::printf("%s\n", markdown_table(fmt::format("{} {}", to_string(k), type), info.options, k != StageKind::input).c_str());
+    std::printf("%s", markdown_table("service", service_schema().specs(), false).c_str());
+    return 0;
+}
+
 int cmd_stages(const std::string& only) {
+    if (!only.empty() && only != "service") {
+        bool known = false;
+        std::vector<std::string> all;
+        for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output})
+            for (const auto& t : Registry::get().types(k)) {
+                known = known || t == only;
+                all.push_back(fmt::format("{} {}", to_string(k), t));
+            }
+        if (!known) {
+            std::vector<std::string> types;
+            for (const auto& a : all) types.push_back(a.substr(a.find(' ') + 1));
+            types.push_back("service");
+            std::string sug = did_you_mean(only, types);
+            std::string list;
+            for (const auto& a : all) list += "\n    " + a;
+            std::fprintf(stderr, "hbforward stages: no stage type '%s'%s; known types:%s\n    service\n", only.c_str(),
+                         sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug).c_str(), list.c_str());
+            return 1;
+        }
+    }
     for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output}) {
         for (const auto& [type, info] : Registry::get().all(k)) {
             if (!only.empty() && only != type) continue;
@@ -56,7 +108,7 @@ int cmd_stages(const std::string& only) {
             std::printf("\n");
         }
     }
-    if (only.empty() || only == "service") print_schema("[service]: process-wide settings", service_schema());
+    if (only.empty() || only == "service") print_schema("[service]: process-wide settings", service_schema().specs());
     return 0;
 }
 
@@ -240,6 +292,8 @@ int main(int argc, char** argv) {
     std::string only;
     auto* stages = app.add_subcommand("stages", "List every stage type with its options, defaults and docs.");
     stages->add_option("type", only, "Show only this type (or 'service').");
+    bool markdown = false;
+    stages->add_flag("--markdown", markdown, "Print the README's option tables, generated from the stages' schemas.");
 
     std::vector<std::pair<CLI::App*, std::function<int()>>> extra;
     for (auto& c : commands()) {
@@ -258,7 +312,7 @@ int main(int argc, char** argv) {
     if (validate->parsed()) return cmd_validate(vconfig);
     if (stages->parsed()) {
         setup_logging("warn", "text");
-        return cmd_stages(only);
+        return markdown ? cmd_stages_markdown() : cmd_stages(only);
     }
     for (auto& [sub, fn] : extra)
         if (sub->parsed()) return fn();

@@ -65,12 +65,12 @@ std::string render_manpage(const CLI::App& app) {
     out += ".SH COMMANDS\n";
     for (const CLI::App* sub : app.get_subcommands([](const CLI::App* s) { return !s->get_group().empty(); })) command(out, *sub);
     out += ".SH CONFIGURATION\nStages are declared as [inputs.NAME], [filters.NAME] and [outputs.NAME] tables with a "
-           "\\fBtype\\fR and wired by name with \\fBinputs = [...]\\fR. Sizes read 4096, \"64MiB\"; durations \"500ms\", "
+           "\\fBtype\\fR and wired by name with \\fBinputs = [...]\\fR. Sizes read 4096, \"64MiB\"; durations \"500ms\", \"1m30s\", "
            "\"5s\". ${VAR} and ${VAR:\\-default} in string values are replaced from the environment, ${file:/path} by the "
            "file's contents (a secret, such as systemd's LoadCredential= hands over). [[tests]] hold the tests that "
            "\\fBhbforward test\\fR runs.\n";
     out += ".SS [service]\nProcess\\-wide settings.\n";
-    options_of(out, service_schema(), false);
+    options_of(out, service_schema().specs(), false);
     for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output}) {
         for (const auto& [type, info] : Registry::get().all(k)) {
             out += fmt::format(".SS {} {}\n{}\n", to_string(k), roff(type), roff(info.doc));

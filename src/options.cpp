@@ -12,6 +12,26 @@
 
 namespace hbf {
 
+namespace {
+const char* const kSizeHint = "a size: a number and a unit (B, KiB, MiB, GiB, KB, MB, GB), like 4096, \"512KiB\" or \"64MiB\"";
+const char* const kDurationHint =
+    "a duration: numbers each followed by a unit (ns, us, ms, s, m, h, d), like \"500ms\", \"5s\" or \"1h30m\", or a number of seconds";
+
+// How a value is named in an error: a string by its text, anything else by its type.
+std::string value_text(const toml::node& n) {
+    if (auto s = n.as_string()) return json_quote(s->get());
+    switch (n.type()) {
+        case toml::node_type::integer: return "an integer";
+        case toml::node_type::floating_point: return "a float";
+        case toml::node_type::boolean: return "a boolean";
+        case toml::node_type::array: return "an array";
+        case toml::node_type::table: return "a table";
+        default: return "a date/time";
+    }
+}
+
+}  // namespace
+
 const char* to_string(OptType t) {
     switch (t) {
         case OptType::string: return "string";
@@ -49,22 +69,60 @@ std::optional<uint64_t> parse_size(std::string_view s) {
     return static_cast<uint64_t>(v * m);
 }
 
+// One or more <number><unit> terms ("1h30m", "1.5s", "250us"), or a bare number of seconds.
 std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s) {
+    if (s.empty()) return std::nullopt;
+    double total = 0;
     size_t i = 0;
-    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-    if (i == 0) return std::nullopt;
-    double v = std::strtod(std::string(s.substr(0, i)).c_str(), nullptr);
-    std::string_view unit = s.substr(i);
-    double ns;
-    if (unit == "ns") ns = 1;
-    else if (unit == "us" || unit == "µs") ns = 1e3;
-    else if (unit == "ms") ns = 1e6;
-    else if (unit == "s" || unit.empty()) ns = 1e9;
-    else if (unit == "m") ns = 60e9;
-    else if (unit == "h") ns = 3600e9;
-    else if (unit == "d") ns = 86400e9;
-    else return std::nullopt;
-    return std::chrono::nanoseconds(static_cast<int64_t>(v * ns));
+    while (i < s.size()) {
+        size_t start = i;
+        while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+        if (i == start) return std::nullopt;
+        char* end = nullptr;
+        std::string num(s.substr(start, i - start));
+        double v = std::strtod(num.c_str(), &end);
+        if (end != num.c_str() + num.size()) return std::nullopt;  // "1.2.3"
+        size_t u = i;
+        while (i < s.size() && !std::isdigit(static_cast<unsigned char>(s[i])) && s[i] != '.') ++i;
+        std::string_view unit = s.substr(u, i - u);
+        double ns;
+        if (unit == "ns") ns = 1;
+        else if (unit == "us" || unit == "\u00b5s") ns = 1e3;
+        else if (unit == "ms") ns = 1e6;
+        else if (unit == "s") ns = 1e9;
+        else if (unit == "m") ns = 60e9;
+        else if (unit == "h") ns = 3600e9;
+        else if (unit == "d") ns = 86400e9;
+        else if (unit.empty() && start == 0 && i == s.size()) ns = 1e9;  // a bare number: seconds
+        else return std::nullopt;
+        total += v * ns;
+    }
+    if (total > 9.2e18) return std::nullopt;
+    return std::chrono::nanoseconds(static_cast<int64_t>(total));
+}
+
+std::string format_duration(std::chrono::nanoseconds d) {
+    int64_t ns = d.count();
+    if (ns == 0) return "0";
+    struct Unit { const char* name; int64_t ns; };
+    static const Unit units[] = {{"d", 86400'000000000}, {"h", 3600'000000000}, {"m", 60'000000000},
+                                 {"s", 1000000000}, {"ms", 1000000}, {"us", 1000}, {"ns", 1}};
+    std::string out;
+    for (const auto& u : units) {
+        if (ns >= u.ns) {
+            out += std::to_string(ns / u.ns) + u.name;
+            ns %= u.ns;
+        }
+    }
+    return out;
+}
+
+std::string format_size(uint64_t b) {
+    if (b == 0) return "0";
+    static const std::pair<const char*, uint64_t> units[] = {{"GiB", 1ull << 30}, {"MiB", 1ull << 20}, {"KiB", 1ull << 10}};
+    for (const auto& [name, n] : units)
+        if (b % n == 0) return std::to_string(b / n) + name;
+    return std::to_string(b);
 }
 
 namespace {
@@ -85,8 +143,10 @@ bool read_small_file(const std::string& path, std::string& out, std::string& err
     return err.empty();
 }
 
+}  // namespace
+
 // The message for what substitute_env could not replace (`missing` as it reports it).
-std::string unresolved(const std::string& missing, std::string_view key) {
+std::string unresolved_message(const std::string& missing, std::string_view key) {
     std::string user = key.empty() ? "" : fmt::format(" used by option '{}'", key);
     if (missing.rfind("file:", 0) == 0) {
         size_t nl = missing.find('\n');
@@ -95,7 +155,6 @@ std::string unresolved(const std::string& missing, std::string_view key) {
     }
     return fmt::format("environment variable '{}'{} is not set (use ${{{}:-default}} for a default)", missing, user, missing);
 }
-}  // namespace
 
 // Besides ${VAR} and ${VAR:-default}: ${file:/path}, the file's contents less a trailing newline
 // (systemd's LoadCredential=); an unreadable file goes to `missing` as "file:PATH\nREASON".
@@ -220,26 +279,34 @@ Location StageConfig::where(std::string_view key) const {
 
 void StageConfig::fail(std::string_view key, const std::string& message) const { throw ConfigError(where(key), message); }
 
+void StageConfig::problem(std::string_view key, const std::string& message) const { problems_.push_back({where(key), message}); }
+
+void StageConfig::stop_if_problems() const {
+    if (!problems_.empty()) throw ProblemsFound();
+}
+
+void StageConfig::problem_at(Location where, const std::string& message) const { problems_.push_back({std::move(where), message}); }
+
 const toml::node* StageConfig::node(std::string_view key) const { return tbl_ ? tbl_->get(key) : nullptr; }
 
+// A value of the wrong type is recorded as a problem and the default used instead, so that
+// reading on finds the stage's other problems too.
 std::string StageConfig::str(std::string_view key) const {
-    std::string raw;
+    std::string raw = default_of(key);
     if (const toml::node* n = node(key)) {
         if (auto s = n->as_string()) raw = s->get();
-        else fail(key, fmt::format("option '{}' of {} must be a string", key, name_));
-    } else {
-        raw = default_of(key);
+        else problem(key, fmt::format("option '{}' of {} must be a string", key, name_));
     }
     std::string missing;
     std::string v = substitute_env(raw, &missing);
-    if (!missing.empty()) fail(key, unresolved(missing, key));
+    if (!missing.empty()) problem(key, unresolved_message(missing, key));
     return v;
 }
 
 int64_t StageConfig::integer(std::string_view key) const {
     if (const toml::node* n = node(key)) {
         if (auto i = n->as_integer()) return i->get();
-        fail(key, fmt::format("option '{}' of {} must be an integer", key, name_));
+        problem(key, fmt::format("option '{}' of {} must be an integer", key, name_));
     }
     std::string d = default_of(key);
     return d.empty() ? 0 : std::stoll(d);
@@ -248,7 +315,7 @@ int64_t StageConfig::integer(std::string_view key) const {
 bool StageConfig::boolean(std::string_view key) const {
     if (const toml::node* n = node(key)) {
         if (auto b = n->as_boolean()) return b->get();
-        fail(key, fmt::format("option '{}' of {} must be true or false", key, name_));
+        problem(key, fmt::format("option '{}' of {} must be true or false", key, name_));
     }
     return default_of(key) == "true";
 }
@@ -257,7 +324,7 @@ double StageConfig::number(std::string_view key) const {
     if (const toml::node* n = node(key)) {
         if (auto f = n->as_floating_point()) return f->get();
         if (auto i = n->as_integer()) return double(i->get());
-        fail(key, fmt::format("option '{}' of {} must be a number", key, name_));
+        problem(key, fmt::format("option '{}' of {} must be a number", key, name_));
     }
     std::string d = default_of(key);
     return d.empty() ? 0 : std::stod(d);
@@ -265,14 +332,12 @@ double StageConfig::number(std::string_view key) const {
 
 uint64_t StageConfig::size(std::string_view key) const {
     if (const toml::node* n = node(key)) {
-        if (auto i = n->as_integer()) {
-            if (i->get() < 0) fail(key, fmt::format("option '{}' must not be negative", key));
-            return uint64_t(i->get());
-        }
-        if (auto s = n->as_string()) {
+        auto i = n->as_integer();
+        if (i && i->get() >= 0) return uint64_t(i->get());
+        if (auto s = n->as_string())
             if (auto v = parse_size(s->get())) return *v;
-        }
-        fail(key, fmt::format("option '{}' of {} must be a size such as 4096, \"512KiB\", \"64MiB\" or \"1GB\"", key, name_));
+        problem(key, fmt::format("option '{}' of {} must be {}, not {}", key, name_, kSizeHint,
+                                 i ? std::string("a negative number") : value_text(*n)));
     }
     auto v = parse_size(default_of(key));
     return v ? *v : 0;
@@ -280,12 +345,12 @@ uint64_t StageConfig::size(std::string_view key) const {
 
 std::chrono::nanoseconds StageConfig::duration(std::string_view key) const {
     if (const toml::node* n = node(key)) {
-        if (auto i = n->as_integer()) return std::chrono::seconds(i->get());
-        if (auto f = n->as_floating_point()) return std::chrono::nanoseconds(int64_t(f->get() * 1e9));
-        if (auto s = n->as_string()) {
+        if (auto i = n->as_integer(); i && i->get() >= 0) return std::chrono::seconds(i->get());
+        if (auto f = n->as_floating_point(); f && f->get() >= 0) return std::chrono::nanoseconds(int64_t(f->get() * 1e9));
+        if (auto s = n->as_string())
             if (auto v = parse_duration(s->get())) return *v;
-        }
-        fail(key, fmt::format("option '{}' of {} must be a duration such as \"500ms\", \"5s\", \"2m\" or a number of seconds", key, name_));
+        problem(key, fmt::format("option '{}' of {} must be {}, not {}", key, name_, kDurationHint,
+                                 n->is_number() ? std::string("a negative number") : value_text(*n)));
     }
     auto v = parse_duration(default_of(key));
     return v ? *v : std::chrono::nanoseconds(0);
@@ -294,17 +359,34 @@ std::chrono::nanoseconds StageConfig::duration(std::string_view key) const {
 std::vector<std::string> StageConfig::strings(std::string_view key) const {
     std::vector<std::string> out;
     const toml::node* n = node(key);
-    if (!n) return out;
-    if (auto s = n->as_string()) {
-        out.push_back(substitute_env(s->get(), nullptr));
+    toml::table defaults;
+    if (n && !n->is_string() && !n->is_array()) {
+        problem(key, fmt::format("option '{}' of {} must be a list of strings", key, name_));
+        n = nullptr;
+    }
+    if (!n) {  // the schema's default, written as TOML: ["a", "b"]
+        std::string d = default_of(key);
+        if (d.empty()) return out;
+        try {
+            defaults = toml::parse("v = " + d);
+        } catch (const toml::parse_error&) {
+            return out;
+        }
+        n = defaults.get("v");
+    }
+    auto add = [&](const toml::node& e, const std::string& text) {
+        std::string missing;
+        out.push_back(substitute_env(text, &missing));
+        if (!missing.empty())
+            problem_at(location_of(e, file_), unresolved_message(missing, key));
+    };
+    if (auto s = n->as_string()) {  // a bare string is a list of one, as for every list option
+        add(*n, s->get());
         return out;
     }
-    auto a = n->as_array();
-    if (!a) fail(key, fmt::format("option '{}' of {} must be a list of strings", key, name_));
-    for (const auto& e : *a) {
-        auto s = e.as_string();
-        if (!s) throw ConfigError(location_of(e, file_), fmt::format("option '{}' of {} must hold only strings", key, name_));
-        out.push_back(substitute_env(s->get(), nullptr));
+    for (const auto& e : *n->as_array()) {
+        if (auto s = e.as_string()) add(e, s->get());
+        else problem_at(location_of(e, file_), fmt::format("option '{}' of {} must hold only strings", key, name_));
     }
     return out;
 }
@@ -313,14 +395,15 @@ const toml::table* StageConfig::table(std::string_view key) const {
     const toml::node* n = node(key);
     if (!n) return nullptr;
     if (auto t = n->as_table()) return t;
-    fail(key, fmt::format("option '{}' of {} must be a table, such as {{ a = \"b\" }}", key, name_));
+    problem(key, fmt::format("option '{}' of {} must be a table, such as {{ a = \"b\" }}", key, name_));
+    return nullptr;
 }
 
-// A table member's string value with ${VAR} substituted; throws when a variable is unset.
-static std::string env_value(const toml::node& v, const toml::value<std::string>& s, const std::string& file) {
+// A table member's string value with ${VAR} substituted; an unset variable is a problem.
+std::string StageConfig::env_value(const toml::node& v, const std::string& s) const {
     std::string missing;
-    std::string val = substitute_env(s.get(), &missing);
-    if (!missing.empty()) throw ConfigError(location_of(v, file), unresolved(missing, ""));
+    std::string val = substitute_env(s, &missing);
+    if (!missing.empty()) problem_at(location_of(v, file_), unresolved_message(missing, ""));
     return val;
 }
 
@@ -329,7 +412,7 @@ std::vector<std::pair<std::string, std::string>> StageConfig::json_fields(std::s
     const toml::table* t = table(key);
     if (!t) return out;
     for (const auto& [k, v] : *t) {
-        if (auto s = v.as_string()) out.emplace_back(std::string(k.str()), json_quote(env_value(v, *s, file_)));
+        if (auto s = v.as_string()) out.emplace_back(std::string(k.str()), json_quote(env_value(v, s->get())));
         else out.emplace_back(std::string(k.str()), toml_to_json(v));
     }
     return out;
@@ -340,9 +423,9 @@ std::vector<std::pair<std::string, std::string>> StageConfig::string_map(std::st
     const toml::table* t = table(key);
     if (!t) return out;
     for (const auto& [k, v] : *t) {
-        if (auto s = v.as_string()) out.emplace_back(std::string(k.str()), env_value(v, *s, file_));
+        if (auto s = v.as_string()) out.emplace_back(std::string(k.str()), env_value(v, s->get()));
         else if (v.is_integer() || v.is_boolean() || v.is_floating_point()) out.emplace_back(std::string(k.str()), toml_to_json(v));
-        else throw ConfigError(location_of(v, file_), fmt::format("'{}.{}' must be a string", key, k.str()));
+        else problem_at(location_of(v, file_), fmt::format("'{}.{}' must be a string", key, k.str()));
     }
     return out;
 }
@@ -375,8 +458,8 @@ bool type_ok(const toml::node& n, OptType t) {
 
 std::string type_hint(OptType t) {
     switch (t) {
-        case OptType::size: return "a size such as 4096, \"512KiB\", \"64MiB\" or \"1GB\"";
-        case OptType::duration: return "a duration such as \"500ms\", \"5s\", \"2m\" or a number of seconds";
+        case OptType::size: return kSizeHint;
+        case OptType::duration: return kDurationHint;
         case OptType::string_list: return "a list of strings";
         case OptType::table: return "a table";
         case OptType::string: return "a string";
@@ -423,8 +506,9 @@ void check_table(const toml::table& tbl, const std::vector<OptionSpec>& schema, 
             continue;
         }
         if (!type_ok(v, spec->type)) {
-            out.push_back({location_of(v, file), fmt::format("option '{}' in {} must be {}, not {}", key, what,
-                                                              type_hint(spec->type), toml_type_name(v))});
+            bool quote = spec->type == OptType::size || spec->type == OptType::duration;
+            out.push_back({location_of(v, file), fmt::format("option '{}' in {} must be {}, not {}", key, what, type_hint(spec->type),
+                                                              quote ? value_text(v) : std::string(toml_type_name(v)))});
         }
     }
     for (const auto& s : schema) {

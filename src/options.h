@@ -41,10 +41,11 @@ struct ConfigError : std::runtime_error {
     Location where;
 };
 
-std::optional<uint64_t> parse_size(std::string_view s);                  // "64MiB", "1GB", "4096"
-std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s);  // "500ms", "5s", "2m", "1h"
 // Replaces ${VAR} and ${VAR:-default}; returns the name of an unset variable without default in `missing`.
 std::string substitute_env(std::string_view s, std::string* missing);
+// The message for what substitute_env reported in `missing` (an unset variable or an unreadable
+// ${file:...}), naming the option `key` when not empty.
+std::string unresolved_message(const std::string& missing, std::string_view key);
 // Closest candidate by edit distance, or "" when nothing is close.
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
 Location location_of(const toml::node& n, const std::string& file);
@@ -53,6 +54,25 @@ Location location_of(const toml::node& n, const std::string& file);
 std::string json_quote(std::string_view s);
 // The JSON text of a TOML value (string, number, bool, array, table).
 std::string toml_to_json(const toml::node& n);
+
+// Thrown by StageConfig::stop_if_problems; the problems are already recorded.
+struct ProblemsFound : std::exception {
+    const char* what() const noexcept override { return "the stage's options have problems"; }
+};
+
+struct Diagnostic {
+    Location where;
+    std::string message;
+    bool warning = false;
+};
+
+std::optional<uint64_t> parse_size(std::string_view s);  // "64MiB", "1GB", "4096"
+// One or more terms of a number and a unit ("500ms", "1h30m", "250us"), or a bare number of seconds.
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s);
+// The shortest text parse_duration reads back as d ("1h30m", "250us", "0").
+std::string format_duration(std::chrono::nanoseconds d);
+// "8MiB" when a whole number of KiB/MiB/GiB, else the number of bytes.
+std::string format_size(uint64_t bytes);
 
 class StageConfig {
 public:
@@ -81,9 +101,19 @@ public:
     // Throws ConfigError pointing at `key` (or the stage's header when it is absent).
     [[noreturn]] void fail(std::string_view key, const std::string& message) const;
     Location where(std::string_view key) const;
+    // Records a problem and carries on, so that a stage reports all of its problems at once;
+    // build_stages builds no stage that has one. fail() is for when nothing further can be checked.
+    void problem(std::string_view key, const std::string& message) const;
+    void problem_at(Location where, const std::string& message) const;
+    const std::vector<Diagnostic>& problems() const { return problems_; }
+    // Throws ProblemsFound when a problem was recorded: a factory calls it once everything is
+    // checked, before building anything from values known to be wrong.
+    void stop_if_problems() const;
+    void clear_problems() const { problems_.clear(); }
 
 private:
     const OptionSpec* spec(std::string_view key) const;
+    std::string env_value(const toml::node& v, const std::string& s) const;
     std::string default_of(std::string_view key) const;
 
     std::string name_, type_;
@@ -91,15 +121,11 @@ private:
     const std::vector<OptionSpec>* schema_;
     std::string file_;
     Location loc_;
+    mutable std::vector<Diagnostic> problems_;
 };
 
 // Checks `tbl` against `schema`, appending "message" entries with their locations. Keys in
 // `reserved` (type, inputs) are skipped.
-struct Diagnostic {
-    Location where;
-    std::string message;
-    bool warning = false;
-};
 void check_table(const toml::table& tbl, const std::vector<OptionSpec>& schema, const std::string& what,
                  const std::string& file, const Location& header, const std::vector<std::string>& reserved,
                  std::vector<Diagnostic>& out);

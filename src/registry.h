@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "option_schema.h"
 #include "options.h"
 #include "stage.h"
 
@@ -51,27 +52,30 @@ struct Registrar {
 #define HBF_CONCAT_(a, b) a##b
 #define HBF_CONCAT(a, b) HBF_CONCAT_(a, b)
 
+// SCHEMA is an OptionSchema<Options> (CLASS is built from the parsed Options, and the
+// StageConfig if it takes one) or, the old way, a std::vector<OptionSpec> (CLASS reads its
+// StageConfig by key).
 #define HBF_REGISTER_INPUT(TYPE, CLASS, SCHEMA, DOC)                                                        \
     static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                           \
-        ::hbf::StageKind::input, TYPE, DOC, SCHEMA,                                                          \
-        [](const ::hbf::StageConfig& c) -> std::unique_ptr<::hbf::Input> { return std::make_unique<CLASS>(c); }, \
+        ::hbf::StageKind::input, TYPE, DOC, ::hbf::specs_of(SCHEMA),                                         \
+        [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Input, CLASS>(SCHEMA, c); },       \
         nullptr, nullptr, nullptr})
 
 #define HBF_REGISTER_FILTER(TYPE, CLASS, SCHEMA, DOC)                                                        \
     static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
-        ::hbf::StageKind::filter, TYPE, DOC, SCHEMA, nullptr,                                                  \
-        [](const ::hbf::StageConfig& c) -> std::unique_ptr<::hbf::Filter> { return std::make_unique<CLASS>(c); }, \
+        ::hbf::StageKind::filter, TYPE, DOC, ::hbf::specs_of(SCHEMA), nullptr,                                \
+        [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Filter, CLASS>(SCHEMA, c); },       \
         nullptr, nullptr})
 
 // A filter with named ports: PORTS is a callable (const StageConfig&) -> std::vector<std::string>.
 #define HBF_REGISTER_FILTER_PORTS(TYPE, CLASS, SCHEMA, DOC, PORTS)                                           \
     static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
-        ::hbf::StageKind::filter, TYPE, DOC, SCHEMA, nullptr,                                                  \
-        [](const ::hbf::StageConfig& c) -> std::unique_ptr<::hbf::Filter> { return std::make_unique<CLASS>(c); }, \
+        ::hbf::StageKind::filter, TYPE, DOC, ::hbf::specs_of(SCHEMA), nullptr,                                \
+        [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Filter, CLASS>(SCHEMA, c); },       \
         nullptr, PORTS})
 
 #define HBF_REGISTER_OUTPUT(TYPE, CLASS, SCHEMA, DOC)                                                        \
     static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
-        ::hbf::StageKind::output, TYPE, DOC, SCHEMA, nullptr, nullptr,                                         \
-        [](const ::hbf::StageConfig& c) -> std::unique_ptr<::hbf::Output> { return std::make_unique<CLASS>(c); }, \
+        ::hbf::StageKind::output, TYPE, DOC, ::hbf::specs_of(SCHEMA), nullptr, nullptr,                        \
+        [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Output, CLASS>(SCHEMA, c); },       \
         nullptr})

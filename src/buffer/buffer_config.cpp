@@ -52,6 +52,7 @@ BufferConfig load_buffer_config(const toml::table& stage, const std::string& wha
     } catch (const ConfigError& e) {
         diags.push_back({e.where, e.what()});
     }
+    for (const auto& p : sc.problems()) diags.push_back(p);  // an unset ${VAR}
     return bc;
 }
 

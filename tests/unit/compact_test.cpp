@@ -47,6 +47,7 @@ TEST_CASE("compact passes over an empty batch without settling it") {
     Counter dropped;
     CHECK_FALSE(filters::compact(*b, dropped, "why", [](size_t) { return true; }));
     CHECK(dropped.get() == 0);
+    CHECK_FALSE(b->acks[0].settled());  // compact leaves the hold unsettled
     // The worst status wins: had compact marked the batch dropped, delivered would not show.
     b->mark(AckStatus::delivered);
     b.reset();

@@ -7,7 +7,7 @@ using namespace hbf;
 namespace {
 std::string report_of(const std::string& text) {
     auto cfg = load_config_text(text, "edge.toml");
-    if (cfg->ok()) build_stages(*cfg);
+    build_stages(*cfg);  // as `hbforward validate` does
     return cfg->report();
 }
 
@@ -130,4 +130,91 @@ TEST_CASE("factories check option semantics at validate time") {
 TEST_CASE("service options are validated like stage options") {
     auto r = report_of("[service]\nlog_levl = \"debug\"\nlog_format = \"xml\"\n" + std::string(kGood));
     CHECK_THAT(r, Catch::Contains("edge.toml:2:1: unknown option 'log_levl' in [service] (did you mean 'log_level'?)"));
+}
+
+TEST_CASE("durations are one or more terms of a number and a unit, or a number of seconds") {
+    using namespace std::chrono;
+    CHECK(parse_duration("1h30m") == minutes(90));
+    CHECK(parse_duration("1m30s") == seconds(90));
+    CHECK(parse_duration("1h") == hours(1));
+    CHECK(parse_duration("250us") == microseconds(250));
+    CHECK(parse_duration("1.5s") == milliseconds(1500));
+    CHECK(parse_duration("2d3h") == hours(51));
+    CHECK(parse_duration("10") == seconds(10));
+    CHECK(parse_duration("0") == nanoseconds(0));
+    CHECK_FALSE(parse_duration(""));
+    CHECK_FALSE(parse_duration("1h30"));  // a bare number only alone
+    CHECK_FALSE(parse_duration("h"));
+    CHECK_FALSE(parse_duration("1.2.3s"));
+    CHECK_FALSE(parse_duration("5 s"));
+    CHECK_FALSE(parse_duration("-5s"));
+    CHECK_FALSE(parse_duration("90 minutes"));
+    for (auto d : {nanoseconds(0), nanoseconds(hours(1) + minutes(30)), nanoseconds(microseconds(250)), nanoseconds(seconds(10)),
+                   nanoseconds(hours(49) + milliseconds(7))})
+        CHECK(parse_duration(format_duration(d)) == d);
+    CHECK(format_duration(minutes(90)) == "1h30m");
+    CHECK(format_size(8u << 20) == "8MiB");
+    CHECK(format_size(1000) == "1000");
+}
+
+TEST_CASE("a malformed duration or size says what form is expected and quotes the value") {
+    auto r = report_of("[service]\nshutdown_timeout = \"90 minutes\"\nqueue_bytes = \"lots\"\nlinger = \"1h30m\"\n" + std::string(kGood));
+    CHECK_THAT(r, Catch::Contains("edge.toml:2:20: option 'shutdown_timeout' in [service] must be a duration: numbers each followed by "
+                                  "a unit (ns, us, ms, s, m, h, d), like \"500ms\", \"5s\" or \"1h30m\", or a number of seconds, "
+                                  "not \"90 minutes\""));
+    CHECK_THAT(r, Catch::Contains("edge.toml:3:15: option 'queue_bytes' in [service] must be a size: a number and a unit"));
+    CHECK_THAT(r, Catch::Contains("not \"lots\""));
+    CHECK_THAT(r, !Catch::Contains("linger"));
+}
+
+TEST_CASE("a list option given one bare string takes it as a list of one, inputs included") {
+    auto cfg = load_config_text(
+        "[inputs.gen]\ntype = \"generate\"\n[filters.p]\ntype = \"json\"\ninputs = \"gen\"\n"
+        "[outputs.o]\ntype = \"null\"\ninputs = \"p\"\n",
+        "edge.toml");
+    INFO(cfg->report());
+    REQUIRE(cfg->ok());
+    REQUIRE(cfg->find("p")->inputs.size() == 1);
+    CHECK(cfg->find("p")->inputs[0].stage == "gen");
+    auto r = report_of("[inputs.h]\ntype = \"http\"\naddress = \"127.0.0.1:0\"\npaths = \"/hb\"\n"
+                       "[outputs.o]\ntype = \"null\"\ninputs = \"h\"\n");
+    CHECK(r.empty());
+}
+
+TEST_CASE("validate reports every problem of a stage, not only the first") {
+    auto r = report_of(
+        "[inputs.i]\ntype = \"stdin\"\n"
+        "[outputs.k]\ntype = \"kafka\"\ninputs = [\"i\"]\nbrokers = \"127.0.0.1:1\"\ntopic = \"t\"\n"
+        "compression = \"brotli\"\n"          // line 8
+        "acks = \"most\"\n"                   // line 9
+        "stats_interval = \"1ms\"\n"          // line 10
+        "[outputs.k.librdkafka]\n"
+        "\"no.such.property\" = \"1\"\n"    // line 12
+        "\"linger.ms\" = \"soon\"\n");      // line 13
+    CHECK_THAT(r, Catch::Contains("edge.toml:8:15: option 'compression' of k must be \"none\", \"gzip\", \"snappy\", \"lz4\" or \"zstd\", "
+                                  "not \"brotli\""));
+    CHECK_THAT(r, Catch::Contains("edge.toml:9:8: option 'acks' of k must be"));
+    CHECK_THAT(r, Catch::Contains("edge.toml:10:18: stats_interval must be 0 (off) or at least 10ms"));
+    CHECK_THAT(r, Catch::Contains("edge.toml:12:1: librdkafka property \"no.such.property\": No such configuration property"));
+    CHECK_THAT(r, Catch::Contains("edge.toml:13:1: librdkafka property \"linger.ms\": Invalid value"));
+}
+
+TEST_CASE("a type error does not hide a stage's other problems") {
+    auto r = report_of(
+        "[inputs.h]\ntype = \"http\"\nthreads = \"two\"\nmax_connections = 0\nack = \"eventually\"\n"
+        "[outputs.o]\ntype = \"null\"\ninputs = [\"h\"]\n");
+    CHECK_THAT(r, Catch::Contains("edge.toml:3:11: option 'threads' in inputs.h must be an integer, not a string"));
+    CHECK_THAT(r, Catch::Contains("edge.toml:4:19: option 'max_connections' of h must be at least 1, not 0"));
+    CHECK_THAT(r, Catch::Contains("edge.toml:5:7: option 'ack' of h must be \"accepted\" or \"delivered\", not \"eventually\""));
+    // the type error is reported once, not again by the stage's own reading of it
+    CHECK(r.find("threads") == r.rfind("threads"));
+}
+
+TEST_CASE("librdkafka settings are checked as the client would check them, for the consumer too") {
+    auto r = report_of(
+        "[inputs.k]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:1\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n"
+        "librdkafka = { \"security.protocol\" = \"ssl\", \"ssl.ca.location\" = \"/nonexistent/ca.pem\" }\n"
+        "[outputs.o]\ntype = \"null\"\ninputs = [\"k\"]\n");
+    CHECK_THAT(r, Catch::Contains("edge.toml:6:14: librdkafka would not start a consumer with these settings"));
+    CHECK_THAT(r, Catch::Contains("ssl.ca.location"));
 }

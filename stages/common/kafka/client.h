@@ -24,8 +24,12 @@ using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
 using Props = std::vector<std::pair<std::string, std::string>>;
 
 // A conf with `defaults`, then the stage's own settings, then the `librdkafka` table on top.
-// A property librdkafka rejects fails the config at that key, with librdkafka's message.
+// Each property librdkafka rejects is a problem of the stage at that key, with librdkafka's message.
 ConfPtr make_conf(const StageConfig& c, const Props& defaults, const Props& settings);
+
+// Reports what rd_kafka_new would refuse in `conf` (settings that conflict, TLS files it cannot
+// read) as a problem of the stage, by creating a client of `type` from a copy without brokers.
+void check_client(const StageConfig& c, const rd_kafka_conf_t* conf, rd_kafka_type_t type);
 
 // The value a conf holds for `name` ("" when unset).
 std::string conf_get(const rd_kafka_conf_t* conf, const char* name);

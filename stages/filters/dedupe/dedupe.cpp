@@ -29,22 +29,35 @@ struct Alarm {
 };
 
 
+struct DedupeOptions {
+    StringList fields = {"group", "device-id", "topic", "rule", "trigger", "keys", "severity"};
+    std::string severity_field = "severity";
+    Duration window = std::chrono::minutes(5);
+    int64_t max_entries = 100000;
+    std::string repeat_count_field;
+};
+
+const OptionSchema<DedupeOptions> kDedupeSchema{
+    {"fields", &DedupeOptions::fields, "Paths that make an alarm's identity (member order inside objects does not matter)."},
+    {"severity_field", &DedupeOptions::severity_field, "Compared rather than hashed: a change of it always passes. Empty = none."},
+    {"window", &DedupeOptions::window, "An alarm passes at most once per window unless its severity changed."},
+    {"max_entries", &DedupeOptions::max_entries, "Most alarms remembered; the least recently seen is forgotten first.", at_least{1}},
+    {"repeat_count_field", &DedupeOptions::repeat_count_field,
+     "Member added to a passing event with how many repeats were suppressed before it; empty = off."},
+};
+
 class Dedupe final : public Filter {
 public:
-    explicit Dedupe(const StageConfig& c) : table_(size_t(std::max<int64_t>(1, c.integer("max_entries")))) {
-        std::string sev = c.str("severity_field");
-        std::vector<std::string> fields = c.has("fields") ? c.strings("fields")
-                                                          : std::vector<std::string>{"group", "device-id", "topic", "rule", "trigger", "keys", "severity"};
-        for (const auto& f : fields) {
-            if (f == sev) continue;
+    Dedupe(const DedupeOptions& o, const StageConfig& c) : table_(size_t(o.max_entries)) {
+        for (const auto& f : o.fields) {
+            if (f == o.severity_field) continue;
             ids_.push_back(reader_.add(filters::path_option(c, "fields", f)));
         }
         if (ids_.empty()) c.fail("fields", "dedupe needs at least one identity field besides the severity");
         reader_.hash_objects(true);
-        if (!sev.empty()) sev_ = int(reader_.add(filters::path_option(c, "severity_field", sev)));
-        window_ns_ = c.duration("window").count();
-        if (c.integer("max_entries") < 1) c.fail("max_entries", "max_entries must be at least 1");
-        if (std::string r = c.str("repeat_count_field"); !r.empty()) append_json_string(repeat_name_, r);
+        if (!o.severity_field.empty()) sev_ = int(reader_.add(filters::path_option(c, "severity_field", o.severity_field)));
+        window_ns_ = o.window.count();
+        if (!o.repeat_count_field.empty()) append_json_string(repeat_name_, o.repeat_count_field);
     }
 
     void start(StageContext& ctx) override {
@@ -133,14 +146,6 @@ private:
     Counter* evicted_ = nullptr;
 };
 
-const std::vector<OptionSpec> kDedupeSchema = {
-    {"fields", OptType::string_list, "[\"group\", \"device-id\", \"topic\", \"rule\", \"trigger\", \"keys\", \"severity\"]",
-     "Paths that make an alarm's identity (member order inside objects does not matter)."},
-    {"severity_field", OptType::string, "severity", "Compared rather than hashed: a change of it always passes. Empty = none."},
-    {"window", OptType::duration, "5m", "An alarm passes at most once per window unless its severity changed."},
-    {"max_entries", OptType::integer, "100000", "Most alarms remembered; the least recently seen is forgotten first."},
-    {"repeat_count_field", OptType::string, "", "Member added to a passing event with how many repeats were suppressed before it; empty = off."},
-};
 HBF_REGISTER_FILTER("dedupe", Dedupe, kDedupeSchema, "Suppresses repeats of the same alarm within a window; severity changes always pass.");
 
 }  // namespace

@@ -23,22 +23,37 @@ struct Field {
     std::string value;        // JSON text; empty for received_at (computed per batch)
 };
 
+struct EnrichOptions {
+    JsonFields fields;
+    std::string hostname_field;
+    std::string received_at_field;
+    bool overwrite = false;
+};
+
+const OptionSchema<EnrichOptions> kEnrichSchema{
+    {"fields", &EnrichOptions::fields, "Static fields added to every event, e.g. { collector = \"edge-01\" }.", shown{"none"}},
+    {"hostname_field", &EnrichOptions::hostname_field, "Field that receives this host's name; empty = off."},
+    {"received_at_field", &EnrichOptions::received_at_field,
+     "Field that receives the receive time, RFC 3339 UTC with nanoseconds; empty = off."},
+    {"overwrite", &EnrichOptions::overwrite, "Replace a field the event already has (default: keep the event's own)."},
+};
+
 class Enrich final : public Filter {
 public:
-    explicit Enrich(const StageConfig& c) {
-        for (auto& [k, v] : c.json_fields("fields")) add(k, v);
-        if (std::string h = c.str("hostname_field"); !h.empty()) {
+    Enrich(const EnrichOptions& o, const StageConfig& c) {
+        for (auto& [k, v] : o.fields) add(k, v);
+        if (const std::string& h = o.hostname_field; !h.empty()) {
             char host[256] = {};
             ::gethostname(host, sizeof host - 1);
             std::string q;
             append_json_string(q, host);
             add(h, q);
         }
-        if (std::string r = c.str("received_at_field"); !r.empty()) {
+        if (const std::string& r = o.received_at_field; !r.empty()) {
             add(r, "");
             received_at_ = fields_.size() - 1;
         }
-        overwrite_ = c.boolean("overwrite");
+        overwrite_ = o.overwrite;
         if (fields_.empty()) c.fail("fields", "enrich has nothing to add: set fields, hostname_field or received_at_field");
 
     }
@@ -126,12 +141,6 @@ private:
     StageContext* ctx_ = nullptr;
 };
 
-const std::vector<OptionSpec> kEnrichSchema = {
-    {"fields", OptType::table, "", "Static fields added to every event, e.g. { collector = \"edge-01\" }."},
-    {"hostname_field", OptType::string, "", "Field that receives this host's name; empty = off."},
-    {"received_at_field", OptType::string, "", "Field that receives the receive time, RFC 3339 UTC with nanoseconds; empty = off."},
-    {"overwrite", OptType::boolean, "false", "Replace a field the event already has (default: keep the event's own)."},
-};
 HBF_REGISTER_FILTER("enrich", Enrich, kEnrichSchema, "Adds static fields, the host name and the receive time, by splicing.");
 
 }  // namespace

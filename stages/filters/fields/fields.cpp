@@ -68,15 +68,41 @@ struct Span {
     int rename;
 };
 
+struct FieldsOptions {
+    StringMap rename;
+    StringList remove, keep;
+    JsonFields set;
+    std::string flatten;
+    std::string flatten_prefix = "{name}_";
+    StringList parse_json;
+};
+
+const OptionSchema<FieldsOptions> kFieldsSchema{
+    {"rename", &FieldsOptions::rename, "Old path = new path, e.g. { \"device-id\" = \"device\", \"keys._playbook_name\" = \"playbook\" }."},
+    {"remove", &FieldsOptions::remove, "Paths of members to remove."},
+    {"keep", &FieldsOptions::keep, "Top-level names of the result to keep; every other top-level member goes."},
+    {"set", &FieldsOptions::set, "Path = value to write, e.g. { \"labels.env\" = \"prod\" }; intermediate objects are created."},
+    {"flatten", &FieldsOptions::flatten, "Path of an object whose members move to the top level, prefixed."},
+    {"flatten_prefix", &FieldsOptions::flatten_prefix, "Prefix of the flattened members' names ({name} is the object's name: keys_interface-name); \"\" = bare names."},
+    {"parse_json", &FieldsOptions::parse_json, "Paths of string members holding JSON text, replaced by that JSON value."},
+};
+
+// "{name}" in a flatten prefix stands for the flattened object's name.
+std::string expand_prefix(std::string prefix, const std::string& name) {
+    for (size_t at = prefix.find("{name}"); at != std::string::npos; at = prefix.find("{name}", at + name.size()))
+        prefix.replace(at, 6, name);
+    return prefix;
+}
+
 class Fields final : public Filter {
 public:
-    explicit Fields(const StageConfig& c) {
-        for (const auto& p : c.strings("remove")) {
+    Fields(const FieldsOptions& o, const StageConfig& c) {
+        for (const auto& p : o.remove) {
             Node* n = node(c, "remove", p);
             n->remove = true;
         }
-        for (const auto& p : c.strings("parse_json")) node(c, "parse_json", p)->parse_json = true;
-        for (auto& [from, to] : c.string_map("rename")) {
+        for (const auto& p : o.parse_json) node(c, "parse_json", p)->parse_json = true;
+        for (auto& [from, to] : o.rename) {
             Rename r{filters::path_option(c, "rename", from), filters::path_option(c, "rename", to), {}, {}};
             if (r.from.segments.back().is_index() || r.to.segments.back().is_index()) c.fail("rename", "rename works on object members, not array elements");
             bool same_parent = r.from.segments.size() == r.to.segments.size() &&
@@ -94,22 +120,22 @@ public:
             d->claim = idx;
             renames_.push_back(std::move(r));
         }
-        if (std::string f = c.str("flatten"); !f.empty()) {
+        if (const std::string& f = o.flatten; !f.empty()) {
             Node* n = node(c, "flatten", f);
             if (n->rename >= 0 || n->remove) c.fail("flatten", "'" + f + "' is flattened and also renamed or removed");
             n->flatten = true;
-            flatten_prefix_ = c.has("flatten_prefix") ? c.str("flatten_prefix") : n->name + "_";
+            flatten_prefix_ = expand_prefix(o.flatten_prefix, n->name);
             flatten_prefix_json_ = escaped(flatten_prefix_);
             flatten_deferred_ = n->parent != &root_;
         }
-        for (auto& [p, v] : c.json_fields("set")) {
+        for (auto& [p, v] : o.set) {
             Node* n = node(c, "set", p);
             if (n->rename >= 0 || n->remove || n->flatten) c.fail("set", "'" + p + "' is set and also renamed, removed or flattened");
             n->set = int(sets_.size());
             sets_.push_back(v);
             for (Node* q = n->parent; q; q = q->parent) q->set_below = true;
         }
-        for (const auto& k : c.strings("keep")) {
+        for (const auto& k : o.keep) {
             if (k.find('.') != std::string::npos && k.front() != '"')
                 c.fail("keep", "keep lists top-level names ('" + k + "' holds a dot)");
             keep_.push_back(k);
@@ -434,15 +460,6 @@ private:
     RateLimit rl_;
 };
 
-const std::vector<OptionSpec> kFieldsSchema = {
-    {"rename", OptType::table, "", "Old path = new path, e.g. { \"device-id\" = \"device\", \"keys._playbook_name\" = \"playbook\" }."},
-    {"remove", OptType::string_list, "", "Paths of members to remove."},
-    {"keep", OptType::string_list, "", "Top-level names of the result to keep; every other top-level member goes."},
-    {"set", OptType::table, "", "Path = value to write, e.g. { \"labels.env\" = \"prod\" }; intermediate objects are created."},
-    {"flatten", OptType::string, "", "Path of an object whose members move to the top level, prefixed."},
-    {"flatten_prefix", OptType::string, "<name>_", "Prefix of the flattened members' names (default: the object's name and '_')."},
-    {"parse_json", OptType::string_list, "", "Paths of string members holding JSON text, replaced by that JSON value."},
-};
 HBF_REGISTER_FILTER("fields", Fields, kFieldsSchema, "Renames, removes, keeps, sets, flattens and parses members of each event, by splicing.");
 
 }  // namespace

@@ -14,14 +14,20 @@ namespace {
 
 enum class OnError { drop, pass, wrap };
 
+struct JsonOptions {
+    std::string on_error = "drop";
+};
+
+const OptionSchema<JsonOptions> kJsonSchema{
+    {"on_error", &JsonOptions::on_error, "What to do with an event that is not a valid JSON object: drop | pass | wrap.",
+     one_of{"drop", "pass", "wrap"}},
+};
+
 class Json final : public Filter {
 public:
-    explicit Json(const StageConfig& c) {
-        std::string e = c.str("on_error");
-        if (e == "drop") on_error_ = OnError::drop;
-        else if (e == "pass") on_error_ = OnError::pass;
-        else if (e == "wrap") on_error_ = OnError::wrap;
-        else c.fail("on_error", "on_error must be \"drop\", \"pass\" or \"wrap\"");
+    explicit Json(const JsonOptions& o) {
+        const std::string& e = o.on_error;
+        on_error_ = e == "pass" ? OnError::pass : e == "wrap" ? OnError::wrap : OnError::drop;
     }
 
     void start(StageContext& ctx) override {
@@ -69,9 +75,6 @@ private:
     RateLimit rl_;
 };
 
-const std::vector<OptionSpec> kJsonSchema = {
-    {"on_error", OptType::string, "drop", "What to do with an event that is not a valid JSON object: drop | pass | wrap."},
-};
 HBF_REGISTER_FILTER("json", Json, kJsonSchema, "Validates each event as a JSON object (simdjson) and makes it compact.");
 
 }  // namespace

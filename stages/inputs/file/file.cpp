@@ -61,14 +61,28 @@ struct Tailed {
     std::shared_ptr<Tracker> tracker = std::make_shared<Tracker>();
 };
 
+struct FileInOptions {
+    std::string path;
+    bool follow = false;
+    std::string read_from = "beginning";
+    Duration poll_interval = std::chrono::milliseconds(250);
+    Size max_line = Size(1 << 20);
+};
+
+const OptionSchema<FileInOptions> kFileInSchema{
+    {"path", &FileInOptions::path, "File or glob of NDJSON files, e.g. \"/var/log/hb/*.ndjson\".", required{}},
+    {"follow", &FileInOptions::follow, "Keep reading as files grow, across rotation, with a checkpoint; false = read once and end."},
+    {"read_from", &FileInOptions::read_from, "With follow, where to start a file seen for the first time: beginning | end.",
+     one_of{"beginning", "end"}},
+    {"poll_interval", &FileInOptions::poll_interval, "With follow, how often to look for new data and files."},
+    {"max_line", &FileInOptions::max_line, "Longest accepted line; longer ones are dropped and counted."},
+};
+
 class FileIn final : public Input {
 public:
-    explicit FileIn(const StageConfig& c)
-        : pattern_(c.str("path")), follow_(c.boolean("follow")), max_line_(c.size("max_line")),
-          poll_(c.duration("poll_interval")), read_from_end_(c.str("read_from") == "end") {
-        if (pattern_.empty()) c.fail("path", "path must name a file or a glob");
-        std::string rf = c.str("read_from");
-        if (rf != "beginning" && rf != "end") c.fail("read_from", "read_from must be \"beginning\" or \"end\"");
+    FileIn(const FileInOptions& o, const StageConfig& c)
+        : pattern_(o.path), follow_(o.follow), max_line_(o.max_line), poll_(o.poll_interval), read_from_end_(o.read_from == "end") {
+        if (pattern_.empty()) c.problem("path", "path must name a file or a glob");
     }
 
     void start(StageContext& ctx) override {
@@ -270,13 +284,6 @@ private:
     RateLimit rl_;
 };
 
-const std::vector<OptionSpec> kFileInSchema = {
-    {"path", OptType::string, "", "File or glob of NDJSON files, e.g. \"/var/log/hb/*.ndjson\".", true},
-    {"follow", OptType::boolean, "false", "Keep reading as files grow, across rotation, with a checkpoint; false = read once and end."},
-    {"read_from", OptType::string, "beginning", "With follow, where to start a file seen for the first time: beginning | end."},
-    {"poll_interval", OptType::duration, "250ms", "With follow, how often to look for new data and files."},
-    {"max_line", OptType::size, "1MiB", "Longest accepted line; longer ones are dropped and counted."},
-};
 HBF_REGISTER_INPUT("file", FileIn, kFileInSchema, "Reads NDJSON files (path or glob); follow = true tails them with a checkpoint.");
 
 }  // namespace

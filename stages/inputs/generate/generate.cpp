@@ -100,25 +100,27 @@ constexpr const char* kGroups[] = {"edge-routers", "core", "metro-agg", "dc-fabr
 constexpr const char* kIfPrefixes[] = {"ge", "xe", "et", "ae"};
 
 struct GenOptions {
-    double rate;
-    uint64_t count;
-    uint64_t seed;
-    uint32_t devices;
+    double rate = 0;
+    int64_t count = 0;
+    int64_t seed = 1;
+    int64_t devices = 200;
+    std::string sequence_field;
+};
+
+const OptionSchema<GenOptions> kGenerateSchema{
+    {"rate", &GenOptions::rate, "Events per second; 0 = as fast as possible."},
+    {"count", &GenOptions::count, "Events to generate before the input ends; 0 = forever.", at_least{0}},
+    {"seed", &GenOptions::seed, "Random seed: the same seed gives the same events."},
+    {"devices", &GenOptions::devices, "How many distinct device ids the fleet has.", between{1, 1000000}},
+    {"sequence_field", &GenOptions::sequence_field, "Field that receives a sequence number 0, 1, 2... (tests); empty = off."},
 };
 
 class Generate final : public Input {
 public:
-    explicit Generate(const StageConfig& c) {
-        o_.rate = c.number("rate");
-        if (o_.rate < 0) c.fail("rate", "rate must be 0 (as fast as possible) or a positive number of events per second");
-        int64_t count = c.integer("count");
-        if (count < 0) c.fail("count", "count must be 0 (forever) or positive");
-        o_.count = uint64_t(count);
-        o_.seed = uint64_t(c.integer("seed"));
-        int64_t dev = c.integer("devices");
-        if (dev < 1 || dev > 1000000) c.fail("devices", "devices must be between 1 and 1000000");
-        o_.devices = uint32_t(dev);
-        seq_field_ = c.str("sequence_field");
+    Generate(const GenOptions& o, const StageConfig& c) : o_(o) {
+        if (o_.rate < 0) c.problem("rate", "rate must be 0 (as fast as possible) or a positive number of events per second");
+        seq_field_ = o.sequence_field;
+        c.stop_if_problems();
         build_fleet();
     }
 
@@ -126,9 +128,9 @@ public:
         const size_t per_batch = ctx.batch_events;
         const auto t0 = std::chrono::steady_clock::now();
         uint64_t made = 0;
-        while (!ctx.stopping() && (o_.count == 0 || made < o_.count)) {
+        while (!ctx.stopping() && (o_.count == 0 || made < uint64_t(o_.count))) {
             size_t n = per_batch;
-            if (o_.count) n = std::min<uint64_t>(n, o_.count - made);
+            if (o_.count) n = std::min<uint64_t>(n, uint64_t(o_.count) - made);
             if (o_.rate > 0) {
                 // Pace by batches: small batches at low rates keep latency sensible.
                 n = std::min<size_t>(n, std::max<size_t>(1, size_t(o_.rate / 100)));
@@ -306,14 +308,6 @@ private:
     std::string key_, msg_;
     std::string seq_field_;
     uint64_t seq_ = 0;
-};
-
-const std::vector<OptionSpec> kGenerateSchema = {
-    {"rate", OptType::number, "0", "Events per second; 0 = as fast as possible."},
-    {"count", OptType::integer, "0", "Events to generate before the input ends; 0 = forever."},
-    {"seed", OptType::integer, "1", "Random seed: the same seed gives the same events."},
-    {"devices", OptType::integer, "200", "How many distinct device ids the fleet has."},
-    {"sequence_field", OptType::string, "", "Field that receives a sequence number 0, 1, 2... (tests); empty = off."},
 };
 
 HBF_REGISTER_INPUT("generate", Generate, kGenerateSchema, "Synthetic HealthBot notifications (benchmarks, demos).");

@@ -2,6 +2,11 @@
 // notification; this stage validates each body completely, queues its events, and answers 200
 // only for events that were queued (or, with ack = "delivered", that every output settled).
 #include <charconv>
+#include <cstring>
+#include <memory>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "body.h"
 #include "registry.h"
@@ -11,97 +16,159 @@ namespace hbf::stages {
 namespace {
 
 // "0.0.0.0:8080", "[::1]:8080", "localhost:8080".
-void parse_address(const StageConfig& c, http::ServerOptions& o) {
-    std::string a = c.str("address");
+void parse_address(const StageConfig& c, const std::string& a, http::ServerOptions& o) {
     size_t colon = a.rfind(':');
-    if (colon == std::string::npos || colon + 1 == a.size()) c.fail("address", "address must be host:port, e.g. \"0.0.0.0:8080\"");
+    if (colon == std::string::npos || colon + 1 == a.size())
+        return c.problem("address", "address must be host:port, e.g. \"0.0.0.0:8080\"");
     std::string host = a.substr(0, colon);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     unsigned port = 0;
     auto [p, ec] = std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
-    if (ec != std::errc() || p != a.data() + a.size() || port > 65535) c.fail("address", "address has a bad port: " + a);
+    if (ec != std::errc() || p != a.data() + a.size() || port > 65535) return c.problem("address", "address has a bad port: " + a);
     o.host = host.empty() ? "0.0.0.0" : host;
     o.port = uint16_t(port);
 }
 
-void parse_auth(const StageConfig& c, http::ServerOptions& o) {
-    if (!c.has("auth")) return;
+void parse_auth(const StageConfig& c, const StringMap& auth, http::ServerOptions& o) {
     std::string type, user, pass, token;
     bool has_user = false, has_pass = false;
-    for (auto& [k, v] : c.string_map("auth")) {
+    for (auto& [k, v] : auth) {
         if (k == "type") type = v;
         else if (k == "username") user = v, has_user = true;
         else if (k == "password") pass = v, has_pass = true;
         else if (k == "token") token = v;
-        else c.fail("auth", "unknown key '" + k + "' in auth (use type, username, password, token)");
+        else c.problem("auth", "unknown key '" + k + "' in auth (use type, username, password, token)");
     }
     if (type == "" || type == "none") return;
     if (type == "basic") {
-        if (!has_user || !has_pass) c.fail("auth", "auth type \"basic\" needs username and password");
-        if (user.find(':') != std::string::npos) c.fail("auth", "a basic auth username cannot contain ':'");
+        if (!has_user || !has_pass) c.problem("auth", "auth type \"basic\" needs username and password");
+        if (user.find(':') != std::string::npos) c.problem("auth", "a basic auth username cannot contain ':'");
         o.auth_header = "Basic " + http::base64(user + ":" + pass);
         o.auth_challenge = "Basic realm=\"hbforward\", charset=\"UTF-8\"";
     } else if (type == "bearer") {
-        if (token.empty()) c.fail("auth", "auth type \"bearer\" needs a non-empty token");
+        if (token.empty()) c.problem("auth", "auth type \"bearer\" needs a non-empty token");
         o.auth_header = "Bearer " + token;
         o.auth_challenge = "Bearer realm=\"hbforward\"";
     } else {
-        c.fail("auth", "auth type must be \"none\", \"basic\" or \"bearer\"");
+        c.problem("auth", "auth type must be \"none\", \"basic\" or \"bearer\"");
     }
 }
 
-void parse_tls(const StageConfig& c, http::ServerOptions& o) {
-    if (!c.has("tls")) return;
-    for (auto& [k, v] : c.string_map("tls")) {
+std::string openssl_error() {
+    unsigned long e = ERR_get_error();
+    ERR_clear_error();
+    if (!e) return "no further detail";
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    return buf;
+}
+
+// The files are read and checked as the server will load them at start (server.cpp's load_tls),
+// so that validate finds a missing, unreadable or mismatched certificate or key.
+std::string check_tls_files(const std::string& cert, const std::string& key) {
+    for (auto [what, path] : {std::pair{"cert", &cert}, std::pair{"key", &key}}) {
+        FILE* f = std::fopen(path->c_str(), "rb");
+        if (!f) return fmt::format("tls.{}: cannot read {}: {}", what, *path, std::strerror(errno));
+        std::fclose(f);
+    }
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+    if (!ctx) return "tls: OpenSSL cannot make a context: " + openssl_error();
+    ERR_clear_error();
+    if (SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1)
+        return fmt::format("tls.key: {} is not a PEM private key ({})", key, openssl_error());
+    if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert.c_str()) != 1)
+        return fmt::format("tls.cert: {} is not a PEM certificate (chain) ({})", cert, openssl_error());
+    if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+        ERR_clear_error();
+        return fmt::format("tls.key: {} does not match the certificate in {}", key, cert);
+    }
+    return "";
+}
+
+void parse_tls(const StageConfig& c, const StringMap& tls, http::ServerOptions& o) {
+    for (auto& [k, v] : tls) {
         if (k == "cert") o.tls_cert = v;
         else if (k == "key") o.tls_key = v;
-        else c.fail("tls", "unknown key '" + k + "' in tls (use cert and key)");
+        else c.problem("tls", "unknown key '" + k + "' in tls (use cert and key)");
     }
-    if (o.tls_cert.empty() || o.tls_key.empty()) c.fail("tls", "tls needs both cert and key (PEM file paths)");
+    if (o.tls_cert.empty() || o.tls_key.empty()) return c.problem("tls", "tls needs both cert and key (PEM file paths)");
+    if (std::string why = check_tls_files(o.tls_cert, o.tls_key); !why.empty()) c.problem("tls", why);
 }
 
-http::ServerOptions parse_options(const StageConfig& c) {
+struct HttpInputOptions {
+    std::string address = "0.0.0.0:8080";
+    StringList paths = {"/"};
+    StringMap tls, auth;
+    Size max_body = Size(1 << 20);
+    Size header_limit = Size(16 << 10);
+    std::string ack = "accepted";
+    Duration ack_timeout = std::chrono::seconds(10);
+    Duration read_timeout = std::chrono::seconds(10);
+    Duration idle_timeout = std::chrono::seconds(60);
+    int64_t max_connections = 4096;
+    int64_t threads = 1;
+    int64_t retry_after = 1;
+    std::string path_field;
+    StringList headers;
+    std::string remote_addr_field;
+};
+
+using O = HttpInputOptions;
+const OptionSchema<O> kHttpSchema{
+    {"address", &O::address, "host:port to listen on ([::1]:8080 for IPv6)."},
+    {"paths", &O::paths, "Paths that take POSTs (the query string is ignored); any other path answers 404."},
+    {"tls", &O::tls,
+     "{ cert = \"server.pem\", key = \"server.key\" }: serve HTTPS (TLS 1.2 and 1.3) with these PEM files, read and checked "
+     "by validate; cert may hold the chain, server certificate first. Default plain HTTP.", shown{"none"}},
+    {"auth", &O::auth,
+     "{ type = \"basic\", username, password } or { type = \"bearer\", token }; wrong or missing credentials answer 401.",
+     shown{"none"}},
+    {"max_body", &O::max_body, "Largest body, on the wire and once decompressed; larger answers 413.", between{16, double(1ull << 31)}},
+    {"header_limit", &O::header_limit, "Largest request header; larger answers 431.", between{1024, 1 << 20}},
+    {"ack", &O::ack, "accepted: reply once the events are queued; delivered: reply once every output settled them.",
+     one_of{"accepted", "delivered"}},
+    {"ack_timeout", &O::ack_timeout, "With ack = \"delivered\", answer 504 when delivery takes longer.", at_least{1e-9}},
+    {"read_timeout", &O::read_timeout, "A request must arrive completely within this time from its first byte, else 408 and close.",
+     at_least{1e-9}},
+    {"idle_timeout", &O::idle_timeout, "A keep-alive connection without a request for this long is closed.", at_least{1e-9}},
+    {"max_connections", &O::max_connections, "Open connections allowed; more are answered 503 and closed.", at_least{1}},
+    {"threads", &O::threads, "I/O threads (event loops); connections are spread over them.", between{1, 64}},
+    {"retry_after", &O::retry_after, "Seconds in the Retry-After header of a 503.", at_least{0}},
+    {"path_field", &O::path_field, "Field that receives the request path; empty = off."},
+    {"headers", &O::headers, "Request headers copied into each event, as fields named after the header in lower case."},
+    {"remote_addr_field", &O::remote_addr_field, "Field that receives the client's IP address; empty = off."},
+};
+
+http::ServerOptions server_options(const HttpInputOptions& in, const StageConfig& c) {
     http::ServerOptions o;
-    parse_address(c, o);
-    if (c.has("paths")) o.paths = c.strings("paths");
-    if (o.paths.empty()) c.fail("paths", "paths must name at least one path, e.g. [\"/healthbot\"]");
+    parse_address(c, in.address, o);
+    o.paths = in.paths;
+    if (o.paths.empty()) c.problem("paths", "paths must name at least one path, e.g. [\"/healthbot\"]");
     for (const auto& p : o.paths)
-        if (p.empty() || p.front() != '/') c.fail("paths", "each path must start with '/': \"" + p + "\"");
-    parse_auth(c, o);
-    parse_tls(c, o);
-    o.max_body = c.size("max_body");
-    if (o.max_body < 16 || o.max_body > (1ull << 31)) c.fail("max_body", "max_body must be between 16 bytes and 2GiB");
-    uint64_t hl = c.size("header_limit");
-    if (hl < 1024 || hl > (1u << 20)) c.fail("header_limit", "header_limit must be between 1KiB and 1MiB");
-    o.header_limit = uint32_t(hl);
-    std::string ack = c.str("ack");
-    if (ack == "delivered") o.ack_delivered = true;
-    else if (ack != "accepted") c.fail("ack", "ack must be \"accepted\" or \"delivered\"");
-    o.ack_timeout = c.duration("ack_timeout");
-    o.read_timeout = c.duration("read_timeout");
-    o.idle_timeout = c.duration("idle_timeout");
-    for (auto k : {"ack_timeout", "read_timeout", "idle_timeout"})
-        if (c.duration(k).count() <= 0) c.fail(k, std::string(k) + " must be positive");
-    int64_t mc = c.integer("max_connections");
-    if (mc < 1) c.fail("max_connections", "max_connections must be at least 1");
-    o.max_connections = size_t(mc);
-    int64_t th = c.integer("threads");
-    if (th < 1 || th > 64) c.fail("threads", "threads must be between 1 and 64");
-    o.threads = int(th);
-    int64_t ra = c.integer("retry_after");
-    if (ra < 0) c.fail("retry_after", "retry_after must not be negative");
-    o.retry_after = int(ra);
-    o.path_field = c.str("path_field");
-    o.remote_addr_field = c.str("remote_addr_field");
-    o.headers = c.strings("headers");
+        if (p.empty() || p.front() != '/') c.problem("paths", "each path must start with '/': \"" + p + "\"");
+    if (c.has("auth")) parse_auth(c, in.auth, o);
+    if (c.has("tls")) parse_tls(c, in.tls, o);
+    o.max_body = in.max_body;
+    o.header_limit = uint32_t(in.header_limit);
+    o.ack_delivered = in.ack == "delivered";
+    o.ack_timeout = in.ack_timeout;
+    o.read_timeout = in.read_timeout;
+    o.idle_timeout = in.idle_timeout;
+    o.max_connections = size_t(in.max_connections);
+    o.threads = int(in.threads);
+    o.retry_after = int(in.retry_after);
+    o.path_field = in.path_field;
+    o.remote_addr_field = in.remote_addr_field;
+    o.headers = in.headers;
     for (const auto& h : o.headers)
-        if (h.empty()) c.fail("headers", "header names must not be empty");
+        if (h.empty()) c.problem("headers", "header names must not be empty");
+    c.stop_if_problems();
     return o;
 }
 
 class HttpInput final : public Input {
 public:
-    explicit HttpInput(const StageConfig& c) : server_(parse_options(c)) {}
+    HttpInput(const HttpInputOptions& o, const StageConfig& c) : server_(server_options(o, c)) {}
 
     void start(StageContext& ctx) override { server_.listen(ctx); }
     void run(StageContext&, Emitter& out) override { server_.run(out); }
@@ -111,24 +178,6 @@ private:
     http::Server server_;
 };
 
-const std::vector<OptionSpec> kHttpSchema = {
-    {"address", OptType::string, "0.0.0.0:8080", "host:port to listen on."},
-    {"paths", OptType::string_list, "[\"/\"]", "Paths that take POSTs; any other path answers 404."},
-    {"tls", OptType::table, "", "{ cert = \"server.pem\", key = \"server.key\" }: serve HTTPS with these PEM files; default plain HTTP."},
-    {"auth", OptType::table, "", "{ type = \"basic\", username, password } or { type = \"bearer\", token }; default none."},
-    {"max_body", OptType::size, "1MiB", "Largest body, compressed and decompressed; larger answers 413."},
-    {"header_limit", OptType::size, "16KiB", "Largest request header; larger answers 431."},
-    {"ack", OptType::string, "accepted", "\"accepted\": reply once queued; \"delivered\": reply once every output settled the events."},
-    {"ack_timeout", OptType::duration, "10s", "With ack = \"delivered\": answer 504 when delivery takes longer."},
-    {"read_timeout", OptType::duration, "10s", "A request must arrive completely within this time from its first byte (else 408)."},
-    {"idle_timeout", OptType::duration, "60s", "A keep-alive connection without a request for this long is closed."},
-    {"max_connections", OptType::integer, "4096", "Open connections allowed; more are answered 503 and closed."},
-    {"threads", OptType::integer, "1", "I/O threads (event loops); connections are spread over them."},
-    {"retry_after", OptType::integer, "1", "Seconds in the Retry-After header of a 503."},
-    {"path_field", OptType::string, "", "Field that receives the request path; empty = off."},
-    {"headers", OptType::string_list, "[]", "Request headers copied into each event, as fields named after the header in lower case."},
-    {"remote_addr_field", OptType::string, "", "Field that receives the client's IP address; empty = off."},
-};
 HBF_REGISTER_INPUT("http", HttpInput, kHttpSchema,
                    "HealthBot webhook: JSON, JSON arrays or NDJSON by HTTP POST, validated before they are queued.");
 

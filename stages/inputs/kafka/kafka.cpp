@@ -65,28 +65,49 @@ void settle(Tracker& t, const std::vector<Hold>& holds, AckStatus status, const 
     }
 }
 
+struct KafkaInOptions {
+    std::string brokers;
+    StringList topics;
+    std::string group_id;
+    std::string start = "earliest";
+    std::string metadata_field;
+    Duration commit_interval = std::chrono::seconds(1);
+    const toml::table* librdkafka = nullptr;  // read by kafka::make_conf, each property at its own position
+};
+
+using O = KafkaInOptions;
+const OptionSchema<O> kKafkaInSchema{
+    {"brokers", &O::brokers, "Bootstrap brokers host:port[,host:port]; \"embedded\" starts the in-process development broker.", required{}},
+    {"topics", &O::topics, "Topic names, or regexes starting with '^' (\"^edge-routers\\\\.\").", required{}},
+    {"group_id", &O::group_id, "Consumer group; its committed offsets say where a restart resumes.", required{}},
+    {"start", &O::start, "Where a group without a committed offset starts: earliest | latest.", one_of{"earliest", "latest"}},
+    {"metadata_field", &O::metadata_field, "If set, adds {topic, partition, offset, key, timestamp} under this field of each event."},
+    {"commit_interval", &O::commit_interval, "How often stored offsets (of delivered events) are committed.", at_least{0.001}},
+    {"librdkafka", &O::librdkafka,
+     "Any librdkafka consumer property, passed through (SASL, TLS, fetch sizes); validate checks each as the consumer would.",
+     shown{"none"}},
+};
+
 class KafkaIn final : public Input, public kafka::Client {
 public:
-    explicit KafkaIn(const StageConfig& c) : name_(c.name()), tracker_(std::make_shared<Tracker>()) {
-        brokers_ = c.str("brokers");
-        if (brokers_.empty()) c.fail("brokers", "brokers must be host:port[,host:port...] or \"embedded\"");
-        topics_ = c.strings("topics");
-        if (topics_.empty()) c.fail("topics", "topics must name at least one topic or ^regex");
+    KafkaIn(const KafkaInOptions& o, const StageConfig& c) : name_(c.name()), tracker_(std::make_shared<Tracker>()) {
+        brokers_ = o.brokers;
+        if (brokers_.empty()) c.problem("brokers", "brokers must be host:port[,host:port...] or \"embedded\"");
+        topics_ = o.topics;
+        if (topics_.empty()) c.problem("topics", "topics must name at least one topic or ^regex");
         for (const auto& t : topics_)
             if (t[0] != '^')
                 if (std::string why = kafka::topic_name_problem(t); !why.empty())
-                    c.fail("topics", "topic \"" + t + "\": " + why + " (a regex starts with '^')");
-        std::string group = c.str("group_id");
-        if (group.empty()) c.fail("group_id", "group_id must not be empty");
-        std::string start = c.str("start");
-        if (start != "earliest" && start != "latest") c.fail("start", "start must be \"earliest\" or \"latest\"");
-        metadata_field_ = c.str("metadata_field");
+                    c.problem("topics", "topic \"" + t + "\": " + why + " (a regex starts with '^')");
+        const std::string& group = o.group_id;
+        if (group.empty()) c.problem("group_id", "group_id must not be empty");
+        const std::string& start = o.start;
+        metadata_field_ = o.metadata_field;
         if (!metadata_field_.empty()) {
             quoted_meta_.clear();
             append_json_string(quoted_meta_, metadata_field_);
         }
-        auto commit_ms = std::chrono::duration_cast<std::chrono::milliseconds>(c.duration("commit_interval")).count();
-        if (commit_ms < 1) c.fail("commit_interval", "commit_interval must be positive");
+        auto commit_ms = std::chrono::duration_cast<std::chrono::milliseconds>(o.commit_interval).count();
         kafka::Props settings = {
             {"group.id", group},
             {"auto.offset.reset", start},
@@ -96,7 +117,9 @@ public:
         };
         conf_ = kafka::make_conf(c, {{"enable.partition.eof", "false"}}, settings);
         if (kafka::conf_get(conf_.get(), "enable.auto.offset.store") != "false")
-            c.fail("librdkafka", "enable.auto.offset.store must stay false: offsets are stored when events are delivered");
+            c.problem("librdkafka", "enable.auto.offset.store must stay false: offsets are stored when events are delivered");
+        if (c.problems().empty()) kafka::check_client(c, conf_.get(), RD_KAFKA_CONSUMER);
+        c.stop_if_problems();
     }
 
     ~KafkaIn() override { close(); }
@@ -278,15 +301,6 @@ private:
     RateLimit consume_rl_;
 };
 
-const std::vector<OptionSpec> kKafkaInSchema = {
-    {"brokers", OptType::string, "", "Bootstrap brokers host:port[,host:port]; \"embedded\" starts the in-process development broker.", true},
-    {"topics", OptType::string_list, "", "Topic names, or regexes starting with '^' (\"^edge-routers\\\\.\").", true},
-    {"group_id", OptType::string, "", "Consumer group; its committed offsets say where a restart resumes.", true},
-    {"start", OptType::string, "earliest", "Where a group without a committed offset starts: earliest | latest."},
-    {"metadata_field", OptType::string, "", "If set, adds {topic, partition, offset, key, timestamp} under this field of each event."},
-    {"commit_interval", OptType::duration, "1s", "How often stored offsets (of delivered events) are committed."},
-    {"librdkafka", OptType::table, "", "Any librdkafka consumer property, passed through (SASL, TLS, fetch sizes); checked at start."},
-};
 HBF_REGISTER_INPUT("kafka", KafkaIn, kKafkaInSchema, "Consumes Kafka topics in a consumer group; offsets committed after delivery.");
 
 }  // namespace

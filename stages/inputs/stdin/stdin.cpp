@@ -10,11 +10,18 @@
 namespace hbf::stages {
 namespace {
 
+struct StdinOptions {
+    Size max_line = Size(1 << 20);
+};
+
+const OptionSchema<StdinOptions> kStdinSchema{
+    {"max_line", &StdinOptions::max_line,
+     "Longest accepted line; longer ones are dropped and counted (hbf_events_dropped_total{reason=\"line_too_long\"}).", at_least{2}},
+};
+
 class Stdin final : public Input {
 public:
-    explicit Stdin(const StageConfig& c) : max_line_(c.size("max_line")) {
-        if (max_line_ < 2) c.fail("max_line", "max_line must be at least 2 bytes");
-    }
+    explicit Stdin(const StdinOptions& o) : max_line_(o.max_line) {}
 
     void run(StageContext& ctx, Emitter& out) override {
         LineSplitter lines(max_line_);
@@ -63,9 +70,6 @@ private:
     size_t max_line_;
 };
 
-const std::vector<OptionSpec> kStdinSchema = {
-    {"max_line", OptType::size, "1MiB", "Longest accepted line; longer ones are dropped and counted."},
-};
 HBF_REGISTER_INPUT("stdin", Stdin, kStdinSchema, "Reads NDJSON lines from standard input until EOF.");
 
 }  // namespace

@@ -27,13 +27,31 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+struct FileOutOptions {
+    std::string path;
+    Duration fsync_interval = std::chrono::seconds(1);
+    std::string mode = "0644";
+};
+
+const OptionSchema<FileOutOptions> kFileSchema{
+    {"path", &FileOutOptions::path, "File to append NDJSON to; strftime patterns (UTC) roll it, e.g. \"out-%Y-%m-%d.ndjson\".", required{}},
+    {"fsync_interval", &FileOutOptions::fsync_interval, "How often written data is fsync'ed; 0 = before each batch is acknowledged."},
+    {"mode", &FileOutOptions::mode, "Permissions of a new file (octal)."},
+};
+
 class FileOut final : public Output {
 public:
-    explicit FileOut(const StageConfig& c) : path_tmpl_(c.str("path")) {
-        if (path_tmpl_.empty()) c.fail("path", "path must not be empty");
+    FileOut(const FileOutOptions& o, const StageConfig& c) : path_tmpl_(o.path) {
+        if (path_tmpl_.empty()) c.problem("path", "path must not be empty");
         templated_ = path_tmpl_.find('%') != std::string::npos;
-        fsync_every_ = c.duration("fsync_interval");
-        mode_ = int(std::stol(c.str("mode"), nullptr, 8));
+        fsync_every_ = o.fsync_interval;
+        size_t used = 0;
+        try {
+            mode_ = int(std::stol(o.mode, &used, 8));
+        } catch (const std::exception&) {
+        }
+        if (used == 0 || used != o.mode.size() || mode_ < 0 || mode_ > 07777)
+            c.problem("mode", "mode must be octal permissions such as \"0644\", not \"" + o.mode + "\"");
     }
 
     void start(StageContext& ctx) override {
@@ -172,11 +190,6 @@ private:
     RateLimit rl_, sync_rl_;
 };
 
-const std::vector<OptionSpec> kFileSchema = {
-    {"path", OptType::string, "", "File to append NDJSON to; strftime patterns (UTC) roll it, e.g. \"out-%Y-%m-%d.ndjson\".", true},
-    {"fsync_interval", OptType::duration, "1s", "How often written data is fsync'ed; 0 = before each batch is acknowledged."},
-    {"mode", OptType::string, "0644", "Permissions of a new file (octal)."},
-};
 HBF_REGISTER_OUTPUT("file", FileOut, kFileSchema, "Appends events as NDJSON to a file (daily files with strftime patterns); retries a failed write until it succeeds.");
 
 }  // namespace

@@ -62,42 +62,69 @@ const kafka::Props kProducerDefaults = {
     {"reconnect.backoff.max.ms", "1000"},
 };
 
+struct KafkaOutOptions {
+    std::string brokers, topic;
+    std::optional<std::string> key;
+    StringMap headers;
+    std::string compression = "lz4";
+    std::string acks = "all";
+    bool idempotence = true;
+    Duration delivery_timeout{0};
+    Duration flush_timeout = std::chrono::seconds(5);
+    Duration stats_interval = std::chrono::seconds(5);
+    const toml::table* librdkafka = nullptr;  // read by kafka::make_conf, each property at its own position
+};
+
+using O = KafkaOutOptions;
+const OptionSchema<O> kKafkaOutSchema{
+    {"brokers", &O::brokers, "Bootstrap brokers host:port[,host:port]; \"embedded\" starts the in-process development broker.", required{}},
+    {"topic", &O::topic, "Topic template: literal text and {field} / {a.b} / {field|fallback} from the event.", required{}},
+    {"key", &O::key, "Message key template (same syntax); unset = no key. \"{device-id}\" keeps a device's events in order.", shown{"none"}},
+    {"headers", &O::headers, "Static message headers, name = \"value\".", shown{"none"}},
+    {"compression", &O::compression, "none | gzip | snappy | lz4 | zstd.", one_of{"none", "gzip", "snappy", "lz4", "zstd"}},
+    {"acks", &O::acks, "all | 1 | 0: how many replicas must have a message before it counts as delivered.", one_of{"all", "1", "0", "-1"}},
+    {"idempotence", &O::idempotence, "librdkafka's idempotent producer: no duplicates or reordering from its own retries."},
+    {"delivery_timeout", &O::delivery_timeout,
+     "How long a message may take to be delivered; 0 = retry until delivered. Expired = failed upstream."},
+    {"flush_timeout", &O::flush_timeout, "At shutdown, how long to wait for deliveries before reporting the rest failed."},
+    {"stats_interval", &O::stats_interval,
+     "How often librdkafka's statistics update the broker metrics (rtt, up, retries); 0 = off."},
+    {"librdkafka", &O::librdkafka,
+     "Any librdkafka producer property, passed through (\"linger.ms\" = \"5\"); validate checks each as the producer would.",
+     shown{"none"}},
+};
+
 class KafkaOut final : public Output, public kafka::Client {
 public:
-    explicit KafkaOut(const StageConfig& c) : name_(c.name()) {
-        brokers_ = c.str("brokers");
-        if (brokers_.empty()) c.fail("brokers", "brokers must be host:port[,host:port...] or \"embedded\"");
-        topic_ = parse_template(c, "topic");
-        if (c.has("key")) {
-            key_ = parse_template(c, "key");
+    KafkaOut(const KafkaOutOptions& o, const StageConfig& c) : name_(c.name()) {
+        brokers_ = o.brokers;
+        if (brokers_.empty()) c.problem("brokers", "brokers must be host:port[,host:port...] or \"embedded\"");
+        topic_ = parse_template(c, "topic", o.topic);
+        if (o.key) {
+            key_ = parse_template(c, "key", *o.key);
             has_key_ = true;
         }
         if (topic_.is_static())
             if (std::string why = kafka::topic_name_problem(topic_.literal()); !why.empty())
-                c.fail("topic", "topic \"" + topic_.literal() + "\": " + why);
-        if (c.has("headers"))
-            for (auto& [k, v] : c.string_map("headers")) headers_.emplace_back(k, v);
+                c.problem("topic", "topic \"" + topic_.literal() + "\": " + why);
+        for (auto& [k, v] : o.headers) headers_.emplace_back(k, v);
 
         kafka::Props settings;
-        std::string comp = c.str("compression");
-        if (comp != "none" && comp != "gzip" && comp != "snappy" && comp != "lz4" && comp != "zstd")
-            c.fail("compression", "compression must be none, gzip, snappy, lz4 or zstd");
-        settings.emplace_back("compression.codec", comp);
-        std::string acks = c.str("acks");
-        if (acks != "all" && acks != "1" && acks != "0" && acks != "-1") c.fail("acks", "acks must be \"all\", \"1\" or \"0\"");
-        bool idem = c.boolean("idempotence");
-        if (idem && acks != "all" && acks != "-1")
-            c.fail("acks", "the idempotent producer needs acks = \"all\" (or set idempotence = false)");
-        settings.emplace_back("acks", acks == "all" ? "-1" : acks);
-        settings.emplace_back("enable.idempotence", idem ? "true" : "false");
-        auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c.duration("delivery_timeout"));
+        settings.emplace_back("compression.codec", o.compression);
+        if (o.idempotence && o.acks != "all" && o.acks != "-1")
+            c.problem("acks", "the idempotent producer needs acks = \"all\" (or set idempotence = false)");
+        settings.emplace_back("acks", o.acks == "all" ? "-1" : o.acks);
+        settings.emplace_back("enable.idempotence", o.idempotence ? "true" : "false");
+        auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(o.delivery_timeout);
         // 0 = librdkafka retries until the message is delivered.
         settings.emplace_back("message.timeout.ms", std::to_string(timeout.count()));
-        flush_timeout_ = c.duration("flush_timeout");
-        auto stats = std::chrono::duration_cast<std::chrono::milliseconds>(c.duration("stats_interval"));
-        if (stats.count() != 0 && stats.count() < 10) c.fail("stats_interval", "stats_interval must be 0 (off) or at least 10ms");
+        flush_timeout_ = o.flush_timeout;
+        auto stats = std::chrono::duration_cast<std::chrono::milliseconds>(o.stats_interval);
+        if (stats.count() != 0 && stats.count() < 10) c.problem("stats_interval", "stats_interval must be 0 (off) or at least 10ms");
         settings.emplace_back("statistics.interval.ms", std::to_string(stats.count()));
         conf_ = kafka::make_conf(c, kProducerDefaults, settings);
+        if (c.problems().empty()) kafka::check_client(c, conf_.get(), RD_KAFKA_PRODUCER);
+        c.stop_if_problems();
     }
 
     ~KafkaOut() override { destroy_producer(); }
@@ -411,11 +438,12 @@ private:
         else ctx_->set_degraded(reason);
     }
 
-    static FieldTemplate parse_template(const StageConfig& c, const char* key) {
+    static FieldTemplate parse_template(const StageConfig& c, const char* key, const std::string& text) {
         try {
-            return FieldTemplate(c.str(key));
+            return FieldTemplate(text);
         } catch (const std::invalid_argument& e) {
-            c.fail(key, e.what());
+            c.problem(key, e.what());
+            return FieldTemplate("invalid");  // never used: a stage with a problem is not built
         }
     }
 
@@ -648,19 +676,6 @@ private:
     RateLimit fail_rl_, drop_rl_, stats_rl_;
 };
 
-const std::vector<OptionSpec> kKafkaOutSchema = {
-    {"brokers", OptType::string, "", "Bootstrap brokers host:port[,host:port]; \"embedded\" starts the in-process development broker.", true},
-    {"topic", OptType::string, "", "Topic template: literal text and {field} / {a.b} / {field|fallback} from the event.", true},
-    {"key", OptType::string, "", "Message key template (same syntax); unset = no key. \"{device-id}\" keeps a device's events in order."},
-    {"headers", OptType::table, "", "Static message headers, name = \"value\"."},
-    {"compression", OptType::string, "lz4", "none | gzip | snappy | lz4 | zstd."},
-    {"acks", OptType::string, "all", "all | 1 | 0: how many replicas must have a message before it counts as delivered."},
-    {"idempotence", OptType::boolean, "true", "librdkafka's idempotent producer: no duplicates or reordering from its own retries."},
-    {"delivery_timeout", OptType::duration, "0", "How long a message may take to be delivered; 0 = retry until delivered. Expired = failed upstream."},
-    {"flush_timeout", OptType::duration, "5s", "At shutdown, how long to wait for deliveries before reporting the rest failed."},
-    {"stats_interval", OptType::duration, "5s", "How often librdkafka's statistics update the broker metrics (rtt, up, retries); 0 = off."},
-    {"librdkafka", OptType::table, "", "Any librdkafka producer property, passed through (\"linger.ms\" = \"5\"); checked at start."},
-};
 HBF_REGISTER_OUTPUT("kafka", KafkaOut, kKafkaOutSchema, "Produces events to Kafka topics (librdkafka), acknowledged from delivery reports.");
 
 }  // namespace
