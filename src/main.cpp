@@ -197,7 +197,7 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
         spdlog::error("{}", e.what());
         return 1;
     }
-    spdlog::info("hbforward {} running {} ({} stages)", HBF_VERSION, path, rt.nodes().size());
+    spdlog::info("hbforward {} running {} ({} stages)", HBF_VERSION, path, rt.snapshot().stages.size());
     notify::ready(fmt::format("running {}, config generation {}", path, rt.generation()));
 
     auto deadline = std::chrono::steady_clock::time_point::max();
@@ -236,12 +236,8 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
         // Every input ended by itself (stdin at EOF, a generator's count): the drain is bounded by
         // the shutdown timeout as after a signal, or an output that keeps retrying would hold the
         // process for ever.
-        if (deadline == std::chrono::steady_clock::time_point::max()) {
-            auto lk = rt.nodes_lock();
-            bool inputs_done = std::all_of(rt.nodes().begin(), rt.nodes().end(),
-                                           [](const auto& n) { return n->decl->kind != StageKind::input || n->done.load(); });
-            if (inputs_done) deadline = std::chrono::steady_clock::now() + shutdown_timeout;
-        }
+        if (deadline == std::chrono::steady_clock::time_point::max() && rt.inputs_finished())
+            deadline = std::chrono::steady_clock::now() + shutdown_timeout;
         if (std::chrono::steady_clock::now() >= deadline) {
             if (!rt.wait_until(deadline)) {
                 spdlog::error("shutdown timeout passed; exiting with events undelivered");
@@ -255,14 +251,10 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
     if (api) api->stop();
     // A stage that ended in a failure (events it could not deliver at shutdown) makes the exit code 1.
     int rc = 0;
-    {
-        auto lk = rt.nodes_lock();
-        for (const auto& n : rt.nodes()) {
-            std::string why = n->ctx->failure();
-            if (why.empty()) continue;
-            spdlog::error("stage '{}' ended failing: {}", n->decl->name, why);
-            rc = 1;
-        }
+    for (const auto& st : rt.snapshot().stages) {
+        if (st.failure.empty()) continue;
+        spdlog::error("stage '{}' ended failing: {}", st.name, st.failure);
+        rc = 1;
     }
     spdlog::info("all stages finished; exiting{}", rc ? " with code 1" : "");
     return rc;

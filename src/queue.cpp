@@ -18,19 +18,24 @@ bool BatchQueue::admit(BatchPtr& b) {
 }
 
 bool BatchQueue::push(BatchPtr& b, const std::atomic<bool>& abort) {
-    if (admit(b)) return true;
+    if (sealed_.load()) return false;
+    if (admit(b)) {
+        if (sealed_.load()) fail_sealed();
+        return true;
+    }
     const int64_t n = static_cast<int64_t>(b->size());
     const int64_t sz = static_cast<int64_t>(b->bytes());
     // The same test admit() makes: waking for less room than this batch needs would spin.
     auto room = [&] { return events() == 0 || (events() + n <= max_events_ && bytes() + sz <= max_bytes_); };
     waiting_.fetch_add(1);
-    while (!abort.load(std::memory_order_relaxed)) {
+    while (!abort.load(std::memory_order_relaxed) && !sealed_.load(std::memory_order_relaxed)) {
         {
             std::unique_lock lk(m_);
             space_.wait_for(lk, std::chrono::milliseconds(5), room);
         }
         if (admit(b)) {
             waiting_.fetch_sub(1);
+            if (sealed_.load()) fail_sealed();
             return true;
         }
     }
@@ -60,6 +65,17 @@ size_t BatchQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeou
         }
     }
     return k;
+}
+
+void BatchQueue::fail_sealed() {
+    Batch* b = nullptr;
+    while (q_.try_dequeue(b)) {
+        if (!b) continue;
+        events_.fetch_sub(static_cast<int64_t>(b->size()));
+        bytes_.fetch_sub(static_cast<int64_t>(b->bytes()));
+        b->mark(AckStatus::failed, "its stage had finished: not handed over");
+        BatchPtr(b).reset();
+    }
 }
 
 void BatchQueue::wake_consumer() { q_.enqueue(nullptr); }

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
@@ -62,26 +63,62 @@ public:
     // Extra members for the stage's entry in /pipeline ("" = none), e.g. "\"buffer\":{...}".
     virtual std::string describe_json() const { return ""; }
 
-    // Producers are counted so a consumer knows when no more batches can come.
-    void add_producer() { producers_.fetch_add(1); }
-    void remove_producer() { producers_.fetch_sub(1); wake_consumer(); }
+    // Producers are counted, by the Edges that lead here, so a consumer knows when no more
+    // batches can come.
     int producers() const { return producers_.load(); }
     void wake_consumer();
+
+    // The consumer finished and drains no more: a later push() refuses the batch (the emitter
+    // reports it failed) instead of leaving it queued until the queue is destroyed.
+    void seal() { sealed_.store(true); }
+    bool sealed() const { return sealed_.load(); }
 
     // Set while the queue's filter runs inline in its one producer's thread; batches then
     // bypass the queue.
     std::atomic<InlineConsumer*> inline_consumer{nullptr};
 
 private:
+    friend class Edge;
     bool admit(BatchPtr& b);
+    void fail_sealed();  // a push that raced with seal(): what got in reports failed
 
     moodycamel::BlockingConcurrentQueue<Batch*> q_;
     const int64_t max_events_, max_bytes_;
     std::atomic<int64_t> events_{0}, bytes_{0};
     std::atomic<int> producers_{0};
     std::atomic<int> waiting_{0};
+    std::atomic<bool> sealed_{false};
     std::mutex m_;
     std::condition_variable space_;
+};
+
+// A stage's edge to a downstream queue: while it lives, the stage counts as one of the queue's
+// producers. The runtime keeps one per distinct downstream queue of each stage; dropping it (the
+// stage finished, or a reload rewired it) is how the consumer learns that no more will come.
+class Edge {
+public:
+    explicit Edge(BatchQueue& q) : q_(&q) { q_->producers_.fetch_add(1); }
+    ~Edge() { release(); }
+    Edge(Edge&& o) noexcept : q_(std::exchange(o.q_, nullptr)) {}
+    Edge& operator=(Edge&& o) noexcept {
+        if (this != &o) {
+            release();
+            q_ = std::exchange(o.q_, nullptr);
+        }
+        return *this;
+    }
+    Edge(const Edge&) = delete;
+    Edge& operator=(const Edge&) = delete;
+    BatchQueue* queue() const { return q_; }
+
+private:
+    void release() {
+        if (!q_) return;
+        q_->producers_.fetch_sub(1);
+        q_->wake_consumer();
+        q_ = nullptr;
+    }
+    BatchQueue* q_;
 };
 
 }  // namespace hbf

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <map>
 #include <set>
+#include <shared_mutex>
 #include <stdexcept>
 
 namespace hbf {
@@ -16,65 +17,68 @@ constexpr size_t kPopMax = 32;
 constexpr size_t kLingerBelow = 256;  // events: a hand-over smaller than this lingers
 }  // namespace
 
-std::unique_ptr<Runtime::Node> Runtime::make_node(BuiltStage b) {
+struct Runtime::Node final : InlineConsumer {
+    Runtime* rt = nullptr;
+    std::mutex proc_m;  // a filter runs one batch at a time, inline or on its thread
+    void consume(BatchPtr b) override { rt->process_filter(*this, std::move(b)); }
+    bool downstream_full() const override { return emitter->any_full(); }
+
+    const StageDecl* decl = nullptr;
+    std::shared_ptr<const PipelineConfig> cfg;  // the config `decl` lives in, kept alive by it
+    BuiltStage built;
+    std::unique_ptr<StageContext> ctx;
+    std::unique_ptr<BatchQueue> queue;  // filters and outputs
+    std::unique_ptr<Emitter> emitter;
+    std::vector<Edge> feeds;            // one per distinct downstream queue; under ctx->targets_m
+    std::thread thread;
+    bool object_started = false;        // its start() returned
+    std::atomic<bool> done{false};
+    std::atomic<bool> started{false};   // its thread runs
+    std::atomic<bool> retiring{false};  // removed by a reload, draining
+    std::chrono::steady_clock::time_point retire_deadline{};  // then what it still holds fails
+    std::vector<AckRef> guard;          // see Runtime::guarded()
+    RateLimit fail_rl;
+};
+
+// One plan being applied, and what the executor made of it so far.
+struct Runtime::Apply {
+    PipelinePlan plan;
+    std::shared_ptr<const PipelineConfig> cfg;
+    bool startup = false;
+    std::map<std::string, Node*> running;  // before the plan: not retiring, not finished
+    std::map<std::string, Node*> next;     // the new pipeline's node per stage
+    std::vector<std::unique_ptr<Node>> fresh;
+    std::vector<Node*> deferred;           // start once the old stages they wait for stopped
+    std::vector<Edge> holds;               // downstream queues held open while an old input stops early
+    std::set<Node*> retired;
+    std::set<Node*> is_fresh;
+    struct Wiring {
+        Node* node;
+        std::vector<std::vector<BatchQueue*>> targets;
+        std::vector<Edge> feeds;
+    };
+    std::vector<Wiring> wiring;
+    std::string deferred_failure;
+};
+
+std::unique_ptr<Runtime::Node> Runtime::make_node(BuiltStage b, const std::shared_ptr<const PipelineConfig>& cfg) {
     auto n = std::make_unique<Node>();
     n->decl = b.decl;
-    n->cfg = cfg_;
+    n->cfg = cfg;
     n->built = std::move(b);
     n->ctx = std::make_unique<StageContext>(n->decl->name, n->decl->type, to_string(n->decl->kind));
-    n->ctx->data_dir = cfg_->service.data_dir;
-    n->ctx->batch_events = size_t(cfg_->service.batch_events);
-    if (n->decl->kind != StageKind::input) n->queue = buffer::make_queue(cfg_->service, *n->decl, *n->ctx, stopping_);
+    n->ctx->data_dir = cfg->service.data_dir;
+    n->ctx->batch_events = size_t(cfg->service.batch_events);
+    if (n->decl->kind != StageKind::input) n->queue = buffer::make_queue(cfg->service, *n->decl, *n->ctx, stopping_);
     n->emitter = std::make_unique<Emitter>(*n->ctx);
     n->ctx->targets.resize(1 + n->decl->ports.size());
-    n->generation = generation_.load();
     n->rt = this;
     return n;
 }
 
-std::vector<std::vector<std::vector<BatchQueue*>>> Runtime::plan_targets(const std::vector<Node*>& live) const {
-    std::map<std::string, size_t> idx;
-    for (size_t i = 0; i < live.size(); ++i) idx[live[i]->decl->name] = i;
-    std::vector<std::vector<std::vector<BatchQueue*>>> out(live.size());
-    for (size_t i = 0; i < live.size(); ++i) out[i].resize(1 + live[i]->decl->ports.size());
-    for (Node* n : live) {
-        for (const auto& r : n->decl->inputs) {
-            size_t u = idx.at(r.stage);
-            const Node* up = live[u];
-            size_t port = 0;
-            if (!r.port.empty()) {
-                auto it = std::find(up->decl->ports.begin(), up->decl->ports.end(), r.port);
-                port = 1 + size_t(it - up->decl->ports.begin());
-            }
-            auto& list = out[u][port];
-            if (std::find(list.begin(), list.end(), n->queue.get()) == list.end()) list.push_back(n->queue.get());
-        }
-    }
-    return out;
-}
-
-static std::vector<BatchQueue*> distinct(const std::vector<std::vector<BatchQueue*>>& ports) {
-    std::vector<BatchQueue*> f;
-    for (const auto& p : ports)
-        for (auto* q : p)
-            if (std::find(f.begin(), f.end(), q) == f.end()) f.push_back(q);
-    return f;
-}
-
 Runtime::Runtime(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> stages)
-    : cfg_(std::move(cfg)), shutdown_timeout_(cfg_->service.shutdown_timeout), linger_(cfg_->service.linger) {
-    for (auto& b : stages) nodes_.push_back(make_node(std::move(b)));
-    std::vector<Node*> live;
-    for (auto& n : nodes_) live.push_back(n.get());
-    auto plan = plan_targets(live);
-    for (size_t i = 0; i < live.size(); ++i) {
-        live[i]->ctx->targets = plan[i];
-        live[i]->feeds = distinct(plan[i]);
-        for (auto* q : live[i]->feeds) q->add_producer();
-    }
-    for (Node* n : live)
-        if (n->built.filter) set_inline(*n, n->queue->producers() == 1);
-}
+    : cfg_(std::move(cfg)), pending_(std::move(stages)), shutdown_timeout_(cfg_->service.shutdown_timeout),
+      linger_(cfg_->service.linger) {}
 
 void Runtime::set_inline(Node& n, bool on) {
     n.queue->inline_consumer.store(on ? &n : nullptr, std::memory_order_release);
@@ -101,6 +105,7 @@ void Runtime::start_stage(Node& n) {
     }
     if (n.built.filter) n.built.filter->start(*n.ctx);
     if (n.built.input) n.built.input->start(*n.ctx);
+    n.object_started = true;
 }
 
 void Runtime::start_thread(Node& n) {
@@ -110,172 +115,221 @@ void Runtime::start_thread(Node& n) {
     if (n.built.input) n.thread = std::thread([this, &n] { run_input(n); });
 }
 
+void Runtime::wait_done(Node& n, std::chrono::steady_clock::time_point deadline) const {
+    while (!n.done && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
 void Runtime::start() {
+    std::lock_guard rl(reload_m_);
     started_at_ = std::chrono::steady_clock::now();
-    for (StageKind kind : {StageKind::output, StageKind::filter, StageKind::input}) {
-        for (auto& np : nodes_) {
-            Node& n = *np;
-            if (n.decl->kind != kind) continue;
-            try {
-                start_stage(n);
-            } catch (const std::exception& e) {
-                std::string msg = fmt::format("stage '{}' ({} {}) failed to start: {}", n.decl->name, to_string(n.decl->kind),
-                                              n.decl->type, e.what());
-                request_stop();
-                for (auto& m : nodes_) {
-                    if (!m->started) {
-                        m->done = true;
-                        for (auto* q : m->feeds) q->remove_producer();
-                    }
-                }
-                wait_until(std::chrono::steady_clock::now() + shutdown_timeout_);
-                throw std::runtime_error(msg);
-            }
-            start_thread(n);
-        }
-    }
+    apply(cfg_, std::move(pending_), true);
 }
 
 std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> stages) {
     std::lock_guard rl(reload_m_);
     if (stopping_) throw std::runtime_error("shutting down");
     reap_locked();
-    // Which running stages stay: same name, kind, type and table.
-    std::map<std::string, Node*> running;
-    {
-        auto lk = nodes_lock();
-        for (auto& n : nodes_)
-            if (!n->retiring && !n->done) running[n->decl->name] = n.get();
+    return apply(std::move(cfg), std::move(stages), false);
+}
+
+std::vector<PlanStage> Runtime::running_stages() const {
+    std::vector<PlanStage> out;
+    auto lk = std::unique_lock(nodes_m_);
+    for (const auto& n : nodes_) {
+        if (n->retiring || n->done) continue;
+        out.push_back(plan_stage(*n->decl, n->cfg->service));
+        out.back().runs_inline = n->queue && n->queue->inline_consumer.load() != nullptr;
     }
-    std::vector<Node*> live;
-    std::vector<std::unique_ptr<Node>> fresh;
-    std::set<Node*> kept;
-    std::shared_ptr<const PipelineConfig> prev = std::move(cfg_);
-    cfg_ = std::move(cfg);
-    generation_.fetch_add(1);
+    return out;
+}
+
+// The one executor: startup applies the plan from nothing, a reload the plan from what runs.
+std::string Runtime::apply(std::shared_ptr<const PipelineConfig> cfg, std::vector<BuiltStage> stages, bool startup) {
+    Apply a;
+    a.cfg = std::move(cfg);
+    a.startup = startup;
+    a.plan = plan_pipeline(running_stages(), plan_stages(*a.cfg));
+    place_nodes(a, stages);
+    start_objects(a);  // a failure throws here, the running pipeline untouched
+    {
+        auto lk = std::unique_lock(nodes_m_);
+        for (const auto& name : a.plan.kept) {
+            Node& n = *a.next.at(name);
+            n.decl = a.cfg->find(name);  // same options; its inputs may have changed
+            n.cfg = a.cfg;
+        }
+        for (auto& n : a.fresh) nodes_.push_back(std::move(n));
+    }
+    cfg_ = a.cfg;
+    if (!a.startup) generation_.fetch_add(1);
+    wire(a);
+    for (const auto& name : a.plan.removed) retire(*a.running.at(name));
+    for (const auto& name : a.plan.changed)
+        if (auto it = a.running.find(name); it != a.running.end() && !a.retired.count(it->second)) retire(*it->second);
+    start_deferred(a);
+    start_threads(a, true);
+    if (!a.deferred_failure.empty()) throw std::runtime_error(a.deferred_failure);
+    return fmt::format("config generation {}: {}", generation_.load(), a.plan.summary());
+}
+
+void Runtime::place_nodes(Apply& a, std::vector<BuiltStage>& stages) {
+    {
+        auto lk = std::unique_lock(nodes_m_);
+        for (auto& n : nodes_)
+            if (!n->retiring && !n->done) a.running[n->decl->name] = n.get();
+    }
     for (auto& b : stages) {
-        auto it = running.find(b.decl->name);
-        if (it != running.end() && it->second->decl->kind == b.decl->kind && it->second->decl->type == b.decl->type &&
-            it->second->decl->fingerprint == b.decl->fingerprint) {
-            live.push_back(it->second);
-            kept.insert(it->second);
-            auto lk = nodes_lock();
-            it->second->decl = b.decl;  // same options; its inputs may have changed
-            it->second->cfg = cfg_;
+        const std::string& name = b.decl->name;
+        if (a.plan.is_kept(name)) {
+            a.next[name] = a.running.at(name);
         } else {
-            fresh.push_back(make_node(std::move(b)));
-            live.push_back(fresh.back().get());
+            a.fresh.push_back(make_node(std::move(b), a.cfg));
+            a.next[name] = a.fresh.back().get();
+            a.is_fresh.insert(a.fresh.back().get());
         }
     }
-    // Start the new stages' objects first: a failure leaves the old pipeline as it was.
-    std::vector<BatchQueue*> holds;
-    for (auto& n : fresh) {
-        std::string failure;
+}
+
+// Outputs first, then filters, then inputs. A stage that needs what an old stage holds waits for
+// it: an input whose old holder is an input stops that one now; the others start after wiring.
+void Runtime::start_objects(Apply& a) {
+    for (StageKind kind : {StageKind::output, StageKind::filter, StageKind::input}) {
+        for (auto& np : a.fresh) {
+            Node& n = *np;
+            if (n.decl->kind != kind) continue;
+            auto olds = a.plan.must_stop_before(n.decl->name);
+            bool early = kind == StageKind::input && std::all_of(olds.begin(), olds.end(), [&](const std::string& o) {
+                             return a.running.at(o)->decl->kind == StageKind::input;
+                         });
+            if (!olds.empty() && !early) {
+                a.deferred.push_back(&n);
+                continue;
+            }
+            if (!olds.empty()) {
+                start_after_old(a, n);
+                continue;
+            }
+            try {
+                start_stage(n);
+            } catch (const std::exception& e) {
+                roll_back(a, n, e.what());
+            }
+        }
+    }
+}
+
+void Runtime::start_after_old(Apply& a, Node& n) {
+    auto deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
+    for (const auto& name : a.plan.must_stop_before(n.decl->name)) {
+        Node& o = *a.running.at(name);
+        o.ctx->log().info("stopping before its new version starts: it holds what that one needs");
+        {
+            // Its downstream queues must not see zero producers before the new version is wired
+            // in, or their stages would finish.
+            std::shared_lock lk(o.ctx->targets_m);
+            for (const auto& e : o.feeds) a.holds.emplace_back(*e.queue());
+        }
+        retire(o);
+        a.retired.insert(&o);
+    }
+    for (const auto& name : a.plan.must_stop_before(n.decl->name)) wait_done(*a.running.at(name), deadline);
+    try {
+        start_stage(n);
+    } catch (const std::exception& e) {
+        roll_back(a, n, std::string(e.what()) + " (its old version was stopped)");
+    }
+}
+
+void Runtime::roll_back(Apply& a, Node& failed, const std::string& why) {
+    std::string msg = fmt::format("stage '{}' ({} {}) failed to start: {}", failed.decl->name, to_string(failed.decl->kind),
+                                  failed.decl->type, why);
+    for (auto& m : a.fresh) {
+        if (!m->object_started) continue;
+        if (m->built.output) {
+            m->built.output->stop();
+            m->queue->close();
+        }
+        if (m->built.filter) m->built.filter->stop();
+        if (m->built.input) m->built.input->stop();
+    }
+    a.holds.clear();
+    a.fresh.clear();  // the new config's decls may die with `a`: msg was built first
+    throw std::runtime_error(msg);
+}
+
+// Every edge of the new pipeline is registered with its queue before any thread can finish for
+// lack of producers; then the new stages are wired, then the kept ones (an emit in progress
+// finishes on the old targets first): a kept stage must never reach a new filter whose targets
+// are still empty. The edges a stage no longer has are dropped last.
+void Runtime::wire(Apply& a) {
+    std::map<Node*, size_t> at;
+    for (const auto& s : a.plan.stages) {
+        Node* n = a.next.at(s.name);
+        at[n] = a.wiring.size();
+        a.wiring.push_back({n, std::vector<std::vector<BatchQueue*>>(1 + s.ports.size()), {}});
+    }
+    for (const auto& e : a.plan.edges) {
+        auto& w = a.wiring[at.at(a.next.at(e.from))];
+        BatchQueue* q = a.next.at(e.to)->queue.get();
+        auto& list = w.targets[e.port];
+        if (std::find(list.begin(), list.end(), q) == list.end()) list.push_back(q);
+        bool known = std::any_of(w.feeds.begin(), w.feeds.end(), [&](const Edge& f) { return f.queue() == q; });
+        if (!known) w.feeds.emplace_back(*q);
+    }
+    for (const auto& s : a.plan.stages)
+        if (s.kind == StageKind::filter) set_inline(*a.next.at(s.name), s.runs_inline);
+    start_threads(a, false);
+    std::stable_partition(a.wiring.begin(), a.wiring.end(), [&](const Apply::Wiring& w) { return a.is_fresh.count(w.node) > 0; });
+    for (auto& w : a.wiring) {
+        std::vector<Edge> gone;
+        {
+            std::unique_lock lk(w.node->ctx->targets_m);
+            w.node->ctx->targets = std::move(w.targets);
+            gone = std::exchange(w.node->feeds, std::move(w.feeds));
+        }
+    }
+    a.holds.clear();
+}
+
+void Runtime::start_threads(Apply& a, bool inputs) {
+    for (const auto& s : a.plan.stages) {
+        Node& n = *a.next.at(s.name);
+        if (n.started || !n.object_started || (s.kind == StageKind::input) != inputs) continue;
+        start_thread(n);
+    }
+}
+
+// Removed stages: inputs stop; filters and outputs drain what they have and finish.
+void Runtime::retire(Node& n) {
+    n.retire_deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
+    n.retiring = true;
+    if (n.built.input) {
+        n.ctx->request_stop();
+        if (n.object_started) n.built.input->stop();
+    }
+}
+
+// Stages that had to wait for an old one: started now that it finished (or its time ran out). The
+// config is applied by now: a stage that still fails to start fails what reaches it.
+void Runtime::start_deferred(Apply& a) {
+    auto deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
+    for (Node* n : a.deferred) {
+        for (const auto& name : a.plan.must_stop_before(n->decl->name)) wait_done(*a.running.at(name), deadline);
         try {
             start_stage(*n);
         } catch (const std::exception& e) {
-            failure = e.what();
+            a.deferred_failure = fmt::format("stage '{}' ({} {}) failed to start: {} (its old version was stopped; the rest of the "
+                                             "new config is applied)",
+                                             n->decl->name, to_string(n->decl->kind), n->decl->type, e.what());
+            n->ctx->log().error("{}", a.deferred_failure);
+            n->ctx->set_failed(e.what());
+            n->ctx->request_abort();
+            if (n->queue) set_inline(*n, false);
         }
-        // A changed input may need what its old version holds (the http input's port): stop the
-        // old one, let it finish what it accepted, and try again.
-        auto old = running.find(n->decl->name);
-        if (!failure.empty() && n->built.input && old != running.end() && !kept.count(old->second)) {
-            Node& o = *old->second;
-            o.ctx->log().warn("stopping the old version to start the new one: {}", failure);
-            // Hold its downstream queues open: they must not see zero producers before the new
-            // version is wired in, or their stages would finish.
-            for (auto* q : o.feeds) {
-                q->add_producer();
-                holds.push_back(q);
-            }
-            o.retiring = true;
-            o.retire_deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
-            o.ctx->request_stop();
-            o.built.input->stop();
-            auto deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
-            while (!o.done && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-            try {
-                start_stage(*n);
-                failure.clear();
-            } catch (const std::exception& e) {
-                failure = std::string(e.what()) + " (its old version was stopped)";
-            }
-        }
-        if (!failure.empty()) {
-            std::string msg = fmt::format("stage '{}' ({} {}) failed to start: {}", n->decl->name, to_string(n->decl->kind),
-                                          n->decl->type, failure);
-            for (auto& m : fresh) {
-                if (m.get() == n.get()) break;
-                if (m->built.output) m->built.output->stop();
-                if (m->built.filter) m->built.filter->stop();
-                if (m->built.input) m->built.input->stop();
-            }
-            cfg_ = std::move(prev);  // the new config's decls die here: msg was built first
-            generation_.fetch_sub(1);
-            for (auto* q : holds) q->remove_producer();
-            throw std::runtime_error(msg);
-        }
+        if (n->object_started && n->built.input) continue;  // starts with the other new inputs
+        if (n->built.input) finish_node(*n);
+        else start_thread(*n);
     }
-    prev.reset();  // kept stages moved to the new config; retiring ones hold the old one until reaped
-
-    auto plan = plan_targets(live);
-    // New edges get their producer count before any batch can use them.
-    std::vector<std::vector<BatchQueue*>> new_feeds(live.size());
-    for (size_t i = 0; i < live.size(); ++i) {
-        new_feeds[i] = distinct(plan[i]);
-        for (auto* q : new_feeds[i])
-            if (std::find(live[i]->feeds.begin(), live[i]->feeds.end(), q) == live[i]->feeds.end()) q->add_producer();
-    }
-    // Inline only where no reordering can happen: a new filter's queue is empty, and a filter
-    // that already ran inline had nothing queued. A second producer turns it off.
-    std::set<Node*> is_fresh;
-    for (auto& n : fresh) is_fresh.insert(n.get());
-    for (Node* n : live)
-        if (n->built.filter)
-            set_inline(*n, n->queue->producers() == 1 && (is_fresh.count(n) || n->queue->inline_consumer.load() != nullptr));
-    {
-        auto lk = nodes_lock();
-        for (auto& n : fresh) nodes_.push_back(std::move(n));
-    }
-    for (Node* n : live)
-        if (!n->started && n->decl->kind != StageKind::input) start_thread(*n);
-    // Wire the new stages first, then rewire kept ones (an emit in progress finishes on the old
-    // targets first): a kept stage must never reach a new filter whose targets are still empty,
-    // or that filter would drop the batch as having no downstream stage.
-    std::vector<size_t> order;
-    for (size_t i = 0; i < live.size(); ++i)
-        if (is_fresh.count(live[i])) order.push_back(i);
-    for (size_t i = 0; i < live.size(); ++i)
-        if (!is_fresh.count(live[i])) order.push_back(i);
-    for (size_t i : order) {
-        Node* n = live[i];
-        std::vector<BatchQueue*> gone;
-        {
-            std::unique_lock lk(n->ctx->targets_m);
-            n->ctx->targets = plan[i];
-            for (auto* q : n->feeds)
-                if (std::find(new_feeds[i].begin(), new_feeds[i].end(), q) == new_feeds[i].end()) gone.push_back(q);
-            n->feeds = new_feeds[i];
-        }
-        for (auto* q : gone) q->remove_producer();
-    }
-    for (auto* q : holds) q->remove_producer();
-    // Removed stages: inputs stop; filters and outputs drain what they have and finish.
-    size_t removed = 0;
-    for (auto& [name, n] : running) {
-        if (kept.count(n)) continue;
-        ++removed;
-        n->retiring = true;
-        n->retire_deadline = std::chrono::steady_clock::now() + shutdown_timeout_;
-        if (n->built.input) {
-            n->ctx->request_stop();
-            n->built.input->stop();
-        }
-    }
-    for (Node* n : live)
-        if (!n->started && n->decl->kind == StageKind::input) start_thread(*n);
-    return fmt::format("config generation {}: {} stages kept, {} started, {} stopped", generation_.load(), kept.size(),
-                       live.size() - kept.size(), removed);
 }
 
 void Runtime::reap() {
@@ -285,7 +339,7 @@ void Runtime::reap() {
 }
 
 void Runtime::reap_locked() {
-    auto lk = nodes_lock();
+    std::lock_guard lk(nodes_m_);
     auto now = std::chrono::steady_clock::now();
     for (auto it = nodes_.begin(); it != nodes_.end();) {
         Node& n = **it;
@@ -296,7 +350,8 @@ void Runtime::reap_locked() {
                                n.queue ? n.queue->events() : 0);
             n.ctx->request_abort();
         }
-        if (n.retiring && n.done) {
+        // Freed only once no stage holds an edge to its queue (an aborted stage may finish first).
+        if (n.retiring && n.done && (!n.queue || n.queue->producers() == 0)) {
             if (n.thread.joinable()) n.thread.join();
             it = nodes_.erase(it);
         } else {
@@ -308,7 +363,7 @@ void Runtime::reap_locked() {
 void Runtime::request_stop() {
     std::lock_guard rl(reload_m_);
     if (stopping_.exchange(true)) return;
-    auto lk = nodes_lock();
+    std::lock_guard lk(nodes_m_);
     for (auto& n : nodes_) {
         if (n->decl->kind != StageKind::input) continue;
         n->ctx->request_stop();
@@ -317,23 +372,29 @@ void Runtime::request_stop() {
 }
 
 bool Runtime::finished() const {
-    auto lk = nodes_lock();
+    std::lock_guard lk(nodes_m_);
     return std::all_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n->done.load(); });
+}
+
+bool Runtime::inputs_finished() const {
+    std::lock_guard lk(nodes_m_);
+    return std::all_of(nodes_.begin(), nodes_.end(), [](const auto& n) { return n->decl->kind != StageKind::input || n->done.load(); });
+}
+
+void Runtime::abort_unfinished() {
+    std::lock_guard lk(nodes_m_);
+    for (auto& n : nodes_) {
+        if (n->done) continue;
+        spdlog::error("stage '{}' did not finish within the shutdown timeout ({} events still queued)", n->decl->name,
+                      n->queue ? n->queue->events() : 0);
+        n->ctx->request_abort();
+    }
 }
 
 bool Runtime::wait_until(std::chrono::steady_clock::time_point deadline) {
     while (!finished()) {
         if (std::chrono::steady_clock::now() >= deadline) {
-            {
-                auto lk = nodes_lock();
-                for (auto& n : nodes_) {
-                    if (!n->done) {
-                        spdlog::error("stage '{}' did not finish within the shutdown timeout ({} events still queued)", n->decl->name,
-                                      n->queue ? n->queue->events() : 0);
-                        n->ctx->request_abort();
-                    }
-                }
-            }
+            abort_unfinished();
             // A moment for the aborted stages to report what they held as failed (an HTTP client
             // waiting for its ack hears 503) before the caller exits.
             auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(1);
@@ -342,18 +403,19 @@ bool Runtime::wait_until(std::chrono::steady_clock::time_point deadline) {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    auto lk = nodes_lock();
+    std::lock_guard lk(nodes_m_);
     join_all();
     return true;
 }
 
 void Runtime::finish_node(Node& n) {
-    std::vector<BatchQueue*> feeds;
+    std::vector<Edge> feeds;
     {
         std::unique_lock lk(n.ctx->targets_m);
-        feeds = n.feeds;
+        feeds = std::move(n.feeds);
+        n.feeds.clear();
     }
-    for (auto* q : feeds) q->remove_producer();
+    feeds.clear();  // its downstream queues lose a producer
     n.done = true;
 }
 
@@ -407,6 +469,7 @@ void Runtime::fail_events(Node& n, size_t events, const char* label, const std::
 
 void Runtime::fail_queued(Node& n, const std::string& why) {
     if (!n.queue) return;
+    n.queue->seal();
     BatchPtr in[kPopMax];
     size_t events = 0;
     // Wake-up tokens can make a pop return nothing while batches remain behind them. A disk
@@ -458,7 +521,7 @@ void Runtime::run_filter(Node& n) {
         if (n.ctx->abort_flag().load()) break;
     }
     fail_queued(n, fmt::format("shutdown timeout: still queued for filter '{}'", n.decl->name));
-    n.built.filter->stop();
+    if (n.object_started) n.built.filter->stop();
     finish_node(n);
 }
 
@@ -497,6 +560,12 @@ void Runtime::run_output(Node& n) {
         if (n.ctx->abort_flag().load()) break;
     }
     fail_queued(n, fmt::format("shutdown timeout: still queued for output '{}'", n.decl->name));
+    close_output(n);
+    finish_node(n);
+}
+
+void Runtime::close_output(Node& n) {
+    if (!n.object_started) return;  // it never started (a reload could not start it)
     try {
         n.built.output->flush(std::chrono::steady_clock::now() + shutdown_timeout_);
         n.built.output->stop();
@@ -504,7 +573,50 @@ void Runtime::run_output(Node& n) {
         n.ctx->log().error("output failed to flush: {}", e.what());
     }
     n.queue->close();  // a disk buffer keeps what the output did not settle
-    finish_node(n);
+}
+
+StageSnapshot Runtime::snapshot_of(const Node& n) const {
+    StageSnapshot s;
+    s.name = n.decl->name;
+    s.type = n.decl->type;
+    s.kind = n.decl->kind;
+    for (const auto& r : n.decl->inputs) s.inputs.push_back(r.port.empty() ? r.stage : r.stage + "." + r.port);
+    s.failure = n.ctx->failure();
+    s.degraded = n.ctx->degraded();
+    s.retiring = n.retiring;
+    s.finished = n.done;
+    // failing: failed for good; degraded: cannot deliver now, retrying.
+    s.reason = s.failure;
+    if (s.retiring) s.status = "retiring";
+    else if (s.finished) s.status = "finished";
+    else if (!s.failure.empty()) s.status = "failing";
+    else if (!s.degraded.empty()) s.status = "degraded", s.reason = s.degraded;
+    else s.status = "running";
+    auto& m = n.ctx->metrics();
+    s.events_in = m.events_in.get();
+    s.events_out = m.events_out.get();
+    s.bytes_in = m.bytes_in.get();
+    s.bytes_out = m.bytes_out.get();
+    s.errors = m.errors.get();
+    if (n.queue) {
+        s.has_queue = true;
+        s.queue_events = n.queue->events();
+        s.queue_bytes = n.queue->bytes();
+        s.queue_capacity_events = n.queue->max_events();
+        s.queue_capacity_bytes = n.queue->max_bytes();
+        s.queue_json = n.queue->describe_json();
+    }
+    return s;
+}
+
+PipelineSnapshot Runtime::snapshot() const {
+    PipelineSnapshot p;
+    p.generation = generation_.load();
+    p.stopping = stopping_.load();
+    std::lock_guard lk(nodes_m_);
+    p.stages.reserve(nodes_.size());
+    for (const auto& n : nodes_) p.stages.push_back(snapshot_of(*n));
+    return p;
 }
 
 }  // namespace hbf

@@ -1,11 +1,12 @@
 // The running pipeline: one bounded queue in front of every filter and output, a thread per
-// filter and output, a thread per input. Start order: outputs, filters, inputs. Stop order:
-// inputs stop producing; each queue drains into its stage; a stage finishes once every
-// upstream stage finished and its queue is empty; outputs flush last.
+// filter and output, a thread per input. Stop order: inputs stop producing; each queue drains
+// into its stage; a stage finishes once every upstream stage finished and its queue is empty;
+// outputs flush last.
 //
-// Hot reload applies a new config in place: stages whose table did not change keep running
-// untouched (only their downstream wiring may change), changed and removed stages drain and
-// stop, new ones start.
+// One executor builds and changes the pipeline: it applies a PipelinePlan (src/plan.h). start()
+// applies the plan from nothing; reload() the plan from the running stages, in place: stages the
+// plan keeps run on untouched (only their downstream wiring may change), changed and removed
+// ones drain and stop, new ones start. Readers outside (the API, main) see a PipelineSnapshot.
 #pragma once
 
 #include <atomic>
@@ -17,47 +18,49 @@
 #include <vector>
 
 #include "config.h"
+#include "plan.h"
 #include "queue.h"
 #include "stage.h"
 
 namespace hbf {
 
+// One stage as the runtime last saw it: copied out under the runtime's lock.
+struct StageSnapshot {
+    std::string name, type;
+    StageKind kind = StageKind::input;
+    std::vector<std::string> inputs;  // "stage" or "stage.port"
+    std::string status;               // running, degraded, failing, finished, retiring
+    std::string reason;               // why it is failing or degraded (or failed, once finished)
+    std::string failure, degraded;
+    bool retiring = false;            // removed or replaced by a reload, draining
+    bool finished = false;
+    uint64_t events_in = 0, events_out = 0, bytes_in = 0, bytes_out = 0, errors = 0;
+    bool has_queue = false;
+    int64_t queue_events = 0, queue_bytes = 0, queue_capacity_events = 0, queue_capacity_bytes = 0;
+    std::string queue_json;  // extra members from the queue (a disk buffer's state), or ""
+};
+
+struct PipelineSnapshot {
+    uint64_t generation = 1;
+    bool stopping = false;
+    std::vector<StageSnapshot> stages;  // a replaced stage's old version may drain beside the new one
+};
+
 class Runtime {
 public:
-    struct Node final : InlineConsumer {
-        Runtime* rt = nullptr;
-        std::mutex proc_m;                  // a filter runs one batch at a time, inline or on its thread
-        void consume(BatchPtr b) override { rt->process_filter(*this, std::move(b)); }
-        bool downstream_full() const override { return emitter->any_full(); }
-
-        const StageDecl* decl = nullptr;
-        std::shared_ptr<const PipelineConfig> cfg;  // the config `decl` lives in, kept alive by it
-        BuiltStage built;
-        std::unique_ptr<StageContext> ctx;
-        std::unique_ptr<BatchQueue> queue;  // filters and outputs
-        std::unique_ptr<Emitter> emitter;
-        std::vector<BatchQueue*> feeds;     // distinct downstream queues, for producer counting
-        std::thread thread;
-        std::atomic<bool> done{false};
-        std::atomic<bool> started{false};
-        std::atomic<bool> retiring{false};  // removed by a reload, draining
-        std::chrono::steady_clock::time_point retire_deadline{};  // then what it still holds fails
-        std::vector<AckRef> guard;          // see Runtime::guarded()
-        RateLimit fail_rl;
-        uint64_t generation = 1;            // the config generation that started it
-    };
-
     Runtime(std::unique_ptr<PipelineConfig> cfg, std::vector<BuiltStage> stages);
     ~Runtime();
 
-    // Starts outputs, then filters, then inputs. Throws std::runtime_error naming the stage
-    // that failed; what had started is stopped again.
+    // Applies the plan from nothing: starts the outputs', filters' and inputs' objects, then their
+    // threads. Throws std::runtime_error naming the stage that failed; what had started is stopped.
     void start();
     // Graceful stop: inputs stop, queues drain, outputs flush.
     void request_stop();
     bool stopping() const { return stopping_.load(); }
     // True when every stage has finished (all inputs ended and everything drained).
     bool finished() const;
+    // True when every input has finished.
+    bool inputs_finished() const;
     // Waits for the stages to finish until `deadline`; on timeout aborts what is left and
     // returns false.
     bool wait_until(std::chrono::steady_clock::time_point deadline);
@@ -70,21 +73,35 @@ public:
     void reap();
 
     const PipelineConfig& config() const { return *cfg_; }
-    // Call with the lock held (nodes_lock()): the list changes on reload.
-    const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
-    std::unique_lock<std::mutex> nodes_lock() const { return std::unique_lock(nodes_m_); }
+    PipelineSnapshot snapshot() const;
     std::chrono::steady_clock::time_point started_at() const { return started_at_; }
 
 private:
-    std::unique_ptr<Node> make_node(BuiltStage b);
-    void start_stage(Node& n);   // start() of the stage object; throws
+    struct Node;
+    struct Apply;  // one plan being applied
+
+    std::unique_ptr<Node> make_node(BuiltStage b, const std::shared_ptr<const PipelineConfig>& cfg);
+    std::vector<PlanStage> running_stages() const;
+    std::string apply(std::shared_ptr<const PipelineConfig> cfg, std::vector<BuiltStage> stages, bool startup);
+    // The executor's steps, in order.
+    void place_nodes(Apply& a, std::vector<BuiltStage>& stages);
+    void start_objects(Apply& a);
+    void start_after_old(Apply& a, Node& n);  // an input that needs what its old version holds
+    [[noreturn]] void roll_back(Apply& a, Node& failed, const std::string& why);
+    void wire(Apply& a);
+    void retire(Node& n);
+    void start_deferred(Apply& a);
+    void start_threads(Apply& a, bool inputs);
+
+    void start_stage(Node& n);  // start() of the stage object; throws
     void start_thread(Node& n);
+    void wait_done(Node& n, std::chrono::steady_clock::time_point deadline) const;
     void run_input(Node& n);
     void run_filter(Node& n);
     void process_filter(Node& n, BatchPtr b);
-    // A filter with a single upstream edge runs inline in that upstream's thread.
     void set_inline(Node& n, bool on);
     void run_output(Node& n);
+    void close_output(Node& n);
     // Runs a stage's process()/write() on `b`: the batch's holds are reopened for this stage, and
     // an exception fails them with its text instead of letting the unwinding release them.
     template <typename F>
@@ -93,17 +110,19 @@ private:
     void fail_events(Node& n, size_t events, const char* label, const std::string& why);
     // After an abort, a batch taken from the queue but not yet started reports failed (true).
     bool aborted(Node& n, BatchPtr& b, const char* what);
-    // After an abort: every batch left in the stage's queue reports failed.
+    // The stage drains no more: later pushes are refused, and every batch left in its queue
+    // reports failed.
     void fail_queued(Node& n, const std::string& why);
     void finish_node(Node& n);
     void linger(size_t batches, size_t events) const;
     void reap_locked();  // with reload_m_ held
     void join_all();
-    // Each node's targets and feeds from the decls' inputs; returns per node the new feeds.
-    std::vector<std::vector<std::vector<BatchQueue*>>> plan_targets(const std::vector<Node*>& live) const;
+    void abort_unfinished();
+    StageSnapshot snapshot_of(const Node& n) const;
 
     // Each node holds the config its decl lives in: an old config is freed once no stage of it is left.
     std::shared_ptr<const PipelineConfig> cfg_;
+    std::vector<BuiltStage> pending_;  // built by the caller, started by start()
     std::vector<std::unique_ptr<Node>> nodes_;
     mutable std::mutex nodes_m_;
     std::mutex reload_m_;

@@ -74,56 +74,40 @@ ProcStats proc_stats() {
     return s;
 }
 
-// failing: failed for good; degraded: cannot deliver now, retrying.
-const char* status_of(const Runtime::Node& n, std::string& reason) {
-    reason = n.ctx->failure();
-    if (n.retiring) return "retiring";
-    if (n.done) return "finished";
-    if (!reason.empty()) return "failing";
-    reason = n.ctx->degraded();
-    if (!reason.empty()) return "degraded";
-    return "running";
-}
-
 }  // namespace
 
 std::string ApiServer::metrics_text(Runtime& rt) {
     std::string out = MetricsRegistry::global().render();
     auto ps = proc_stats();
     double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - rt.started_at()).count();
+    const PipelineSnapshot snap = rt.snapshot();
     // One series per stage name, always: after a reload that replaced a stage, its old version
     // drains beside the new one; the series shows the new one, its queue counts both.
     struct Row {
-        const Runtime::Node* live = nullptr;
+        const StageSnapshot* live = nullptr;
         int64_t events = 0, bytes = 0;
     };
     std::map<std::string, Row> rows;
     std::vector<std::string> order;
     std::string qe, qc, qb, qbc, up;
-    {
-        auto lk = rt.nodes_lock();
-        for (const auto& n : rt.nodes()) {
-            auto [it, fresh] = rows.try_emplace(n->decl->name);
-            if (fresh) order.push_back(n->decl->name);
-            Row& r = it->second;
-            if (!r.live || (r.live->retiring && !n->retiring)) r.live = n.get();
-            if (n->queue) {
-                r.events += n->queue->events();
-                r.bytes += n->queue->bytes();
-            }
-        }
-        for (const auto& name : order) {
-            const Row& r = rows[name];
-            const Runtime::Node& n = *r.live;
-            std::string l = fmt::format("{{stage=\"{}\",type=\"{}\"}}", n.decl->name, n.decl->type);
-            std::string reason;
-            up += fmt::format("hbf_stage_up{} {}\n", l, std::string(status_of(n, reason)) == "running" ? 1 : 0);
-            if (!n.queue) continue;
-            qe += fmt::format("hbf_queue_events{} {}\n", l, r.events);
-            qc += fmt::format("hbf_queue_capacity_events{} {}\n", l, n.queue->max_events());
-            qb += fmt::format("hbf_queue_bytes{} {}\n", l, r.bytes);
-            qbc += fmt::format("hbf_queue_capacity_bytes{} {}\n", l, n.queue->max_bytes());
-        }
+    for (const auto& st : snap.stages) {
+        auto [it, fresh] = rows.try_emplace(st.name);
+        if (fresh) order.push_back(st.name);
+        Row& r = it->second;
+        if (!r.live || (r.live->retiring && !st.retiring)) r.live = &st;
+        r.events += st.queue_events;
+        r.bytes += st.queue_bytes;
+    }
+    for (const auto& name : order) {
+        const Row& r = rows[name];
+        const StageSnapshot& st = *r.live;
+        std::string l = fmt::format("{{stage=\"{}\",type=\"{}\"}}", st.name, st.type);
+        up += fmt::format("hbf_stage_up{} {}\n", l, st.status == "running" ? 1 : 0);
+        if (!st.has_queue) continue;
+        qe += fmt::format("hbf_queue_events{} {}\n", l, r.events);
+        qc += fmt::format("hbf_queue_capacity_events{} {}\n", l, st.queue_capacity_events);
+        qb += fmt::format("hbf_queue_bytes{} {}\n", l, r.bytes);
+        qbc += fmt::format("hbf_queue_capacity_bytes{} {}\n", l, st.queue_capacity_bytes);
     }
     out += "# HELP hbf_queue_events Events waiting in the stage's input queue.\n# TYPE hbf_queue_events gauge\n" + qe;
     out += "# HELP hbf_queue_capacity_events Capacity of the stage's input queue, in events.\n# TYPE hbf_queue_capacity_events gauge\n" + qc;
@@ -131,7 +115,7 @@ std::string ApiServer::metrics_text(Runtime& rt) {
     out += "# HELP hbf_queue_capacity_bytes Capacity of the stage's input queue, in bytes.\n# TYPE hbf_queue_capacity_bytes gauge\n" + qbc;
     out += "# HELP hbf_stage_up 1 while the stage runs without a reported failure.\n# TYPE hbf_stage_up gauge\n" + up;
     out += fmt::format("# HELP hbf_config_generation Which config generation is running (1 at start, +1 per reload).\n"
-                       "# TYPE hbf_config_generation gauge\nhbf_config_generation {}\n", rt.generation());
+                       "# TYPE hbf_config_generation gauge\nhbf_config_generation {}\n", snap.generation);
     out += fmt::format("# HELP process_cpu_seconds_total User and system CPU time spent.\n# TYPE process_cpu_seconds_total counter\n"
                        "process_cpu_seconds_total {}\n", ps.cpu_seconds);
     out += fmt::format("# HELP process_resident_memory_bytes Resident memory size.\n# TYPE process_resident_memory_bytes gauge\n"
@@ -144,44 +128,44 @@ std::string ApiServer::metrics_text(Runtime& rt) {
     return out;
 }
 
+namespace {
+void append_stage_json(std::string& out, const StageSnapshot& st) {
+    std::string inputs;
+    for (const auto& r : st.inputs) {
+        if (!inputs.empty()) inputs += ',';
+        append_json_string(inputs, r);
+    }
+    std::string name, type;
+    append_json_string(name, st.name);
+    append_json_string(type, st.type);
+    out += fmt::format("{{\"name\":{},\"kind\":\"{}\",\"type\":{},\"inputs\":[{}],\"status\":\"{}\",", name, to_string(st.kind), type,
+                       inputs, st.status);
+    if (!st.reason.empty()) {
+        out += "\"reason\":";
+        append_json_string(out, st.reason);
+        out += ',';
+    }
+    out += fmt::format("\"events_in\":{},\"events_out\":{},\"bytes_in\":{},\"bytes_out\":{},\"dropped\":{},\"errors\":{},", st.events_in,
+                       st.events_out, st.bytes_in, st.bytes_out, MetricsRegistry::global().sum("hbf_events_dropped_total", "stage", st.name),
+                       st.errors);
+    out += fmt::format("\"queue_events\":{},\"queue_capacity\":{},\"queue_bytes\":{},\"queue_capacity_bytes\":{}", st.queue_events,
+                       st.queue_capacity_events, st.queue_bytes, st.queue_capacity_bytes);
+    if (!st.queue_json.empty()) out += "," + st.queue_json;  // a disk buffer
+    out += "}";
+}
+}  // namespace
+
 std::string ApiServer::pipeline_json(Runtime& rt) {
-    auto& reg = MetricsRegistry::global();
     auto ps = proc_stats();
     double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - rt.started_at()).count();
+    const PipelineSnapshot snap = rt.snapshot();
     std::string out = fmt::format("{{\"version\":\"{}\",\"generation\":{},\"uptime_seconds\":{:.3f},\"cpu_seconds\":{},\"rss_bytes\":{},"
                                   "\"stopping\":{},\"stages\":[",
-                                  HBF_VERSION, rt.generation(), uptime, ps.cpu_seconds, ps.rss_bytes, rt.stopping() ? "true" : "false");
-    auto lk = rt.nodes_lock();
+                                  HBF_VERSION, snap.generation, uptime, ps.cpu_seconds, ps.rss_bytes, snap.stopping ? "true" : "false");
     bool first = true;
-    for (const auto& n : rt.nodes()) {
-        auto& m = n->ctx->metrics();
-        std::string reason;
-        const char* status = status_of(*n, reason);
-        std::string inputs;
-        for (const auto& r : n->decl->inputs) {
-            if (!inputs.empty()) inputs += ',';
-            append_json_string(inputs, r.port.empty() ? r.stage : r.stage + "." + r.port);
-        }
-        std::string name, type;
-        append_json_string(name, n->decl->name);
-        append_json_string(type, n->decl->type);
-        out += fmt::format("{}{{\"name\":{},\"kind\":\"{}\",\"type\":{},\"inputs\":[{}],\"status\":\"{}\",", first ? "" : ",", name,
-                           to_string(n->decl->kind), type, inputs, status);
-        if (!reason.empty()) {
-            out += "\"reason\":";
-            append_json_string(out, reason);
-            out += ',';
-        }
-        out += fmt::format("\"events_in\":{},\"events_out\":{},\"bytes_in\":{},\"bytes_out\":{},\"dropped\":{},\"errors\":{},",
-                           m.events_in.get(), m.events_out.get(), m.bytes_in.get(), m.bytes_out.get(),
-                           reg.sum("hbf_events_dropped_total", "stage", n->decl->name), m.errors.get());
-        if (n->queue)
-            out += fmt::format("\"queue_events\":{},\"queue_capacity\":{},\"queue_bytes\":{},\"queue_capacity_bytes\":{}", n->queue->events(),
-                               n->queue->max_events(), n->queue->bytes(), n->queue->max_bytes());
-        else
-            out += "\"queue_events\":0,\"queue_capacity\":0,\"queue_bytes\":0,\"queue_capacity_bytes\":0";
-        if (std::string b = n->queue ? n->queue->describe_json() : ""; !b.empty()) out += "," + b;  // a disk buffer
-        out += "}";
+    for (const auto& st : snap.stages) {
+        if (!first) out += ',';
+        append_stage_json(out, st);
         first = false;
     }
     return out + "]}";
@@ -189,25 +173,25 @@ std::string ApiServer::pipeline_json(Runtime& rt) {
 
 std::pair<int, std::string> ApiServer::health(Runtime& rt) {
     if (rt.stopping()) return {503, "{\"status\":\"stopping\"}"};
+    const PipelineSnapshot snap = rt.snapshot();
     std::string stages;
     bool failing = false;
-    auto lk = rt.nodes_lock();
-    for (const auto& n : rt.nodes()) {
-        if (n->retiring) continue;
-        std::string reason = n->ctx->failure();
+    for (const auto& st : snap.stages) {
+        if (st.retiring) continue;
+        std::string reason = st.failure;
         if (!reason.empty()) failing = true;
-        else reason = n->ctx->degraded();
+        else reason = st.degraded;
         if (reason.empty()) continue;
         if (!stages.empty()) stages += ',';
         std::string name;
-        append_json_string(name, n->decl->name);
+        append_json_string(name, st.name);
         stages += "{\"stage\":" + name + ",\"reason\":";
         append_json_string(stages, reason);
         stages += "}";
     }
     if (!stages.empty())
         return {503, fmt::format("{{\"status\":\"{}\",\"stages\":[{}]}}", failing ? "failing" : "degraded", stages)};
-    return {200, fmt::format("{{\"status\":\"ok\",\"generation\":{}}}", rt.generation())};
+    return {200, fmt::format("{{\"status\":\"ok\",\"generation\":{}}}", snap.generation)};
 }
 
 struct ApiServer::Impl {

@@ -36,6 +36,7 @@ void DiskQueue::open() {
     }
     try {
         buf_ = std::make_unique<DiskBuffer>(opts_, ctx_.logger(), BufferMetrics(ctx_.name(), ctx_.type()));
+        open_.store(buf_.get());
     } catch (...) {
         std::lock_guard lk(g_open_m);
         g_open.erase(opts_.dir);
@@ -62,7 +63,16 @@ void DiskQueue::close() {
     // buf_ stays: describe_json() and the gauges may still be read; its files are closed.
 }
 
-bool DiskQueue::push(BatchPtr& b, const std::atomic<bool>& abort) { return buf_ && buf_->push(b, abort); }
+bool DiskQueue::push(BatchPtr& b, const std::atomic<bool>& abort) {
+    // Not open yet (a reload starts this version once the old one released the directory): wait
+    // as for room, until it opens or the push is given up.
+    DiskBuffer* buf = open_.load();
+    while (!buf && !abort.load(std::memory_order_relaxed) && !sealed()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        buf = open_.load();
+    }
+    return buf && buf->push(b, abort);
+}
 
 size_t DiskQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) {
     if (!buf_ || draining_stopped()) {
@@ -73,18 +83,26 @@ size_t DiskQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout
 }
 
 int64_t DiskQueue::events() const {
-    if (!buf_) return 0;
-    return int64_t(draining_stopped() ? buf_->pending_events() : buf_->waiting_events());
+    DiskBuffer* buf = open_.load();
+    if (!buf) return 0;
+    return int64_t(draining_stopped() ? buf->pending_events() : buf->waiting_events());
 }
 
-int64_t DiskQueue::bytes() const { return buf_ ? int64_t(buf_->bytes()) : 0; }
+int64_t DiskQueue::bytes() const {
+    DiskBuffer* buf = open_.load();
+    return buf ? int64_t(buf->bytes()) : 0;
+}
 
-bool DiskQueue::full() const { return !buf_ || buf_->full(); }
+bool DiskQueue::full() const {
+    DiskBuffer* buf = open_.load();
+    return !buf || buf->full();
+}
 
 std::string DiskQueue::describe_json() const {
-    if (!buf_) return "";
+    DiskBuffer* buf = open_.load();
+    if (!buf) return "";
     return fmt::format("\"buffer\":{{\"type\":\"disk\",\"dir\":{},\"events\":{},\"bytes\":{},\"max_bytes\":{},\"error\":{}}}",
-                       json_quote(opts_.dir), buf_->events(), buf_->bytes(), buf_->max_bytes(), json_quote(buf_->error()));
+                       json_quote(opts_.dir), buf->events(), buf->bytes(), buf->max_bytes(), json_quote(buf->error()));
 }
 
 void warn_unused_buffers(const PipelineConfig& cfg) {

@@ -41,6 +41,9 @@ private:
     StageContext& ctx_;
     const std::atomic<bool>& stopping_;
     std::unique_ptr<DiskBuffer> buf_;
+    // buf_ once open() made it, for the producers' threads: a reload may wire an output's new
+    // version before its old version let go of the directory and it could open().
+    std::atomic<DiskBuffer*> open_{nullptr};
     bool closed_ = false;
 };
 

@@ -93,3 +93,39 @@ def test_a_bare_string_is_a_list_of_one_for_every_list_option(tmp_path):
                               '[filters.f]\ntype = "fields"\ninputs = "h"\nremove = "password"\n'
                               '[outputs.o]\ntype = "null"\ninputs = "f"\n')
     assert r.returncode == 0, r.stderr
+
+
+def test_socket_stages_check_tls_files_and_report_every_problem(tmp_path):
+    """tcp, syslog and forward inputs read their TLS files at validate as they will at start; the
+    tcp and forward outputs load their client TLS; each stage reports all of its problems."""
+    cert, key = make_cert(tmp_path, "a")
+    _, other_key = make_cert(tmp_path, "b")
+    missing = tmp_path / "missing.pem"
+    r, cfg = validate(tmp_path, (
+        f'[inputs.t]\ntype = "tcp"\naddress = "127.0.0.1"\nmax_connections = 0\ntls = {{ cert = "{missing}", key = "{key}" }}\n'
+        f'[inputs.s]\ntype = "syslog"\naddress = "127.0.0.1:0"\nmode = "sctp"\ntimezone = "Mars"\n'
+        f'[inputs.f]\ntype = "forward"\naddress = "127.0.0.1:0"\nbinary = "hex"\ntls = {{ cert = "{cert}", key = "{other_key}" }}\n'
+        f'[outputs.fo]\ntype = "forward"\ninputs = ["t", "s", "f"]\nservers = ["nowhere"]\nmode = "random"\n'
+        f'tls = {{ ca = "{missing}", pin = "x" }}\n'
+        f'[outputs.to]\ntype = "tcp"\ninputs = ["t"]\naddress = "10.0.0.1:0"\ntls = {{ ca = "{missing}" }}\n'))
+    assert r.returncode == 1
+    err = r.stderr
+    assert f"{cfg}:3:11: address must be host:port" in err
+    assert f"{cfg}:4:19: option 'max_connections' of t must be at least 1, not 0" in err
+    assert f"{cfg}:5:7: tls.cert: cannot read {missing}: No such file or directory" in err
+    assert f"{cfg}:9:8: mode must be \"tcp\" or \"udp\", not \"sctp\"" in err
+    assert f"{cfg}:10:12: timezone must be" in err
+    assert f"{cfg}:14:10: option 'binary' of f must be \"string\" or \"base64\", not \"hex\"" in err
+    assert f"{cfg}:15:7: tls.key: {other_key} does not match the certificate in {cert}" in err
+    assert f"{cfg}:19:11: each server must be host:port" in err
+    assert f"{cfg}:20:8: option 'mode' of fo must be \"failover\" or \"balance\", not \"random\"" in err
+    assert f"{cfg}:21:7: unknown key 'pin' in tls (use ca, verify, cert, key)" in err
+    assert f"{cfg}:25:11: address must be host:port" in err
+    assert f"{cfg}:26:7:" in err and str(missing) in err.split(f"{cfg}:26:7:")[1].splitlines()[0]
+
+    # The same stages with good TLS files pass.
+    r, cfg = validate(tmp_path, (
+        f'[inputs.t]\ntype = "tcp"\naddress = "127.0.0.1:0"\ntls = {{ cert = "{cert}", key = "{key}" }}\n'
+        f'[inputs.s]\ntype = "syslog"\naddress = "127.0.0.1:0"\ntls = {{ cert = "{cert}", key = "{key}" }}\n'
+        f'[outputs.to]\ntype = "tcp"\ninputs = ["t", "s"]\naddress = "127.0.0.1:9"\ntls = {{ ca = "{cert}" }}\n'))
+    assert r.returncode == 0, r.stderr

@@ -146,3 +146,22 @@ TEST_CASE("lookup picks up a replaced file while events flow; a broken file keep
     }
     CHECK(got == std::vector<std::string>{R"({"device-id":"d1","site":"fixed"})"});
 }
+
+TEST_CASE("lookup reports every problem at once: on_missing, a missing default, an unreadable file") {
+    auto cfg = load_config_text("[inputs.i]\ntype = \"stdin\"\n[filters.f]\ntype = \"lookup\"\ninputs = [\"i\"]\n"
+                                "file = \"/nonexistent/hbf-lookup.csv\"\nkey = \"device-id\"\non_missing = \"default\"\nreload_interval = \"soon\"\n"
+                                "[outputs.o]\ntype = \"null\"\ninputs = [\"f\"]\n",
+                                "t.toml");
+    build_stages(*cfg);  // as validate does: every factory runs
+    std::string r = cfg->report();
+    CHECK_THAT(r, Catch::Contains("t.toml:6:8: cannot load lookup table /nonexistent/hbf-lookup.csv"));
+    CHECK_THAT(r, Catch::Contains("t.toml:8:14: on_missing = \"default\" needs a 'default' table"));
+    CHECK_THAT(r, Catch::Contains("t.toml:9:19: option 'reload_interval' in filters.f must be a duration"));
+    auto bad = load_config_text("[inputs.i]\ntype = \"stdin\"\n[filters.f]\ntype = \"lookup\"\ninputs = [\"i\"]\n"
+                                "file = \"/nonexistent/hbf-lookup.csv\"\nkey = \"device-id\"\non_missing = \"ignore\"\n"
+                                "[outputs.o]\ntype = \"null\"\ninputs = [\"f\"]\n",
+                                "t.toml");
+    if (bad->ok()) build_stages(*bad);
+    CHECK_THAT(bad->report(), Catch::Contains("t.toml:8:14: option 'on_missing' of f must be \"skip\", \"default\" or \"drop\", not \"ignore\""));
+    CHECK_THAT(bad->report(), Catch::Contains("cannot load lookup table"));
+}

@@ -79,3 +79,17 @@ TEST_CASE("route rejects a bad condition, pointing into the route's value") {
     CHECK_FALSE(cfg->ok());
     CHECK_THAT(cfg->report(), Catch::Contains("t.toml:7:23") && Catch::Contains("route 'major'"));
 }
+
+TEST_CASE("route reports every bad route at once: conditions, a reserved name, a value that is not a string") {
+    auto cfg = load_config_text("[inputs.i]\ntype = \"stdin\"\n[filters.f]\ntype = \"route\"\ninputs = [\"i\"]\n[filters.f.routes]\n"
+                                "major = '.severity in \"major\"'\nminor = '.severity = 1'\n_unmatched = '.a == 1'\nn = 5\n"
+                                "[outputs.a]\ntype = \"null\"\ninputs = [\"f.major\"]\n",
+                                "t.toml");
+    if (cfg->ok()) build_stages(*cfg);
+    CHECK_FALSE(cfg->ok());
+    std::string r = cfg->report();
+    CHECK_THAT(r, Catch::Contains("t.toml:7:23") && Catch::Contains("route 'major'"));
+    CHECK_THAT(r, Catch::Contains("t.toml:8:") && Catch::Contains("route 'minor'"));
+    CHECK_THAT(r, Catch::Contains("t.toml:9:14: '_unmatched' is reserved"));
+    CHECK_THAT(r, Catch::Contains("t.toml:10:5: route 'n' must be a condition string"));
+}

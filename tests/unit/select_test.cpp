@@ -62,3 +62,12 @@ TEST_CASE("select needs exactly one of where and drop_where") {
     if (cfg->ok()) build_stages(*cfg);
     CHECK_THAT(cfg->report(), Catch::Contains("exactly one of 'where'"));
 }
+
+TEST_CASE("select: a where that is not a string is reported at its value") {
+    auto cfg = load_config_text("[inputs.i]\ntype = \"stdin\"\n[filters.f]\ntype = \"select\"\ninputs = [\"i\"]\nwhere = 3\n"
+                                "[outputs.o]\ntype = \"null\"\ninputs = [\"f\"]\n",
+                                "t.toml");
+    if (cfg->ok()) build_stages(*cfg);
+    CHECK_FALSE(cfg->ok());
+    CHECK_THAT(cfg->report(), Catch::Contains("t.toml:6:9:") && Catch::Contains("'where'") && Catch::Contains("must be a string"));
+}

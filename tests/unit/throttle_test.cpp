@@ -62,3 +62,17 @@ TEST_CASE("throttle reports a malformed key template where it is") {
     if (cfg->ok()) build_stages(*cfg);
     CHECK_THAT(cfg->report(), Catch::Contains("t.toml:7") && Catch::Contains("never closed"));
 }
+
+TEST_CASE("throttle reports every bad option at once, each at its line") {
+    auto cfg = load_config_text("[inputs.i]\ntype = \"stdin\"\n[filters.f]\ntype = \"throttle\"\ninputs = [\"i\"]\n"
+                                "rate = 0\nper = \"0s\"\non_excess = \"burst\"\nsample = 0\nmax_entries = 0\n"
+                                "[outputs.o]\ntype = \"null\"\ninputs = [\"f\"]\n",
+                                "t.toml");
+    if (cfg->ok()) build_stages(*cfg);
+    std::string r = cfg->report();
+    CHECK_THAT(r, Catch::Contains("t.toml:6:8: option 'rate' of f must be at least 1, not 0"));
+    CHECK_THAT(r, Catch::Contains("t.toml:7:7: option 'per' of f must be at least 1ns, not \"0s\""));
+    CHECK_THAT(r, Catch::Contains("t.toml:8:13: option 'on_excess' of f must be \"drop\" or \"sample\", not \"burst\""));
+    CHECK_THAT(r, Catch::Contains("t.toml:9:10: option 'sample' of f must be at least 1"));
+    CHECK_THAT(r, Catch::Contains("t.toml:10:15: option 'max_entries' of f must be at least 1"));
+}

@@ -55,6 +55,25 @@ SSL_CTX* make_client_tls(const std::string& ca, bool verify, const std::string& 
     return ctx;
 }
 
+SSL_CTX* client_tls_from(const std::vector<std::pair<std::string, std::string>>& tls, std::vector<std::string>& problems) {
+    std::string ca, cert, key;
+    bool verify = true;
+    size_t before = problems.size();
+    for (const auto& [k, v] : tls) {
+        if (k == "ca") ca = v;
+        else if (k == "cert") cert = v;
+        else if (k == "key") key = v;
+        else if (k == "verify" && (v == "true" || v == "false")) verify = v == "true";
+        else if (k == "verify") problems.push_back("tls.verify must be true or false");
+        else problems.push_back("unknown key '" + k + "' in tls (use ca, verify, cert, key)");
+    }
+    if (problems.size() != before) return nullptr;
+    std::string err;
+    SSL_CTX* ctx = make_client_tls(ca, verify, cert, key, &err);
+    if (!ctx) problems.push_back(err);
+    return ctx;
+}
+
 bool Link::wait(short events, int64_t deadline_ns) const {
     for (;;) {
         int64_t left = deadline_ns - mono_ns();

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 #include <sys/types.h>
 
 typedef struct ssl_ctx_st SSL_CTX;
@@ -15,6 +17,9 @@ namespace hbf::net {
 // A client TLS context: CA file (or the system's), peer verification, optional client certificate.
 // nullptr with `err` set when a file cannot be loaded. Free with SSL_CTX_free.
 SSL_CTX* make_client_tls(const std::string& ca, bool verify, const std::string& cert, const std::string& key, std::string* err);
+// The same from a client stage's `tls = { ca, verify, cert, key }` table: nullptr with what is
+// wrong in `problems` (an unknown key, a verify that is not true or false, a file that does not load).
+SSL_CTX* client_tls_from(const std::vector<std::pair<std::string, std::string>>& tls, std::vector<std::string>& problems);
 
 class Link {
 public:

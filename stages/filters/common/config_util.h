@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,16 +11,20 @@
 
 namespace hbf::filters {
 
-// Parses option `key` as a condition; a syntax error points at the column inside the TOML value.
-inline Condition condition_option(const StageConfig& c, const std::string& key, FieldReader& reader) {
-    std::string text = c.str(key);
+// Parses `text`, the value of option `key` (or `at`, a value inside it), as a condition. A syntax
+// error is a problem of the stage pointing at the column inside the TOML value, and the result is
+// empty; `what` names the condition in the message ("'where'", "route 'major'").
+inline std::optional<Condition> condition_option(const StageConfig& c, const std::string& key, const std::string& text,
+                                                 FieldReader& reader, const toml::node* at = nullptr,
+                                                 const std::string& what = "") {
     try {
         return Condition(text, reader);
     } catch (const ConditionError& e) {
         Location l = c.where(key);
-        const toml::node* n = c.node(key);
-        if (n) l = location_of(*n, l.file), l.column += uint32_t(e.column);  // +1 for the opening quote, -1 for 1-based
-        throw ConfigError(l, "invalid condition in '" + key + "': " + e.what() + "\n  " + text + "\n  " + std::string(e.column - 1, ' ') + "^");
+        if (const toml::node* n = at ? at : c.node(key)) l = location_of(*n, l.file), l.column += uint32_t(e.column);  // +1 for the opening quote, -1 for 1-based
+        c.problem_at(l, "invalid condition in " + (what.empty() ? "'" + key + "'" : what) + ": " + e.what() + "\n  " + text + "\n  " +
+                            std::string(e.column - 1, ' ') + "^");
+        return std::nullopt;
     }
 }
 

@@ -36,30 +36,58 @@ FileSig sig_of(const std::string& path) {
     return {int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, int64_t(st.st_size), uint64_t(st.st_ino)};
 }
 
+struct LookupOptions {
+    std::string file, key, table_key;
+    StringList columns;
+    std::string prefix;
+    std::string on_missing = "skip";
+    JsonFields default_members;
+    Duration reload_interval = std::chrono::seconds(1);
+};
+
+using O = LookupOptions;
+const OptionSchema<O> kLookupSchema{
+    {"file", &O::file, "The table: CSV with a header row, or a JSON object of objects ({\"key\": {\"column\": value}}).", required{}},
+    {"key", &O::key, "Path of the event field whose value is looked up, e.g. \"device-id\".", required{}},
+    {"table_key", &O::table_key, "CSV column holding the key (default: the column named like `key`, else the first)."},
+    {"columns", &O::columns, "Columns to add (default: all but the key).", shown{""}},
+    {"prefix", &O::prefix, "Prepended to each added member's name."},
+    {"on_missing", &O::on_missing,
+     "An event whose key is not in the table: skip (pass it unchanged), default (add `default`) or drop (counted in "
+     "hbf_events_dropped_total{reason=\"not_in_lookup\"}).",
+     one_of{"skip", "default", "drop"}},
+    {"default", &O::default_members,
+     "Members added when the key is missing and on_missing = \"default\", e.g. { site = \"unknown\" }.", shown{""}},
+    {"reload_interval", &O::reload_interval, "How often the file is checked for changes (mtime, size, inode); 0 = never."},
+};
+
 class Lookup final : public Filter {
 public:
-    explicit Lookup(const StageConfig& c) : path_(c.str("file")) {
-        key_slot_ = reader_.add(filters::path_option(c, "key", c.str("key")));
-        spec_.columns = c.strings("columns");
-        spec_.prefix = c.str("prefix");
-        spec_.key_column = c.str("table_key");
-        reload_ns_ = c.duration("reload_interval").count();
-        std::string m = c.str("on_missing");
-        if (m == "default") {
-            if (!c.has("default")) c.fail("on_missing", "on_missing = \"default\" needs a 'default' table, such as { site = \"unknown\" }");
-            for (auto& [k, v] : c.json_fields("default")) {
+    Lookup(const LookupOptions& o, const StageConfig& c) : path_(o.file) {
+        spec_.columns = o.columns;
+        spec_.prefix = o.prefix;
+        spec_.key_column = o.table_key;
+        reload_ns_ = o.reload_interval.count();
+        if (o.on_missing == "default") {
+            if (!c.has("default")) c.problem("on_missing", "on_missing = \"default\" needs a 'default' table, such as { site = \"unknown\" }");
+            for (auto& [k, v] : o.default_members) {
                 if (!default_.empty()) default_.push_back(',');
                 append_json_string(default_, spec_.prefix + k);
                 default_.push_back(':');
                 default_ += v;
                 append_json_string(default_quoted_.emplace_back(), spec_.prefix + k);
             }
-        } else if (m == "drop") {
+        } else if (o.on_missing == "drop") {
             drop_ = true;
-        } else if (m != "skip") {
-            c.fail("on_missing", "on_missing must be \"skip\", \"default\" or \"drop\"");
         }
-        if (spec_.key_column.empty()) {
+        bool key_ok = true;
+        try {
+            key_slot_ = reader_.add(filters::path_option(c, "key", o.key));
+        } catch (const ConfigError& e) {
+            c.problem_at(e.where, e.what());
+            key_ok = false;
+        }
+        if (key_ok && spec_.key_column.empty()) {
             // A CSV column named like the event's key field holds the key; else the first column does.
             std::string last = reader_.path(key_slot_).segments.back().name;
             if (sniff_header_has(last)) spec_.key_column = last;
@@ -68,7 +96,7 @@ public:
         try {
             table_ = lookup::load_table(path_, spec_);
         } catch (const std::exception& e) {
-            c.fail("file", "cannot load lookup table " + path_ + ": " + e.what());
+            c.problem("file", "cannot load lookup table " + path_ + ": " + e.what());
         }
     }
 
@@ -229,16 +257,6 @@ private:
     Counter *missing_ = nullptr, *reloads_ = nullptr, *reload_errors_ = nullptr;
 };
 
-const std::vector<OptionSpec> kLookupSchema = {
-    {"file", OptType::string, "", "The table: CSV with a header row, or a JSON object of objects ({\"key\": {\"column\": value}}).", true},
-    {"key", OptType::string, "", "Path of the event field whose value is looked up, e.g. \"device-id\".", true},
-    {"table_key", OptType::string, "", "CSV column holding the key (default: the column named like `key`, else the first)."},
-    {"columns", OptType::string_list, "", "Columns to add (default: all but the key)."},
-    {"prefix", OptType::string, "", "Prepended to each added member's name."},
-    {"on_missing", OptType::string, "skip", "An event whose key is not in the table: skip (pass it unchanged), default (add `default`) or drop (counted in hbf_events_dropped_total{reason=\"not_in_lookup\"})."},
-    {"default", OptType::table, "", "Members added when the key is missing and on_missing = \"default\", e.g. { site = \"unknown\" }."},
-    {"reload_interval", OptType::duration, "1s", "How often the file is checked for changes (mtime, size, inode); 0 = never."},
-};
 HBF_REGISTER_FILTER("lookup", Lookup, kLookupSchema, "Adds columns from a CSV or JSON table keyed by a field; reloads the file when it changes.");
 
 }  // namespace

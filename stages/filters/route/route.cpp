@@ -14,40 +14,43 @@ namespace {
 using filters::Condition;
 using filters::FieldReader;
 
-std::vector<std::pair<std::string, const toml::node*>> route_table(const StageConfig& c) {
-    const toml::table* t = c.table("routes");
+struct RouteOptions {
+    const toml::table* routes = nullptr;
+};
+
+const OptionSchema<RouteOptions> kRouteSchema{
+    {"routes", &RouteOptions::routes,
+     "Route name = condition; read a route downstream as \"<stage>.<route>\", the rest as \"<stage>._unmatched\".", required{}},
+};
+
+// The routes in the order written; a route whose name or value is wrong is a problem of the stage.
+std::vector<std::pair<std::string, const toml::node*>> route_table(const StageConfig& c, const toml::table* t) {
     if (!t || t->empty()) c.fail("routes", "route needs at least one route: [filters.<name>.routes] major = '.severity == \"major\"'");
     auto routes = filters::members_in_order(*t);
-    if (routes.size() > 62) c.fail("routes", "route takes at most 62 routes");
+    if (routes.size() > 62) c.problem("routes", "route takes at most 62 routes");
+    const std::string& file = c.where("routes").file;
     for (auto& [name, node] : routes) {
-        if (!node->is_string()) throw ConfigError(location_of(*node, c.where("routes").file), "route '" + name + "' must be a condition string");
-        if (name == "_unmatched") throw ConfigError(location_of(*node, c.where("routes").file), "'_unmatched' is reserved for the events no route matches");
-        if (name.find('.') != std::string::npos)
-            throw ConfigError(location_of(*node, c.where("routes").file), "route name '" + name + "' may not hold a dot");
+        if (!node->is_string()) c.problem_at(location_of(*node, file), "route '" + name + "' must be a condition string");
+        if (name == "_unmatched") c.problem_at(location_of(*node, file), "'_unmatched' is reserved for the events no route matches");
+        if (name.find('.') != std::string::npos) c.problem_at(location_of(*node, file), "route name '" + name + "' may not hold a dot");
     }
     return routes;
 }
 
 std::vector<std::string> route_ports(const StageConfig& c) {
     std::vector<std::string> ports;
-    for (auto& [name, node] : route_table(c)) ports.push_back(name);
+    for (auto& [name, node] : route_table(c, c.table("routes"))) ports.push_back(name);
     ports.push_back("_unmatched");
     return ports;
 }
 
 class Route final : public Filter {
 public:
-    explicit Route(const StageConfig& c) {
-        for (auto& [name, node] : route_table(c)) {
-            std::string text = node->as_string()->get();
-            try {
-                conds_.emplace_back(text, reader_);
-            } catch (const filters::ConditionError& e) {
-                Location l = location_of(*node, c.where("routes").file);
-                l.column += uint32_t(e.column);
-                throw ConfigError(l, "invalid condition in route '" + name + "': " + e.what() + "\n  " + text + "\n  " +
-                                         std::string(e.column - 1, ' ') + "^");
-            }
+    Route(const RouteOptions& o, const StageConfig& c) {
+        for (auto& [name, node] : route_table(c, o.routes)) {
+            if (!node->is_string()) continue;
+            auto cond = filters::condition_option(c, "routes", node->as_string()->get(), reader_, node, "route '" + name + "'");
+            if (cond) conds_.push_back(std::move(*cond));
         }
         nports_ = conds_.size() + 2;  // the stage itself, each route, _unmatched
         hits_.resize(nports_);
@@ -105,9 +108,6 @@ private:
     Counter* unrouted_ = nullptr;
 };
 
-const std::vector<OptionSpec> kRouteSchema = {
-    {"routes", OptType::table, "", "Route name = condition; read a route downstream as \"<stage>.<route>\", the rest as \"<stage>._unmatched\".", true},
-};
 HBF_REGISTER_FILTER_PORTS("route", Route, kRouteSchema, "Sends each event to every route whose condition it matches, else to _unmatched.",
                           route_ports);
 

@@ -12,9 +12,23 @@ namespace {
 using filters::Condition;
 using filters::FieldReader;
 
+struct SelectOptions {
+    std::optional<std::string> where, drop_where;
+};
+
+const OptionSchema<SelectOptions> kSelectSchema{
+    {"where", &SelectOptions::where, "Condition: keep the events that match it, drop the rest."},
+    {"drop_where", &SelectOptions::drop_where, "Condition: drop the events that match it, keep the rest."},
+};
+
 class Select final : public Filter {
 public:
-    explicit Select(const StageConfig& c) : cond_(make_condition(c)) {}
+    Select(const SelectOptions& o, const StageConfig& c) : drop_(c.has("drop_where")) {
+        if (c.has("where") == drop_)
+            c.fail(drop_ ? "drop_where" : "where", "select needs exactly one of 'where' (keep matching events) and 'drop_where' (drop them)");
+        const char* key = drop_ ? "drop_where" : "where";
+        if (const auto& text = drop_ ? o.drop_where : o.where) cond_ = filters::condition_option(c, key, *text, reader_);
+    }
 
     void start(StageContext& ctx) override { dropped_ = &ctx.metrics().dropped("filtered"); }
 
@@ -23,30 +37,19 @@ public:
         auto keep = [&](size_t i) {
             std::string_view ev = b.event(i);
             reader_.read(parser_, ev.data(), ev.size(), b.capacity_after(i));
-            return cond_.eval(reader_) != drop_;
+            return cond_->eval(reader_) != drop_;
         };
         if (filters::compact(b, *dropped_, "filtered out by select", keep)) out.emit(std::move(in));
     }
 
 private:
-    Condition make_condition(const StageConfig& c) {
-        bool w = c.has("where"), d = c.has("drop_where");
-        if (w == d) c.fail(w ? "drop_where" : "where", "select needs exactly one of 'where' (keep matching events) and 'drop_where' (drop them)");
-        drop_ = d;
-        return filters::condition_option(c, d ? "drop_where" : "where", reader_);
-    }
-
     FieldReader reader_;
     bool drop_ = false;
-    Condition cond_;
+    std::optional<Condition> cond_;  // set unless the stage has a problem (and is not built)
     simdjson::ondemand::parser parser_;
     Counter* dropped_ = nullptr;
 };
 
-const std::vector<OptionSpec> kSelectSchema = {
-    {"where", OptType::string, "", "Condition: keep the events that match it, drop the rest."},
-    {"drop_where", OptType::string, "", "Condition: drop the events that match it, keep the rest."},
-};
 HBF_REGISTER_FILTER("select", Select, kSelectSchema, "Keeps (where) or drops (drop_where) events matching a condition.");
 
 }  // namespace

@@ -25,22 +25,35 @@ struct Bucket {
     uint64_t excess = 0;
 };
 
+struct ThrottleOptions {
+    int64_t rate = 0;
+    Duration per = std::chrono::seconds(1);
+    std::string key;
+    std::string on_excess = "drop";
+    int64_t sample = 10;
+    int64_t max_entries = 100000;
+};
+
+using O = ThrottleOptions;
+const OptionSchema<O> kThrottleSchema{
+    {"rate", &O::rate, "Most events per interval and key.", required{}, at_least{1}},
+    {"per", &O::per, "The interval.", at_least{1e-9}},
+    {"key", &O::key, "Key template naming fields in braces, e.g. \"{device-id}\"; empty = one limit for all events."},
+    {"on_excess", &O::on_excess, "drop: the excess is dropped and counted; sample: one in `sample` of the excess passes.",
+     one_of{"drop", "sample"}},
+    {"sample", &O::sample, "With on_excess = \"sample\", one in this many excess events passes.", at_least{1}},
+    {"max_entries", &O::max_entries, "Most keys remembered; the least recently seen is forgotten first.", at_least{1}},
+};
+
 class Throttle final : public Filter {
 public:
-    explicit Throttle(const StageConfig& c) : table_(size_t(std::max<int64_t>(1, c.integer("max_entries")))) {
-        if (!c.has("rate")) c.fail("rate", "throttle needs 'rate', the most events per 'per' interval and key");
-        if (c.integer("rate") < 1) c.fail("rate", "rate must be at least 1");
-        rate_ = uint64_t(c.integer("rate"));
-        per_ns_ = c.duration("per").count();
-        if (per_ns_ <= 0) c.fail("per", "per must be a positive duration");
-        if (c.integer("max_entries") < 1) c.fail("max_entries", "max_entries must be at least 1");
-        std::string e = c.str("on_excess");
-        if (e == "sample") sample_ = uint64_t(std::max<int64_t>(1, c.integer("sample")));
-        else if (e != "drop") c.fail("on_excess", "on_excess must be \"drop\" or \"sample\"");
-        std::string key = c.str("key");
+    Throttle(const ThrottleOptions& o, const StageConfig& c) : table_(size_t(o.max_entries)) {
+        rate_ = uint64_t(o.rate);
+        per_ns_ = o.per.count();
+        if (o.on_excess == "sample") sample_ = uint64_t(o.sample);
         FieldTemplate tmpl;
         try {
-            tmpl = FieldTemplate(key);
+            tmpl = FieldTemplate(o.key);
         } catch (const std::invalid_argument& err) {
             c.fail("key", std::string("invalid key template: ") + err.what());
         }
@@ -50,7 +63,8 @@ public:
             if (piece.has_fallback) fallback.kind = FieldValue::Kind::string, fallback.str = piece.fallback;
             slots_.push_back({reader_.add(filters::path_option(c, "key", piece.field)), filters::value_hash(fallback)});
         }
-        if (!key.empty() && slots_.empty()) c.fail("key", "key template '" + key + "' names no field: write fields in braces, such as \"{device-id}\"");
+        if (!o.key.empty() && slots_.empty())
+            c.fail("key", "key template '" + o.key + "' names no field: write fields in braces, such as \"{device-id}\"");
     }
 
     void start(StageContext& ctx) override { dropped_ = &ctx.metrics().dropped("throttled"); }
@@ -105,14 +119,6 @@ private:
     Counter* dropped_ = nullptr;
 };
 
-const std::vector<OptionSpec> kThrottleSchema = {
-    {"rate", OptType::integer, "", "Most events per interval and key.", true},
-    {"per", OptType::duration, "1s", "The interval."},
-    {"key", OptType::string, "", "Key template naming fields in braces, e.g. \"{device-id}\"; empty = one limit for all events."},
-    {"on_excess", OptType::string, "drop", "drop: the excess is dropped and counted; sample: one in `sample` of the excess passes."},
-    {"sample", OptType::integer, "10", "With on_excess = \"sample\", one in this many excess events passes."},
-    {"max_entries", OptType::integer, "100000", "Most keys remembered; the least recently seen is forgotten first."},
-};
 HBF_REGISTER_FILTER("throttle", Throttle, kThrottleSchema, "Lets at most `rate` events per `per` interval through per key; drops or samples the excess.");
 
 }  // namespace

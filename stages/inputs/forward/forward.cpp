@@ -4,21 +4,51 @@
 #include <charconv>
 #include <unistd.h>
 
+#include "net/server_tls.h"
 #include "registry.h"
 #include "server.h"
 
 namespace hbf::stages {
 namespace {
 
-void parse_address(const StageConfig& c, forward::ServerOptions& o) {
-    std::string a = c.str("address");
+struct ForwardInOptions {
+    std::string address = "0.0.0.0:24224";
+    std::string unix_path, tag_field, time_field, metadata_field;
+    std::string binary = "string";
+    Size max_frame{64u << 20};
+    int64_t max_connections = 4096;
+    std::string shared_key;
+    std::optional<std::string> self_hostname;
+    StringMap users, tls;
+};
+
+using FO = ForwardInOptions;
+const OptionSchema<FO> kForwardSchema{
+    {"address", &FO::address, "host:port to listen on (Fluent's port is 24224)."},
+    {"unix", &FO::unix_path, "Listen on this unix socket path instead of address."},
+    {"tag_field", &FO::tag_field, "Field that receives the Forward tag; empty = off."},
+    {"time_field", &FO::time_field, "Field that receives the event time as RFC 3339 with nanoseconds; empty = off."},
+    {"metadata_field", &FO::metadata_field, "Field that receives Fluent Bit's per-entry metadata map; empty = dropped."},
+    {"binary", &FO::binary, "msgpack bin values: \"string\" (as Fluentd reads them) or \"base64\".", one_of{"string", "base64"}},
+    {"max_frame", &FO::max_frame,
+     "Largest frame, and largest decompressed CompressedPackedForward payload; larger closes the connection.",
+     between{1024, double(256u << 20)}},
+    {"max_connections", &FO::max_connections, "Open connections allowed; more are closed at once.", at_least{1}},
+    {"shared_key", &FO::shared_key, "Require the protocol's HELO/PING/PONG handshake with this key; empty = off."},
+    {"self_hostname", &FO::self_hostname, "Host name sent in PONG; default this host's name.", shown{""}},
+    {"users", &FO::users, "{ name = \"password\", ... }: also require a user in the handshake (needs shared_key)."},
+    {"tls", &FO::tls, "{ cert = \"server.pem\", key = \"server.key\" }: serve TLS with these PEM files."},
+};
+
+void parse_address(const StageConfig& c, const std::string& a, forward::ServerOptions& o) {
     size_t colon = a.rfind(':');
-    if (colon == std::string::npos || colon + 1 == a.size()) c.fail("address", "address must be host:port, e.g. \"0.0.0.0:24224\"");
+    if (colon == std::string::npos || colon + 1 == a.size())
+        return c.problem("address", "address must be host:port, e.g. \"0.0.0.0:24224\"");
     std::string host = a.substr(0, colon);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     unsigned port = 0;
     auto [p, ec] = std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
-    if (ec != std::errc() || p != a.data() + a.size() || port > 65535) c.fail("address", "address has a bad port: " + a);
+    if (ec != std::errc() || p != a.data() + a.size() || port > 65535) return c.problem("address", "address has a bad port: " + a);
     o.host = host.empty() ? "0.0.0.0" : host;
     o.port = uint16_t(port);
 }
@@ -29,42 +59,31 @@ std::string host_name() {
     return buf;
 }
 
-forward::ServerOptions parse_options(const StageConfig& c) {
+forward::ServerOptions parse_options(const ForwardInOptions& in, const StageConfig& c) {
     forward::ServerOptions o;
-    parse_address(c, o);
-    o.unix_path = c.str("unix");
-    o.max_frame = c.size("max_frame");
-    if (o.max_frame < 1024 || o.max_frame > (256u << 20)) c.fail("max_frame", "max_frame must be between 1KiB and 256MiB");
-    int64_t mc = c.integer("max_connections");
-    if (mc < 1) c.fail("max_connections", "max_connections must be at least 1");
-    o.max_connections = size_t(mc);
-    o.decoder.tag_field = c.str("tag_field");
-    o.decoder.time_field = c.str("time_field");
-    o.decoder.metadata_field = c.str("metadata_field");
+    parse_address(c, in.address, o);
+    o.unix_path = in.unix_path;
+    o.max_frame = in.max_frame;
+    o.max_connections = size_t(in.max_connections);
+    o.decoder.tag_field = in.tag_field;
+    o.decoder.time_field = in.time_field;
+    o.decoder.metadata_field = in.metadata_field;
     o.decoder.max_frame = o.max_frame;
-    std::string bin = c.str("binary");
-    if (bin == "base64") o.decoder.style.bin_base64 = true;
-    else if (bin != "string") c.fail("binary", "binary must be \"string\" or \"base64\"");
-    o.shared_key = c.str("shared_key");
-    o.self_hostname = c.has("self_hostname") ? c.str("self_hostname") : host_name();
+    o.decoder.style.bin_base64 = in.binary == "base64";
+    o.shared_key = in.shared_key;
+    o.self_hostname = in.self_hostname ? *in.self_hostname : host_name();
     if (c.has("users")) {
-        if (o.shared_key.empty()) c.fail("users", "users need shared_key: they are checked in the shared_key handshake");
-        for (auto& [user, pass] : c.string_map("users")) o.users.emplace_back(user, pass);
+        if (o.shared_key.empty()) c.problem("users", "users need shared_key: they are checked in the shared_key handshake");
+        for (auto& [user, pass] : in.users) o.users.emplace_back(user, pass);
     }
-    if (c.has("tls")) {
-        for (auto& [k, v] : c.string_map("tls")) {
-            if (k == "cert") o.tls_cert = v;
-            else if (k == "key") o.tls_key = v;
-            else c.fail("tls", "unknown key '" + k + "' in tls (use cert and key)");
-        }
-        if (o.tls_cert.empty() || o.tls_key.empty()) c.fail("tls", "tls needs both cert and key (PEM file paths)");
-    }
+    if (c.has("tls"))
+        for (const auto& why : net::server_tls_problems(in.tls, o.tls_cert, o.tls_key)) c.problem("tls", why);
     return o;
 }
 
 class ForwardInput final : public Input {
 public:
-    explicit ForwardInput(const StageConfig& c) : server_(parse_options(c)) {}
+    ForwardInput(const ForwardInOptions& in, const StageConfig& c) : server_(parse_options(in, c)) {}
 
     void start(StageContext& ctx) override { server_.listen(ctx); }
     void run(StageContext&, Emitter& out) override { server_.run(out); }
@@ -74,20 +93,6 @@ private:
     forward::Server server_;
 };
 
-const std::vector<OptionSpec> kForwardSchema = {
-    {"address", OptType::string, "0.0.0.0:24224", "host:port to listen on (Fluent's port is 24224)."},
-    {"unix", OptType::string, "", "Listen on this unix socket path instead of address."},
-    {"tag_field", OptType::string, "", "Field that receives the Forward tag; empty = off."},
-    {"time_field", OptType::string, "", "Field that receives the event time as RFC 3339 with nanoseconds; empty = off."},
-    {"metadata_field", OptType::string, "", "Field that receives Fluent Bit's per-entry metadata map; empty = dropped."},
-    {"binary", OptType::string, "string", "msgpack bin values: \"string\" (as Fluentd reads them) or \"base64\"."},
-    {"max_frame", OptType::size, "64MiB", "Largest frame, and largest decompressed CompressedPackedForward payload; larger closes the connection."},
-    {"max_connections", OptType::integer, "4096", "Open connections allowed; more are closed at once."},
-    {"shared_key", OptType::string, "", "Require the protocol's HELO/PING/PONG handshake with this key; empty = off."},
-    {"self_hostname", OptType::string, "", "Host name sent in PONG; default this host's name."},
-    {"users", OptType::table, "", "{ name = \"password\", ... }: also require a user in the handshake (needs shared_key)."},
-    {"tls", OptType::table, "", "{ cert = \"server.pem\", key = \"server.key\" }: serve TLS with these PEM files."},
-};
 HBF_REGISTER_INPUT("forward", ForwardInput, kForwardSchema,
                    "Fluent Forward protocol server: Fluent Bit, Fluentd and fluent-logger clients, with chunk acks after delivery.");
 

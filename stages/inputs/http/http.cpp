@@ -5,10 +5,8 @@
 #include <cstring>
 #include <memory>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-
 #include "body.h"
+#include "net/server_tls.h"
 #include "registry.h"
 #include "server.h"
 
@@ -54,45 +52,8 @@ void parse_auth(const StageConfig& c, const StringMap& auth, http::ServerOptions
     }
 }
 
-std::string openssl_error() {
-    unsigned long e = ERR_get_error();
-    ERR_clear_error();
-    if (!e) return "no further detail";
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    return buf;
-}
-
-// The files are read and checked as the server will load them at start (server.cpp's load_tls),
-// so that validate finds a missing, unreadable or mismatched certificate or key.
-std::string check_tls_files(const std::string& cert, const std::string& key) {
-    for (auto [what, path] : {std::pair{"cert", &cert}, std::pair{"key", &key}}) {
-        FILE* f = std::fopen(path->c_str(), "rb");
-        if (!f) return fmt::format("tls.{}: cannot read {}: {}", what, *path, std::strerror(errno));
-        std::fclose(f);
-    }
-    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
-    if (!ctx) return "tls: OpenSSL cannot make a context: " + openssl_error();
-    ERR_clear_error();
-    if (SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1)
-        return fmt::format("tls.key: {} is not a PEM private key ({})", key, openssl_error());
-    if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert.c_str()) != 1)
-        return fmt::format("tls.cert: {} is not a PEM certificate (chain) ({})", cert, openssl_error());
-    if (SSL_CTX_check_private_key(ctx.get()) != 1) {
-        ERR_clear_error();
-        return fmt::format("tls.key: {} does not match the certificate in {}", key, cert);
-    }
-    return "";
-}
-
 void parse_tls(const StageConfig& c, const StringMap& tls, http::ServerOptions& o) {
-    for (auto& [k, v] : tls) {
-        if (k == "cert") o.tls_cert = v;
-        else if (k == "key") o.tls_key = v;
-        else c.problem("tls", "unknown key '" + k + "' in tls (use cert and key)");
-    }
-    if (o.tls_cert.empty() || o.tls_key.empty()) return c.problem("tls", "tls needs both cert and key (PEM file paths)");
-    if (std::string why = check_tls_files(o.tls_cert, o.tls_key); !why.empty()) c.problem("tls", why);
+    for (const auto& why : net::server_tls_problems(tls, o.tls_cert, o.tls_key)) c.problem("tls", why);
 }
 
 struct HttpInputOptions {

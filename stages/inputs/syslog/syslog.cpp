@@ -13,6 +13,7 @@
 #include <netinet/tcp.h>
 
 #include "framing.h"
+#include "net/server_tls.h"
 #include "parser.h"
 #include "registry.h"
 
@@ -36,38 +37,52 @@ struct Options {
     syslog::ParserOptions parser;
 };
 
-Options parse_options(const StageConfig& c) {
+struct SyslogOptions {
+    std::string address = "0.0.0.0:5514";
+    std::string mode = "tcp";
+    StringMap tls;
+    Size max_line{64 << 10};
+    int64_t max_connections = 1024;
+    std::string timezone = "local";
+};
+
+using SO = SyslogOptions;
+const OptionSchema<SO> kSyslogSchema{
+    {"address", &SO::address, "host:port to listen on (514 needs privileges; 5514 does not)."},
+    {"mode", &SO::mode, "tcp (octet-counted or LF-framed, RFC 6587) | udp (one message a datagram)."},
+    {"tls", &SO::tls, "{ cert = \"server.pem\", key = \"server.key\" }: syslog over TLS (RFC 5425); tcp only."},
+    {"max_line", &SO::max_line, "Longest message; longer ones are dropped, counted and logged.", between{64, double(64u << 20)}},
+    {"max_connections", &SO::max_connections, "Open TCP connections allowed; more are closed at once.", at_least{1}},
+    {"timezone", &SO::timezone, "Zone of RFC 3164 timestamps, which carry none: \"local\" (TZ), \"UTC\" or \"+01:00\"."},
+};
+
+Options parse_options(const SyslogOptions& in, const StageConfig& c) {
     Options o;
-    std::string a = c.str("address");
+    const std::string& a = in.address;
     size_t colon = a.rfind(':');
-    if (colon == std::string::npos || colon + 1 == a.size()) c.fail("address", "address must be host:port, e.g. \"0.0.0.0:5514\"");
-    o.host = a.substr(0, colon);
-    if (o.host.size() >= 2 && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
-    if (o.host.empty()) o.host = "0.0.0.0";
-    unsigned port = 0;
-    auto [p, ec] = std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
-    if (ec != std::errc() || p != a.data() + a.size() || port > 65535) c.fail("address", "address has a bad port: " + a);
-    o.port = uint16_t(port);
-    std::string mode = c.str("mode");
-    if (mode == "udp") o.udp = true;
-    else if (mode != "tcp") c.fail("mode", "mode must be \"tcp\" or \"udp\"");
-    if (c.has("tls")) {
-        if (o.udp) c.fail("tls", "tls applies to mode = \"tcp\" only");
-        for (auto& [k, v] : c.string_map("tls")) {
-            if (k == "cert") o.tls_cert = v;
-            else if (k == "key") o.tls_key = v;
-            else c.fail("tls", "unknown key '" + k + "' in tls (use cert and key)");
-        }
-        if (o.tls_cert.empty() || o.tls_key.empty()) c.fail("tls", "tls needs both cert and key (PEM file paths)");
+    if (colon == std::string::npos || colon + 1 == a.size()) {
+        c.problem("address", "address must be host:port, e.g. \"0.0.0.0:5514\"");
+    } else {
+        o.host = a.substr(0, colon);
+        if (o.host.size() >= 2 && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
+        if (o.host.empty()) o.host = "0.0.0.0";
+        unsigned port = 0;
+        auto [p, ec] = std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
+        if (ec != std::errc() || p != a.data() + a.size() || port > 65535) c.problem("address", "address has a bad port: " + a);
+        o.port = uint16_t(port);
     }
-    o.max_line = c.size("max_line");
-    if (o.max_line < 64 || o.max_line > (64u << 20)) c.fail("max_line", "max_line must be between 64 bytes and 64MiB");
+    if (in.mode == "udp") o.udp = true;
+    else if (in.mode != "tcp") c.problem("mode", "mode must be \"tcp\" or \"udp\", not \"" + in.mode + "\"");
+    if (c.has("tls")) {
+        if (o.udp) c.problem("tls", "tls applies to mode = \"tcp\" only");
+        else
+            for (const auto& why : net::server_tls_problems(in.tls, o.tls_cert, o.tls_key)) c.problem("tls", why);
+    }
+    o.max_line = in.max_line;
     if (o.udp && o.max_line > 65535) o.max_line = 65535;
-    int64_t mc = c.integer("max_connections");
-    if (mc < 1) c.fail("max_connections", "max_connections must be at least 1");
-    o.max_connections = size_t(mc);
-    if (!syslog::parse_timezone(c.str("timezone"), o.parser))
-        c.fail("timezone", "timezone must be \"local\", \"UTC\" or an offset like \"+01:00\"");
+    o.max_connections = size_t(in.max_connections);
+    if (!syslog::parse_timezone(in.timezone, o.parser))
+        c.problem("timezone", "timezone must be \"local\", \"UTC\" or an offset like \"+01:00\"");
     return o;
 }
 
@@ -96,7 +111,7 @@ private:
 
 class SyslogInput final : public Input {
 public:
-    explicit SyslogInput(const StageConfig& c) : o_(parse_options(c)), parser_(o_.parser) {}
+    SyslogInput(const SyslogOptions& in, const StageConfig& c) : o_(parse_options(in, c)), parser_(o_.parser) {}
 
     void start(StageContext& ctx) override {
         ctx_ = &ctx;
@@ -275,19 +290,8 @@ private:
     }
 
     void load_tls() {
-        for (auto [what, path] : {std::pair{"cert", &o_.tls_cert}, std::pair{"key", &o_.tls_key}}) {
-            FILE* f = std::fopen(path->c_str(), "rb");
-            if (!f) throw std::runtime_error(fmt::format("tls.{}: cannot read {}: {}", what, *path, std::strerror(errno)));
-            std::fclose(f);
-        }
         tls_.emplace(asio::ssl::context::tls_server);
-        tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
-                          asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
-        boost::system::error_code ec;
-        tls_->use_private_key_file(o_.tls_key, asio::ssl::context::pem, ec);
-        if (ec) throw std::runtime_error(fmt::format("tls.key: {} is not a PEM private key: {}", o_.tls_key, ec.message()));
-        tls_->use_certificate_chain_file(o_.tls_cert, ec);
-        if (ec) throw std::runtime_error(fmt::format("tls.cert: {} is not a PEM certificate (chain): {}", o_.tls_cert, ec.message()));
+        net::load_server_tls(*tls_, o_.tls_cert, o_.tls_key);
     }
 
     asio::io_context io_{1};
@@ -365,14 +369,6 @@ void Conn::consume(bool eof) {
     }
 }
 
-const std::vector<OptionSpec> kSyslogSchema = {
-    {"address", OptType::string, "0.0.0.0:5514", "host:port to listen on (514 needs privileges; 5514 does not)."},
-    {"mode", OptType::string, "tcp", "tcp (octet-counted or LF-framed, RFC 6587) | udp (one message a datagram)."},
-    {"tls", OptType::table, "", "{ cert = \"server.pem\", key = \"server.key\" }: syslog over TLS (RFC 5425); tcp only."},
-    {"max_line", OptType::size, "64KiB", "Longest message; longer ones are dropped, counted and logged."},
-    {"max_connections", OptType::integer, "1024", "Open TCP connections allowed; more are closed at once."},
-    {"timezone", OptType::string, "local", "Zone of RFC 3164 timestamps, which carry none: \"local\" (TZ), \"UTC\" or \"+01:00\"."},
-};
 HBF_REGISTER_INPUT("syslog", SyslogInput, kSyslogSchema,
                    "Syslog (RFC 5424 and RFC 3164, detected per message) over TCP, TLS or UDP, one JSON event per message.");
 

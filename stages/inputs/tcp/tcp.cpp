@@ -32,32 +32,40 @@ struct TcpOptions {
     std::string tls_cert, tls_key;
 };
 
-TcpOptions parse(const StageConfig& c) {
+struct TcpInOptions {
+    std::string address = "0.0.0.0:5170";
+    Size max_line{1 << 20};
+    int64_t max_connections = 4096;
+    StringMap tls;
+};
+
+const OptionSchema<TcpInOptions> kTcpSchema{
+    {"address", &TcpInOptions::address, "host:port to listen on."},
+    {"max_line", &TcpInOptions::max_line, "Longest accepted line; longer ones are dropped and counted, the connection carries on.",
+     at_least{2}},
+    {"max_connections", &TcpInOptions::max_connections, "Open connections allowed; more are closed at once.", at_least{1}},
+    {"tls", &TcpInOptions::tls, "{ cert = \"server.pem\", key = \"server.key\" }: serve TLS with these PEM files."},
+};
+
+TcpOptions parse(const TcpInOptions& in, const StageConfig& c) {
     TcpOptions o;
-    std::string a = c.str("address");
+    const std::string& a = in.address;
     size_t colon = a.rfind(':');
     unsigned port = 0;
     auto r = colon == std::string::npos ? std::from_chars_result{nullptr, std::errc::invalid_argument}
                                         : std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
-    if (colon == std::string::npos || r.ec != std::errc() || r.ptr != a.data() + a.size() || port > 65535)
-        c.fail("address", "address must be host:port, e.g. \"0.0.0.0:5170\"");
-    o.host = a.substr(0, colon);
-    if (o.host.size() >= 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
-    if (o.host.empty()) o.host = "0.0.0.0";
-    o.port = uint16_t(port);
-    o.max_line = c.size("max_line");
-    if (o.max_line < 2) c.fail("max_line", "max_line must be at least 2 bytes");
-    int64_t mc = c.integer("max_connections");
-    if (mc < 1) c.fail("max_connections", "max_connections must be at least 1");
-    o.max_connections = size_t(mc);
-    if (c.has("tls")) {
-        for (auto& [k, v] : c.string_map("tls")) {
-            if (k == "cert") o.tls_cert = v;
-            else if (k == "key") o.tls_key = v;
-            else c.fail("tls", "unknown key '" + k + "' in tls (use cert and key)");
-        }
-        if (o.tls_cert.empty() || o.tls_key.empty()) c.fail("tls", "tls needs both cert and key (PEM file paths)");
+    if (colon == std::string::npos || r.ec != std::errc() || r.ptr != a.data() + a.size() || port > 65535) {
+        c.problem("address", "address must be host:port, e.g. \"0.0.0.0:5170\"");
+    } else {
+        o.host = a.substr(0, colon);
+        if (o.host.size() >= 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
+        if (o.host.empty()) o.host = "0.0.0.0";
+        o.port = uint16_t(port);
     }
+    o.max_line = in.max_line;
+    o.max_connections = size_t(in.max_connections);
+    if (c.has("tls"))
+        for (const auto& why : net::server_tls_problems(in.tls, o.tls_cert, o.tls_key)) c.problem("tls", why);
     return o;
 }
 
@@ -207,7 +215,7 @@ void Conn::close_now() {
 
 class TcpInput final : public Input {
 public:
-    explicit TcpInput(const StageConfig& c) : loop_(std::make_shared<Loop>(parse(c))) {}
+    TcpInput(const TcpInOptions& o, const StageConfig& c) : loop_(std::make_shared<Loop>(parse(o, c))) {}
 
     void start(StageContext& ctx) override {
         Loop& l = *loop_;
@@ -265,12 +273,6 @@ private:
     std::shared_ptr<Loop> loop_;
 };
 
-const std::vector<OptionSpec> kTcpSchema = {
-    {"address", OptType::string, "0.0.0.0:5170", "host:port to listen on."},
-    {"max_line", OptType::size, "1MiB", "Longest accepted line; longer ones are dropped and counted, the connection carries on."},
-    {"max_connections", OptType::integer, "4096", "Open connections allowed; more are closed at once."},
-    {"tls", OptType::table, "", "{ cert = \"server.pem\", key = \"server.key\" }: serve TLS with these PEM files."},
-};
 HBF_REGISTER_INPUT("tcp", TcpInput, kTcpSchema, "NDJSON lines over TCP (optionally TLS), one event a line.");
 
 }  // namespace

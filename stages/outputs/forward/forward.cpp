@@ -20,11 +20,11 @@
 #include <msgpuck.h>
 
 #include "../../inputs/forward/to_json.h"
+#include "field_template.h"
 #include "forward/event_time.h"
 #include "forward/handshake.h"
 #include "forward/scan.h"
 #include "json_msgpack.h"
-#include "kafka/template.h"
 #include "net/link.h"
 #include "registry.h"
 
@@ -33,7 +33,6 @@ namespace {
 
 using namespace hbf::forward;
 using net::Link;
-using kafka::FieldTemplate;
 
 constexpr size_t kMaxInflight = 32;
 constexpr int64_t kConnectTimeoutNs = 5'000'000'000;
@@ -84,48 +83,79 @@ std::string gzip(std::string_view in, z_stream& zs) {
     return out;
 }
 
+struct ForwardOutOptions {
+    StringList servers;
+    std::string mode = "failover";
+    std::string tag = "hbforward";
+    std::string time_field;
+    std::string compression = "none";
+    bool require_ack = false;
+    Duration ack_timeout = std::chrono::seconds(30);
+    std::string shared_key;
+    std::optional<std::string> self_hostname;
+    std::string username, password;
+    StringMap tls;
+};
+
+using FO = ForwardOutOptions;
+const OptionSchema<FO> kForwardOutSchema{
+    {"servers", &FO::servers, "Forward servers, host:port, in failover order.", required{}},
+    {"mode", &FO::mode, "\"failover\": the first reachable server, in order; \"balance\": round robin.", one_of{"failover", "balance"}},
+    {"tag", &FO::tag, "Tag template: literal text and {field} / {a.b} / {field|fallback}, as the kafka topic."},
+    {"time_field", &FO::time_field, "Event field with the time (RFC 3339 text or epoch seconds); default the receive time."},
+    {"compression", &FO::compression, "none | gzip (CompressedPackedForward).", one_of{"none", "gzip"}},
+    {"require_ack", &FO::require_ack, "Send the chunk option: an event is delivered once the server acknowledged it."},
+    {"ack_timeout", &FO::ack_timeout, "With require_ack: a frame not acknowledged by then is sent again.", at_least{1e-9}},
+    {"shared_key", &FO::shared_key, "Answer the server's HELO handshake with this key; empty = no handshake."},
+    {"self_hostname", &FO::self_hostname, "Host name sent in PING; default this host's name.", shown{""}},
+    {"username", &FO::username, "User for a server that asks for one in HELO."},
+    {"password", &FO::password, "That user's password."},
+    {"tls", &FO::tls, "{ ca = \"ca.pem\", verify = true, cert, key }: connect with TLS."},
+};
+
 class ForwardOut final : public Output {
 public:
-    explicit ForwardOut(const StageConfig& c) {
-        for (const auto& s : c.strings("servers")) {
-            auto& p = peers_.emplace_back(std::make_unique<Peer>());
+    ForwardOut(const ForwardOutOptions& o, const StageConfig& c) {
+        for (const auto& s : o.servers) {
             size_t colon = s.rfind(':');
             unsigned port = 0;
             auto r = colon == std::string::npos ? std::from_chars_result{nullptr, std::errc::invalid_argument}
                                                 : std::from_chars(s.data() + colon + 1, s.data() + s.size(), port);
-            if (colon == std::string::npos || r.ec != std::errc() || r.ptr != s.data() + s.size() || port == 0 || port > 65535)
-                c.fail("servers", "each server must be host:port, e.g. \"10.0.0.7:24224\": \"" + s + "\"");
+            if (colon == std::string::npos || r.ec != std::errc() || r.ptr != s.data() + s.size() || port == 0 || port > 65535) {
+                c.problem("servers", "each server must be host:port, e.g. \"10.0.0.7:24224\": \"" + s + "\"");
+                continue;
+            }
+            auto& p = peers_.emplace_back(std::make_unique<Peer>());
             p->host = s.substr(0, colon);
             if (p->host.size() >= 2 && p->host.front() == '[') p->host = p->host.substr(1, p->host.size() - 2);
             p->port = uint16_t(port);
             p->name = s;
         }
-        if (peers_.empty()) c.fail("servers", "servers must name at least one host:port");
-        std::string mode = c.str("mode");
-        if (mode == "balance") balance_ = true;
-        else if (mode != "failover") c.fail("mode", "mode must be \"failover\" or \"balance\"");
+        if (o.servers.empty()) c.problem("servers", "servers must name at least one host:port");
+        balance_ = o.mode == "balance";
         try {
-            tag_ = FieldTemplate(c.str("tag"));
+            tag_ = FieldTemplate(o.tag);
         } catch (const std::invalid_argument& e) {
-            c.fail("tag", std::string("tag: ") + e.what());
+            c.problem("tag", std::string("tag: ") + e.what());
         }
-        time_field_ = c.str("time_field");
+        time_field_ = o.time_field;
         if (!time_field_.empty()) {
             time_ptr_ = "/";
             for (char ch : time_field_) time_ptr_ += ch == '.' ? std::string("/") : ch == '~' ? std::string("~0") : ch == '/' ? std::string("~1") : std::string(1, ch);
         }
-        std::string comp = c.str("compression");
-        if (comp == "gzip") gzip_ = true;
-        else if (comp != "none") c.fail("compression", "compression must be \"none\" or \"gzip\"");
-        require_ack_ = c.boolean("require_ack");
-        ack_timeout_ = c.duration("ack_timeout").count();
-        if (ack_timeout_ <= 0) c.fail("ack_timeout", "ack_timeout must be positive");
-        shared_key_ = c.str("shared_key");
-        username_ = c.str("username");
-        password_ = c.str("password");
+        gzip_ = o.compression == "gzip";
+        require_ack_ = o.require_ack;
+        ack_timeout_ = o.ack_timeout.count();
+        shared_key_ = o.shared_key;
+        username_ = o.username;
+        password_ = o.password;
         char host[256] = "";
-        self_hostname_ = c.has("self_hostname") ? c.str("self_hostname") : (gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "hbforward");
-        if (c.has("tls")) parse_tls(c);
+        self_hostname_ = o.self_hostname ? *o.self_hostname : (gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "hbforward");
+        if (c.has("tls")) {
+            std::vector<std::string> problems;
+            tls_ = net::client_tls_from(o.tls, problems);
+            for (const auto& why : problems) c.problem("tls", why);
+        }
         deflateInit2(&zs_, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
     }
 
@@ -188,21 +218,6 @@ public:
     }
 
 private:
-    void parse_tls(const StageConfig& c) {
-        std::string ca, cert, key;
-        bool verify = true;
-        for (auto& [k, v] : c.string_map("tls")) {
-            if (k == "ca") ca = v;
-            else if (k == "cert") cert = v;
-            else if (k == "key") key = v;
-            else if (k == "verify") verify = v == "true";
-            else c.fail("tls", "unknown key '" + k + "' in tls (use ca, verify, cert, key)");
-        }
-        std::string err;
-        tls_ = net::make_client_tls(ca, verify, cert, key, &err);
-        if (!tls_) c.fail("tls", err);
-    }
-
     // --- frames --------------------------------------------------------------------------
 
     void build_frames(Batch& b, Hold& hold) {
@@ -579,20 +594,6 @@ private:
     RateLimit rl_invalid_, rl_timeout_;
 };
 
-const std::vector<OptionSpec> kForwardOutSchema = {
-    {"servers", OptType::string_list, "", "Forward servers, host:port, in failover order.", true},
-    {"mode", OptType::string, "failover", "\"failover\": the first reachable server, in order; \"balance\": round robin."},
-    {"tag", OptType::string, "hbforward", "Tag template: literal text and {field} / {a.b} / {field|fallback}, as the kafka topic."},
-    {"time_field", OptType::string, "", "Event field with the time (RFC 3339 text or epoch seconds); default the receive time."},
-    {"compression", OptType::string, "none", "none | gzip (CompressedPackedForward)."},
-    {"require_ack", OptType::boolean, "false", "Send the chunk option: an event is delivered once the server acknowledged it."},
-    {"ack_timeout", OptType::duration, "30s", "With require_ack: a frame not acknowledged by then is sent again."},
-    {"shared_key", OptType::string, "", "Answer the server's HELO handshake with this key; empty = no handshake."},
-    {"self_hostname", OptType::string, "", "Host name sent in PING; default this host's name."},
-    {"username", OptType::string, "", "User for a server that asks for one in HELO."},
-    {"password", OptType::string, "", "That user's password."},
-    {"tls", OptType::table, "", "{ ca = \"ca.pem\", verify = true, cert, key }: connect with TLS."},
-};
 HBF_REGISTER_OUTPUT("forward", ForwardOut, kForwardOutSchema,
                     "Sends events to Fluentd, Fluent Bit or hbforward with the Forward protocol (PackedForward, gzip, acks, failover).");
 

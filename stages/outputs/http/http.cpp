@@ -31,121 +31,169 @@ bool truthy(const std::string& v, bool& out) {
     return true;
 }
 
-SenderOptions parse_options(const StageConfig& c, Batching& batching) {
+struct HttpOutOptions {
+    std::string url;
+    std::string format = "ndjson";
+    std::string compression = "none";
+    int64_t compression_level = 0;
+    StringMap batch;
+    int64_t max_inflight = 4;
+    StringMap headers, auth, tls;
+    std::string proxy;
+    Duration request_timeout = std::chrono::seconds(30);
+    Duration connect_timeout = std::chrono::seconds(10);
+    Duration retry_backoff = std::chrono::milliseconds(100);
+    Duration retry_backoff_max = std::chrono::seconds(30);
+    Duration delivery_timeout{0};
+    Duration flush_timeout = std::chrono::seconds(5);
+    std::optional<std::string> index;
+    std::string es_action = "index";
+    std::string sourcetype, source, host, time_field;
+};
+
+using HO = HttpOutOptions;
+const OptionSchema<HO> kHttpOutSchema{
+    {"url", &HO::url,
+     "Where to POST: http://host:port/path or https://... (Elasticsearch: .../_bulk; Splunk: .../services/collector/event).",
+     required{}},
+    {"format", &HO::format, "ndjson | json_array | elasticsearch_bulk | splunk_hec."},
+    {"compression", &HO::compression, "none | gzip | zstd (Content-Encoding)."},
+    {"compression_level", &HO::compression_level, "0 = the default: gzip 1 (fastest), zstd 3; gzip 1-9, zstd 1-19."},
+    {"batch", &HO::batch, "{ max_events = 1000, max_bytes = \"1MiB\", max_wait = \"1s\" }: when a request is sent."},
+    {"max_inflight", &HO::max_inflight, "Requests out at once (each on its own kept-alive connection); more waits: backpressure.",
+     between{1, 256}},
+    {"headers", &HO::headers, "Extra request headers, name = \"value\"."},
+    {"auth", &HO::auth, "{ type = \"basic\", username, password }, { type = \"bearer\", token } or { type = \"splunk\", token }."},
+    {"tls", &HO::tls, "{ ca = \"ca.pem\", verify = true, cert = \"client.pem\", key = \"client.key\" }; verification is on by default."},
+    {"proxy", &HO::proxy, "HTTP proxy URL; empty = connect directly (proxy environment variables are ignored)."},
+    {"request_timeout", &HO::request_timeout, "A request with no complete answer within this time is retried.", at_least{1e-9}},
+    {"connect_timeout", &HO::connect_timeout, "Time allowed to connect (and complete TLS).", at_least{1e-9}},
+    {"retry_backoff", &HO::retry_backoff, "First retry delay; doubled each attempt, with jitter, up to retry_backoff_max.", at_least{1e-9}},
+    {"retry_backoff_max", &HO::retry_backoff_max, "Longest delay between retries (a server's Retry-After is honoured as given).",
+     at_least{1e-9}},
+    {"delivery_timeout", &HO::delivery_timeout, "How long a request may be retried; 0 = until delivered. Expired = failed upstream."},
+    {"flush_timeout", &HO::flush_timeout,
+     "At shutdown, how long to wait for answers before reporting the rest failed (keep it under shutdown_timeout)."},
+    {"index", &HO::index,
+     "elasticsearch_bulk: index name, strftime pattern of the receive time in UTC (\"healthbot-%Y.%m.%d\"); splunk_hec: the HEC index.",
+     shown{"hbforward"}},
+    {"es_action", &HO::es_action, "elasticsearch_bulk: index | create (data streams need create).", one_of{"index", "create"}},
+    {"sourcetype", &HO::sourcetype, "splunk_hec: the events' sourcetype; empty = the token's default."},
+    {"source", &HO::source, "splunk_hec: the events' source."},
+    {"host", &HO::host, "splunk_hec: the events' host."},
+    {"time_field", &HO::time_field,
+     "splunk_hec: field holding the event time (epoch seconds/ms or RFC 3339); empty = the receive time."},
+};
+
+// Every problem is recorded in c; the caller builds nothing from options that have one.
+SenderOptions parse_options(const HttpOutOptions& in, const StageConfig& c, Batching& batching) {
     SenderOptions o;
-    o.url = c.str("url");
-    if (o.url.rfind("http://", 0) != 0 && o.url.rfind("https://", 0) != 0)
-        c.fail("url", "url must start with http:// or https://, e.g. \"https://collector:8443/ingest\"");
-    {
+    o.url = in.url;
+    if (o.url.rfind("http://", 0) != 0 && o.url.rfind("https://", 0) != 0) {
+        c.problem("url", "url must start with http:// or https://, e.g. \"https://collector:8443/ingest\"");
+    } else {
         CURLU* u = curl_url();
         CURLUcode uc = curl_url_set(u, CURLUPART_URL, o.url.c_str(), 0);
         curl_url_cleanup(u);
-        if (uc != CURLUE_OK) c.fail("url", "url \"" + o.url + "\" cannot be parsed: " + curl_url_strerror(uc));
+        if (uc != CURLUE_OK) c.problem("url", "url \"" + o.url + "\" cannot be parsed: " + curl_url_strerror(uc));
     }
-    if (!parse_format(c.str("format"), o.body.format))
-        c.fail("format", "format must be ndjson, json_array, elasticsearch_bulk or splunk_hec");
-    if (!parse_compression(c.str("compression"), o.compression)) c.fail("compression", "compression must be none, gzip or zstd");
-    int64_t level = c.integer("compression_level");
+    if (!parse_format(in.format, o.body.format))
+        c.problem("format", "format must be ndjson, json_array, elasticsearch_bulk or splunk_hec");
+    if (!parse_compression(in.compression, o.compression)) c.problem("compression", "compression must be none, gzip or zstd");
+    int64_t level = in.compression_level;
     if (level < 0 || level > 19 || (o.compression == Compression::gzip && level > 9))
-        c.fail("compression_level", "compression_level must be 0 (the default), 1-9 for gzip or 1-19 for zstd");
+        c.problem("compression_level", "compression_level must be 0 (the default), 1-9 for gzip or 1-19 for zstd");
     o.compression_level = int(level);
 
-    if (c.has("batch")) {
-        for (auto& [k, v] : c.string_map("batch")) {
-            if (k == "max_events") {
-                auto n = parse_size(v);
-                if (!n || *n < 1 || *n > 1000000) c.fail("batch", "batch.max_events must be between 1 and 1000000");
-                batching.max_events = *n;
-            } else if (k == "max_bytes") {
-                auto n = parse_size(v);
-                if (!n || *n < 1024 || *n > (1ull << 30)) c.fail("batch", "batch.max_bytes must be a size between 1KiB and 1GiB, e.g. \"1MiB\"");
-                batching.max_bytes = *n;
-            } else if (k == "max_wait") {
-                auto d = parse_duration(v);
-                if (!d || d->count() <= 0) c.fail("batch", "batch.max_wait must be a positive duration, e.g. \"1s\"");
-                batching.max_wait = *d;
-            } else {
-                c.fail("batch", "unknown key '" + k + "' in batch (use max_events, max_bytes, max_wait)");
-            }
+    for (auto& [k, v] : in.batch) {
+        if (k == "max_events") {
+            auto n = parse_size(v);
+            if (!n || *n < 1 || *n > 1000000) c.problem("batch", "batch.max_events must be between 1 and 1000000");
+            else batching.max_events = *n;
+        } else if (k == "max_bytes") {
+            auto n = parse_size(v);
+            if (!n || *n < 1024 || *n > (1ull << 30)) c.problem("batch", "batch.max_bytes must be a size between 1KiB and 1GiB, e.g. \"1MiB\"");
+            else batching.max_bytes = *n;
+        } else if (k == "max_wait") {
+            auto d = parse_duration(v);
+            if (!d || d->count() <= 0) c.problem("batch", "batch.max_wait must be a positive duration, e.g. \"1s\"");
+            else batching.max_wait = *d;
+        } else {
+            c.problem("batch", "unknown key '" + k + "' in batch (use max_events, max_bytes, max_wait)");
         }
     }
-    int64_t mi = c.integer("max_inflight");
-    if (mi < 1 || mi > 256) c.fail("max_inflight", "max_inflight must be between 1 and 256");
-    o.max_inflight = size_t(mi);
+    o.max_inflight = size_t(in.max_inflight);
 
     o.headers.push_back(std::string("Content-Type: ") + content_type(o.body.format));
     if (const char* ce = content_encoding(o.compression)) o.headers.push_back(std::string("Content-Encoding: ") + ce);
-    if (c.has("headers"))
-        for (auto& [k, v] : c.string_map("headers")) {
-            if (k.empty() || k.find_first_of(": \r\n") != std::string::npos || v.find_first_of("\r\n") != std::string::npos)
-                c.fail("headers", "header \"" + k + "\" is not a valid header name and value");
-            o.headers.push_back(k + ": " + v);
-        }
+    for (auto& [k, v] : in.headers) {
+        if (k.empty() || k.find_first_of(": \r\n") != std::string::npos || v.find_first_of("\r\n") != std::string::npos)
+            c.problem("headers", "header \"" + k + "\" is not a valid header name and value");
+        o.headers.push_back(k + ": " + v);
+    }
 
     if (c.has("auth")) {
         std::string type, user, pass, token;
-        for (auto& [k, v] : c.string_map("auth")) {
+        for (auto& [k, v] : in.auth) {
             if (k == "type") type = v;
             else if (k == "username") user = v;
             else if (k == "password") pass = v;
             else if (k == "token") token = v;
-            else c.fail("auth", "unknown key '" + k + "' in auth (use type, username, password, token)");
+            else c.problem("auth", "unknown key '" + k + "' in auth (use type, username, password, token)");
         }
         if (type == "basic") {
-            if (user.empty()) c.fail("auth", "auth type \"basic\" needs a username (and a password)");
+            if (user.empty()) c.problem("auth", "auth type \"basic\" needs a username (and a password)");
             o.username = user;
             o.password = pass;
         } else if (type == "bearer" || type == "splunk") {
-            if (token.empty()) c.fail("auth", "auth type \"" + type + "\" needs a non-empty token");
+            if (token.empty()) c.problem("auth", "auth type \"" + type + "\" needs a non-empty token");
             o.headers.push_back(std::string("Authorization: ") + (type == "bearer" ? "Bearer " : "Splunk ") + token);
         } else if (type != "none") {
-            c.fail("auth", "auth type must be \"none\", \"basic\", \"bearer\" or \"splunk\"");
+            c.problem("auth", "auth type must be \"none\", \"basic\", \"bearer\" or \"splunk\"");
         }
     }
     if (c.has("tls")) {
-        for (auto& [k, v] : c.string_map("tls")) {
+        for (auto& [k, v] : in.tls) {
             if (k == "ca") o.tls_ca = v;
             else if (k == "cert") o.tls_cert = v;
             else if (k == "key") o.tls_key = v;
             else if (k == "verify") {
-                if (!truthy(v, o.tls_verify)) c.fail("tls", "tls.verify must be true or false");
-            } else c.fail("tls", "unknown key '" + k + "' in tls (use ca, verify, cert, key)");
+                if (!truthy(v, o.tls_verify)) c.problem("tls", "tls.verify must be true or false");
+            } else c.problem("tls", "unknown key '" + k + "' in tls (use ca, verify, cert, key)");
         }
-        if (o.tls_cert.empty() != o.tls_key.empty()) c.fail("tls", "a client certificate needs both tls.cert and tls.key");
+        if (o.tls_cert.empty() != o.tls_key.empty()) c.problem("tls", "a client certificate needs both tls.cert and tls.key");
     }
-    o.proxy = c.str("proxy");
+    o.proxy = in.proxy;
 
-    o.request_timeout = c.duration("request_timeout");
-    o.connect_timeout = c.duration("connect_timeout");
-    o.retry_initial = c.duration("retry_backoff");
-    o.retry_max = c.duration("retry_backoff_max");
-    o.delivery_timeout = c.duration("delivery_timeout");
-    for (auto k : {"request_timeout", "connect_timeout", "retry_backoff", "retry_backoff_max"})
-        if (c.duration(k).count() <= 0) c.fail(k, std::string(k) + " must be positive");
-    if (o.retry_max < o.retry_initial) c.fail("retry_backoff_max", "retry_backoff_max must not be below retry_backoff");
+    o.request_timeout = in.request_timeout;
+    o.connect_timeout = in.connect_timeout;
+    o.retry_initial = in.retry_backoff;
+    o.retry_max = in.retry_backoff_max;
+    o.delivery_timeout = in.delivery_timeout;
+    if (o.retry_max < o.retry_initial) c.problem("retry_backoff_max", "retry_backoff_max must not be below retry_backoff");
 
-    if (c.has("index")) {
-        if (o.body.format == Format::elasticsearch_bulk) o.body.es_index = c.str("index");
-        else if (o.body.format == Format::splunk_hec) o.body.hec_index = c.str("index");
-        else c.fail("index", "index applies to format = \"elasticsearch_bulk\" or \"splunk_hec\"");
-        if (c.str("index").empty()) c.fail("index", "index must not be empty");
+    if (in.index) {
+        if (o.body.format == Format::elasticsearch_bulk) o.body.es_index = *in.index;
+        else if (o.body.format == Format::splunk_hec) o.body.hec_index = *in.index;
+        else c.problem("index", "index applies to format = \"elasticsearch_bulk\" or \"splunk_hec\"");
+        if (in.index->empty()) c.problem("index", "index must not be empty");
     }
-    o.body.es_action = c.str("es_action");
-    if (o.body.es_action != "index" && o.body.es_action != "create") c.fail("es_action", "es_action must be \"index\" or \"create\"");
+    o.body.es_action = in.es_action;
     for (auto k : {"sourcetype", "source", "host", "time_field"})
-        if (c.has(k) && o.body.format != Format::splunk_hec) c.fail(k, std::string(k) + " applies to format = \"splunk_hec\"");
-    o.body.hec_sourcetype = c.str("sourcetype");
-    o.body.hec_source = c.str("source");
-    o.body.hec_host = c.str("host");
-    o.body.hec_time_field = c.str("time_field");
+        if (c.has(k) && o.body.format != Format::splunk_hec) c.problem(k, std::string(k) + " applies to format = \"splunk_hec\"");
+    o.body.hec_sourcetype = in.sourcetype;
+    o.body.hec_source = in.source;
+    o.body.hec_host = in.host;
+    o.body.hec_time_field = in.time_field;
+    c.stop_if_problems();  // before a compressor or sender is made from them
     return o;
 }
 
 class HttpOut final : public Output {
 public:
-    explicit HttpOut(const StageConfig& c)
-        : opts_(parse_options(c, batching_)), builder_(opts_.body), compressor_(opts_.compression, opts_.compression_level),
-          sender_(opts_), flush_timeout_(c.duration("flush_timeout")) {}
+    HttpOut(const HttpOutOptions& o, const StageConfig& c)
+        : opts_(parse_options(o, c, batching_)), builder_(opts_.body), compressor_(opts_.compression, opts_.compression_level),
+          sender_(opts_), flush_timeout_(o.flush_timeout) {}
 
     void start(StageContext& ctx) override {
         ctx_ = &ctx;
@@ -243,30 +291,6 @@ private:
     StageContext* ctx_ = nullptr;
 };
 
-const std::vector<OptionSpec> kHttpOutSchema = {
-    {"url", OptType::string, "", "Where to POST: http://host:port/path or https://... (Elasticsearch: .../_bulk; Splunk: .../services/collector/event).", true},
-    {"format", OptType::string, "ndjson", "ndjson | json_array | elasticsearch_bulk | splunk_hec."},
-    {"compression", OptType::string, "none", "none | gzip | zstd (Content-Encoding)."},
-    {"compression_level", OptType::integer, "0", "0 = the default: gzip 1 (fastest), zstd 3; gzip 1-9, zstd 1-19."},
-    {"batch", OptType::table, "", "{ max_events = 1000, max_bytes = \"1MiB\", max_wait = \"1s\" }: when a request is sent."},
-    {"max_inflight", OptType::integer, "4", "Requests out at once (each on its own kept-alive connection); more waits: backpressure."},
-    {"headers", OptType::table, "", "Extra request headers, name = \"value\"."},
-    {"auth", OptType::table, "", "{ type = \"basic\", username, password }, { type = \"bearer\", token } or { type = \"splunk\", token }."},
-    {"tls", OptType::table, "", "{ ca = \"ca.pem\", verify = true, cert = \"client.pem\", key = \"client.key\" }; verification is on by default."},
-    {"proxy", OptType::string, "", "HTTP proxy URL; empty = connect directly (proxy environment variables are ignored)."},
-    {"request_timeout", OptType::duration, "30s", "A request with no complete answer within this time is retried."},
-    {"connect_timeout", OptType::duration, "10s", "Time allowed to connect (and complete TLS)."},
-    {"retry_backoff", OptType::duration, "100ms", "First retry delay; doubled each attempt, with jitter, up to retry_backoff_max."},
-    {"retry_backoff_max", OptType::duration, "30s", "Longest delay between retries (a server's Retry-After is honoured as given)."},
-    {"delivery_timeout", OptType::duration, "0", "How long a request may be retried; 0 = until delivered. Expired = failed upstream."},
-    {"flush_timeout", OptType::duration, "5s", "At shutdown, how long to wait for answers before reporting the rest failed (keep it under shutdown_timeout)."},
-    {"index", OptType::string, "hbforward", "elasticsearch_bulk: index name, strftime pattern of the receive time in UTC (\"healthbot-%Y.%m.%d\"); splunk_hec: the HEC index."},
-    {"es_action", OptType::string, "index", "elasticsearch_bulk: index | create (data streams need create)."},
-    {"sourcetype", OptType::string, "", "splunk_hec: the events' sourcetype; empty = the token's default."},
-    {"source", OptType::string, "", "splunk_hec: the events' source."},
-    {"host", OptType::string, "", "splunk_hec: the events' host."},
-    {"time_field", OptType::string, "", "splunk_hec: field holding the event time (epoch seconds/ms or RFC 3339); empty = the receive time."},
-};
 HBF_REGISTER_OUTPUT("http", HttpOut, kHttpOutSchema,
                     "POSTs events to an HTTP collector (ndjson, JSON array, Elasticsearch bulk, Splunk HEC), acknowledged per request.");
 

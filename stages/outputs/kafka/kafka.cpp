@@ -18,15 +18,13 @@
 #include <optional>
 #include <unordered_map>
 
+#include "field_template.h"
 #include "kafka/client.h"
 #include "kafka/stats.h"
-#include "kafka/template.h"
 #include "registry.h"
 
 namespace hbf::stages {
 namespace {
-
-using kafka::FieldTemplate;
 
 struct StringHash {
     using is_transparent = void;

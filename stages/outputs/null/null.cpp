@@ -4,9 +4,11 @@
 namespace hbf::stages {
 namespace {
 
+struct NullOptions {};  // none
+
 class Null final : public Output {
 public:
-    explicit Null(const StageConfig&) {}
+    explicit Null(NullOptions) {}
     void start(StageContext& ctx) override { m_ = &ctx.metrics(); }
     void write(BatchPtr b) override {
         m_->events_out.add(b->size());
@@ -18,7 +20,7 @@ private:
     StageMetrics* m_ = nullptr;
 };
 
-const std::vector<OptionSpec> kNullSchema = {};
+const OptionSchema<NullOptions> kNullSchema{};
 HBF_REGISTER_OUTPUT("null", Null, kNullSchema, "Counts events and discards them (benchmarks).");
 
 }  // namespace

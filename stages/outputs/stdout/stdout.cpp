@@ -8,9 +8,11 @@
 namespace hbf::stages {
 namespace {
 
+struct StdoutOptions {};  // none
+
 class Stdout final : public Output {
 public:
-    explicit Stdout(const StageConfig&) {}
+    explicit Stdout(StdoutOptions) {}
     void start(StageContext& ctx) override { ctx_ = &ctx; }
     void write(BatchPtr b) override {
         if (int err = write_batch(STDOUT_FILENO, *b)) {
@@ -30,7 +32,7 @@ private:
     RateLimit rl_;
 };
 
-const std::vector<OptionSpec> kStdoutSchema = {};
+const OptionSchema<StdoutOptions> kStdoutSchema{};
 HBF_REGISTER_OUTPUT("stdout", Stdout, kStdoutSchema, "Writes events as NDJSON to standard output.");
 
 }  // namespace

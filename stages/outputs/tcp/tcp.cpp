@@ -18,33 +18,35 @@ namespace {
 constexpr int64_t kConnectTimeoutNs = 5'000'000'000, kWriteTimeoutNs = 30'000'000'000;
 constexpr int64_t kBackoffMinNs = 200'000'000, kBackoffMaxNs = 10'000'000'000;
 
+struct TcpOutOptions {
+    std::string address;
+    StringMap tls;
+};
+
+const OptionSchema<TcpOutOptions> kTcpOutSchema{
+    {"address", &TcpOutOptions::address, "host:port of the server that takes NDJSON lines.", required{}},
+    {"tls", &TcpOutOptions::tls, "{ ca = \"ca.pem\", verify = true, cert, key }: connect with TLS."},
+};
+
 class TcpOut final : public Output {
 public:
-    explicit TcpOut(const StageConfig& c) {
-        std::string a = c.str("address");
+    TcpOut(const TcpOutOptions& o, const StageConfig& c) {
+        const std::string& a = o.address;
         size_t colon = a.rfind(':');
         unsigned port = 0;
         auto r = colon == std::string::npos ? std::from_chars_result{nullptr, std::errc::invalid_argument}
                                             : std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
         if (colon == std::string::npos || colon == 0 || r.ec != std::errc() || r.ptr != a.data() + a.size() || port == 0 || port > 65535)
-            c.fail("address", "address must be host:port, e.g. \"10.0.0.9:5170\"");
-        host_ = a.substr(0, colon);
+            c.problem("address", "address must be host:port, e.g. \"10.0.0.9:5170\"");
+        else
+            host_ = a.substr(0, colon);
         if (host_.size() >= 2 && host_.front() == '[') host_ = host_.substr(1, host_.size() - 2);
         port_ = uint16_t(port);
         name_ = a;
         if (c.has("tls")) {
-            std::string ca, cert, key;
-            bool verify = true;
-            for (auto& [k, v] : c.string_map("tls")) {
-                if (k == "ca") ca = v;
-                else if (k == "cert") cert = v;
-                else if (k == "key") key = v;
-                else if (k == "verify") verify = v == "true";
-                else c.fail("tls", "unknown key '" + k + "' in tls (use ca, verify, cert, key)");
-            }
-            std::string err;
-            tls_ = net::make_client_tls(ca, verify, cert, key, &err);
-            if (!tls_) c.fail("tls", err);
+            std::vector<std::string> problems;
+            tls_ = net::client_tls_from(o.tls, problems);
+            for (const auto& why : problems) c.problem("tls", why);
         }
     }
 
@@ -145,10 +147,6 @@ private:
     Gauge* up_ = nullptr;
 };
 
-const std::vector<OptionSpec> kTcpOutSchema = {
-    {"address", OptType::string, "", "host:port of the server that takes NDJSON lines.", true},
-    {"tls", OptType::table, "", "{ ca = \"ca.pem\", verify = true, cert, key }: connect with TLS."},
-};
 HBF_REGISTER_OUTPUT("tcp", TcpOut, kTcpOutSchema, "Writes NDJSON lines to a TCP server (optionally TLS); delivered = written to the socket.");
 
 }  // namespace
