@@ -116,41 +116,43 @@ TapReply subscribe(Runtime& rt, std::string_view body) {
     if (auto dot = stage.find('.'); dot != std::string::npos) name = stage.substr(0, dot), port = stage.substr(dot + 1);
     Subscription sub{s, {}, stage, std::chrono::steady_clock::now()};
     {
-        auto lk = rt.nodes_lock();
-        std::map<std::string, const Runtime::Node*> by_name;
+        PipelineSnapshot snap = rt.snapshot();
+        std::map<std::string, const StageSnapshot*> by_name;
         std::string names;
-        for (const auto& n : rt.nodes()) {
-            if (n->retiring) continue;
-            by_name[n->decl->name] = n.get();
-            names += (names.empty() ? "" : ", ") + n->decl->name;
+        for (const auto& n : snap.stages) {
+            if (n.retiring) continue;
+            by_name[n.name] = &n;
+            names += (names.empty() ? "" : ", ") + n.name;
         }
         auto it = by_name.find(name);
         if (it == by_name.end()) return error(404, fmt::format("unknown stage '{}'; running stages: {}", name, names));
-        const Runtime::Node& n = *it->second;
-        auto port_index = [](const Runtime::Node& up, const std::string& p) -> int {
+        const StageSnapshot& n = *it->second;
+        auto port_index = [](const StageSnapshot& up, const std::string& p) -> int {
             if (p.empty()) return -1;
-            auto f = std::find(up.decl->ports.begin(), up.decl->ports.end(), p);
-            return f == up.decl->ports.end() ? -2 : 1 + int(f - up.decl->ports.begin());
+            auto f = std::find(up.ports.begin(), up.ports.end(), p);
+            return f == up.ports.end() ? -2 : 1 + int(f - up.ports.begin());
         };
-        if (n.decl->kind == StageKind::output) {
+        if (n.kind == StageKind::output) {
             // An output emits nothing: its tap is what it receives, from each stage it reads.
             if (!port.empty()) return error(404, fmt::format("output '{}' has no ports", name));
-            for (const auto& r : n.decl->inputs) {
-                auto up = by_name.find(r.stage);
+            for (const auto& in : n.inputs) {
+                auto dot = in.find('.');
+                std::string up_name = in.substr(0, dot), up_port = dot == std::string::npos ? "" : in.substr(dot + 1);
+                auto up = by_name.find(up_name);
                 if (up == by_name.end()) continue;
-                int pi = port_index(*up->second, r.port);
-                up->second->ctx->tap->add(s, pi < 0 ? 0 : pi);
-                sub.points.push_back(up->second->ctx->tap);
+                int pi = port_index(*up->second, up_port);
+                up->second->tap->add(s, pi < 0 ? 0 : pi);
+                sub.points.push_back(up->second->tap);
             }
         } else {
             int pi = port_index(n, port);
             if (pi == -2) {
                 std::string ports;
-                for (const auto& p : n.decl->ports) ports += (ports.empty() ? "" : ", ") + p;
+                for (const auto& p : n.ports) ports += (ports.empty() ? "" : ", ") + p;
                 return error(404, fmt::format("'{}' names no port of {}{}", stage, name, ports.empty() ? " (it has none)" : "; its ports: " + ports));
             }
-            n.ctx->tap->add(s, pi);
-            sub.points.push_back(n.ctx->tap);
+            n.tap->add(s, pi);
+            sub.points.push_back(n.tap);
         }
     }
     std::lock_guard lk(g_m);
