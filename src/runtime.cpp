@@ -132,11 +132,13 @@ std::string Runtime::reload(std::unique_ptr<PipelineConfig> cfg, std::vector<Bui
     return apply(std::move(cfg), std::move(stages), false);
 }
 
-std::vector<PlanStage> Runtime::running_stages() const {
+// What runs now, as the planner sees it; one look, so the plan and the executor agree.
+std::vector<PlanStage> Runtime::running_stages(Apply& a) const {
     std::vector<PlanStage> out;
-    auto lk = std::unique_lock(nodes_m_);
+    std::lock_guard lk(nodes_m_);
     for (const auto& n : nodes_) {
         if (n->retiring || n->done) continue;
+        a.running[n->decl->name] = n.get();
         out.push_back(plan_stage(*n->decl, n->cfg->service));
         out.back().runs_inline = n->queue && n->queue->inline_consumer.load() != nullptr;
     }
@@ -148,11 +150,11 @@ std::string Runtime::apply(std::shared_ptr<const PipelineConfig> cfg, std::vecto
     Apply a;
     a.cfg = std::move(cfg);
     a.startup = startup;
-    a.plan = plan_pipeline(running_stages(), plan_stages(*a.cfg));
+    a.plan = plan_pipeline(running_stages(a), plan_stages(*a.cfg));
     place_nodes(a, stages);
     start_objects(a);  // a failure throws here, the running pipeline untouched
     {
-        auto lk = std::unique_lock(nodes_m_);
+        std::lock_guard lk(nodes_m_);
         for (const auto& name : a.plan.kept) {
             Node& n = *a.next.at(name);
             n.decl = a.cfg->find(name);  // same options; its inputs may have changed
@@ -173,11 +175,6 @@ std::string Runtime::apply(std::shared_ptr<const PipelineConfig> cfg, std::vecto
 }
 
 void Runtime::place_nodes(Apply& a, std::vector<BuiltStage>& stages) {
-    {
-        auto lk = std::unique_lock(nodes_m_);
-        for (auto& n : nodes_)
-            if (!n->retiring && !n->done) a.running[n->decl->name] = n.get();
-    }
     for (auto& b : stages) {
         const std::string& name = b.decl->name;
         if (a.plan.is_kept(name)) {

@@ -83,7 +83,7 @@ private:
     struct Apply;  // one plan being applied
 
     std::unique_ptr<Node> make_node(BuiltStage b, const std::shared_ptr<const PipelineConfig>& cfg);
-    std::vector<PlanStage> running_stages() const;
+    std::vector<PlanStage> running_stages(Apply& a) const;
     std::string apply(std::shared_ptr<const PipelineConfig> cfg, std::vector<BuiltStage> stages, bool startup);
     // The executor's steps, in order.
     void place_nodes(Apply& a, std::vector<BuiltStage>& stages);

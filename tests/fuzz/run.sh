@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target of tests/fuzz/meson.build (or those named) for $FUZZ_SECONDS (30)
-# from its seed corpus tests/fuzz/corpus/<name>/. New inputs go to a scratch directory, not the
+# from its seed corpus tests/fuzz/corpus/<name>/ plus seeds made from the repository's fixtures
+# (tests/data/*.jsonl, conf/*.toml) by tests/fuzz/seeds.py. New inputs go to a scratch directory, not the
 # repository; a crash, a leak, a timeout or a sanitizer report is saved to $FUZZ_OUT (build-fuzz/
 # fuzz-out) and fails the run. Prints "PASS fuzz <name>" or "FAIL fuzz <name>" per target.
 set -u
@@ -13,14 +14,16 @@ names=("$@")
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 failed=0
+rm -rf "$out/seeds"
+/usr/bin/python3 tests/fuzz/seeds.py "$out/seeds" || { echo "FAIL fuzz seeds (tests/fuzz/seeds.py)"; failed=1; }
 for n in "${names[@]}"; do
   bin=$dir/tests/fuzz/fuzz_$n
-  mkdir -p "$out/$n/new" tests/fuzz/corpus/"$n"
+  mkdir -p "$out/$n/new" "$out/seeds/$n" tests/fuzz/corpus/"$n"
   if [ ! -x "$bin" ]; then echo "fuzz $n: $bin is not built (tests/fuzz/build.sh)"; echo "FAIL fuzz $n"; failed=$((failed + 1)); continue; fi
   dict=(); [ -f tests/fuzz/$n.dict ] && dict=(-dict=tests/fuzz/$n.dict)
   start=$SECONDS
   if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-       "${dict[@]}" -artifact_prefix="$out/$n/" "$out/$n/new" tests/fuzz/corpus/"$n" >"$out/$n/log" 2>&1; then
+       "${dict[@]}" -artifact_prefix="$out/$n/" "$out/$n/new" tests/fuzz/corpus/"$n" "$out/seeds/$n" >"$out/$n/log" 2>&1; then
     echo "fuzz $n: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/$n/log" | grep -o '[0-9]*$') runs in $((SECONDS - start)) s, no crash"
     echo "PASS fuzz $n"
   else

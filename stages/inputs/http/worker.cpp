@@ -9,8 +9,12 @@ namespace {
 constexpr auto kSweepEvery = std::chrono::milliseconds(200);
 
 // The requests of one batch handed over with ack = "delivered": answered when it settles.
+// It holds its worker weakly: the settling may come after the I/O threads stopped (an output
+// draining at shutdown), and a handler posted then stays in the worker's io_context until the
+// worker is destroyed; a strong reference there kept the worker, its connections and its
+// io_context alive for ever (a cycle LeakSanitizer reported after an ack_timeout).
 struct AckGroup {
-    std::shared_ptr<Worker> worker;
+    std::weak_ptr<Worker> worker;
     std::vector<Waiter> waiters;
     bool abandoned = false;  // the batch was never queued; its release must not answer 200
 };
@@ -90,7 +94,9 @@ void Worker::flush() {
         group->worker = shared_from_this();
         group->waiters = flushing;
         ref = make_ack([group](AckStatus s, const std::string&) {
-            asio::post(group->worker->io, [group, s] {
+            std::shared_ptr<Worker> w = group->worker.lock();
+            if (!w) return;  // the input is gone: nobody is waiting any more
+            asio::post(w->io, [group, s] {
                 if (group->abandoned) return;
                 for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, s == AckStatus::failed ? 503 : 200, wt.events);
             });
