@@ -17,6 +17,7 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -150,7 +151,7 @@ double number_of(const T& v) {
 
 template <class T>
 std::string show_limit(double x) {
-    if constexpr (std::is_same_v<T, Duration>) return format_duration(Duration(int64_t(x * 1e9)));
+    if constexpr (std::is_same_v<T, Duration>) return format_duration(Duration(std::llround(x * 1e9)));
     else if constexpr (std::is_same_v<T, Size>) return format_size(uint64_t(x));
     else return fmt::format("{}", x);
 }
@@ -251,15 +252,11 @@ private:
     std::vector<OptionSpec> specs_;
 };
 
-// What the registration macros call: either kind of schema gives the registry its specs and a factory.
-inline const std::vector<OptionSpec>& specs_of(const std::vector<OptionSpec>& s) { return s; }
+// What the registration macros call: the schema gives the registry its specs and a factory that
+// builds the stage from the parsed options (and the StageConfig, for problems, if it takes one).
 template <class O>
 const std::vector<OptionSpec>& specs_of(const OptionSchema<O>& s) { return s.specs(); }
 
-template <class Base, class Class>
-std::unique_ptr<Base> make_stage(const std::vector<OptionSpec>&, const StageConfig& c) {
-    return std::make_unique<Class>(c);  // the old way: the stage reads its table by key
-}
 template <class Base, class Class, class O>
 std::unique_ptr<Base> make_stage(const OptionSchema<O>& s, const StageConfig& c) {
     O o = s.parse(c);

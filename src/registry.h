@@ -52,9 +52,8 @@ struct Registrar {
 #define HBF_CONCAT_(a, b) a##b
 #define HBF_CONCAT(a, b) HBF_CONCAT_(a, b)
 
-// SCHEMA is an OptionSchema<Options> (CLASS is built from the parsed Options, and the
-// StageConfig if it takes one) or, the old way, a std::vector<OptionSpec> (CLASS reads its
-// StageConfig by key).
+// SCHEMA is the stage's OptionSchema<Options>: CLASS is built from the parsed Options, and the
+// StageConfig if it takes one (to record problems found beyond the schema's rules).
 #define HBF_REGISTER_INPUT(TYPE, CLASS, SCHEMA, DOC)                                                        \
     static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                           \
         ::hbf::StageKind::input, TYPE, DOC, ::hbf::specs_of(SCHEMA),                                         \

@@ -2,17 +2,39 @@
 
 #include <fmt/format.h>
 
+#include "option_schema.h"
+
 namespace hbf::buffer {
 
-const std::vector<OptionSpec>& buffer_schema() {
-    static const std::vector<OptionSpec> s = {
-        {"type", OptType::string, "memory", "\"memory\": the bounded in-memory queue; \"disk\": a disk buffer under <data_dir>/buffer/<output name>/ that survives restarts and crashes."},
-        {"max_size", OptType::size, "", "Disk only, required: most bytes the buffer's files may take, such as \"4GiB\"."},
-        {"when_full", OptType::string, "block", "Disk only: \"block\" pushes back on the inputs (the webhook answers 503); \"drop_newest\" drops new events, counted, and the inputs carry on."},
-        {"sync", OptType::string, "batch", "Disk only: fdatasync before each written batch is acknowledged (\"batch\"), at most every interval (\"100ms\"), or never (\"none\")."},
+namespace {
+
+struct BufferOptions {
+    std::string type = "memory";
+    Size max_size;
+    std::string when_full = "block";
+    std::string sync = "batch";
+};
+
+const OptionSchema<BufferOptions>& buffer_schema() {
+    using B = BufferOptions;
+    static const OptionSchema<B> s{
+        {"type", &B::type,
+         "\"memory\": the bounded in-memory queue; \"disk\": a disk buffer under <data_dir>/buffer/<output name>/ that survives "
+         "restarts and crashes.",
+         one_of{"memory", "disk"}},
+        {"max_size", &B::max_size, "Disk only, required: most bytes the buffer's files may take, such as \"4GiB\".", shown{""}},
+        {"when_full", &B::when_full,
+         "Disk only: \"block\" pushes back on the inputs (the webhook answers 503); \"drop_newest\" drops new events, counted, and "
+         "the inputs carry on.",
+         one_of{"block", "drop_newest"}},
+        {"sync", &B::sync,
+         "Disk only: fdatasync before each written batch is acknowledged (\"batch\"), at most every interval (\"100ms\"), or "
+         "never (\"none\")."},
     };
     return s;
 }
+
+}  // namespace
 
 BufferConfig load_buffer_config(const toml::table& stage, const std::string& what, const std::string& file,
                                 std::vector<Diagnostic>& diags) {
@@ -26,33 +48,27 @@ BufferConfig load_buffer_config(const toml::table& stage, const std::string& wha
         return bc;
     }
     const Location loc = location_of(*t, file);
-    size_t before = diags.size();
-    check_table(*t, buffer_schema(), where, file, loc, {}, diags);
-    if (diags.size() != before) return bc;
-    StageConfig sc(where, "buffer", t, &buffer_schema(), file, loc);
-    try {
-        std::string type = sc.str("type");
-        if (type != "memory" && type != "disk") sc.fail("type", fmt::format("{}.type must be \"memory\" or \"disk\", not \"{}\"", where, type));
-        bc.disk = type == "disk";
-        if (!bc.disk) {
-            for (const char* k : {"max_size", "when_full", "sync"})
-                if (sc.has(k)) sc.fail(k, fmt::format("{}.{} applies only to type = \"disk\"", where, k));
-            return bc;
-        }
-        if (!sc.has("max_size")) sc.fail("type", fmt::format("{} with type = \"disk\" needs max_size, such as \"4GiB\"", where));
-        bc.max_size = sc.size("max_size");
-        if (bc.max_size < (1u << 20)) sc.fail("max_size", fmt::format("{}.max_size must be at least 1MiB", where));
-        std::string wf = sc.str("when_full");
-        if (wf == "block") bc.when_full = WhenFull::block;
-        else if (wf == "drop_newest") bc.when_full = WhenFull::drop_newest;
-        else sc.fail("when_full", fmt::format("{}.when_full must be \"block\" or \"drop_newest\", not \"{}\"", where, wf));
-        std::string sy = sc.str("sync");
-        if (!parse_sync(sy, bc.sync, bc.sync_interval))
-            sc.fail("sync", fmt::format("{}.sync must be \"batch\", \"none\" or a duration such as \"100ms\", not \"{}\"", where, sy));
-    } catch (const ConfigError& e) {
-        diags.push_back({e.where, e.what()});
+    check_table(*t, buffer_schema().specs(), where, file, loc, {}, diags);
+    StageConfig sc(where, "buffer", t, &buffer_schema().specs(), file, loc);
+    BufferOptions o = buffer_schema().parse(sc);  // a wrong type or value is a problem of sc
+    bc.disk = o.type == "disk";
+    if (!bc.disk) {
+        for (const char* k : {"max_size", "when_full", "sync"})
+            if (sc.has(k)) sc.problem(k, fmt::format("{}.{} applies only to type = \"disk\"", where, k));
+    } else {
+        if (!sc.has("max_size")) sc.problem("type", fmt::format("{} with type = \"disk\" needs max_size, such as \"4GiB\"", where));
+        else if (o.max_size < (1u << 20)) sc.problem("max_size", fmt::format("{}.max_size must be at least 1MiB", where));
+        bc.max_size = o.max_size;
+        bc.when_full = o.when_full == "drop_newest" ? WhenFull::drop_newest : WhenFull::block;
+        if (!parse_sync(o.sync, bc.sync, bc.sync_interval))
+            sc.problem("sync", fmt::format("{}.sync must be \"batch\", \"none\" or a duration such as \"100ms\", not \"{}\"", where, o.sync));
     }
-    for (const auto& p : sc.problems()) diags.push_back(p);  // an unset ${VAR}
+    // check_table already reported a wrong type at the same place; report each position once.
+    for (const auto& p : sc.problems()) {
+        bool seen = false;
+        for (const auto& d : diags) seen = seen || (d.where.line == p.where.line && d.where.column == p.where.column);
+        if (!seen) diags.push_back(p);
+    }
     return bc;
 }
 

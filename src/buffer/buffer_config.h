@@ -20,9 +20,6 @@ struct BufferConfig {
     std::chrono::nanoseconds sync_interval{0};
 };
 
-// The options of the `buffer` table, as `hbforward stages` and the README show them.
-const std::vector<OptionSpec>& buffer_schema();
-
 // Reads `buffer` from an output's table (absent = memory), appending problems with their
 // locations; `what` is "outputs.NAME".
 BufferConfig load_buffer_config(const toml::table& stage, const std::string& what, const std::string& file,

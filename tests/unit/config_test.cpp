@@ -218,3 +218,26 @@ TEST_CASE("librdkafka settings are checked as the client would check them, for t
     CHECK_THAT(r, Catch::Contains("edge.toml:6:14: librdkafka would not start a consumer with these settings"));
     CHECK_THAT(r, Catch::Contains("ssl.ca.location"));
 }
+
+TEST_CASE("an output's buffer table: every problem at once, each at its value") {
+    const std::string head = "[inputs.i]\ntype = \"stdin\"\n[outputs.o]\ntype = \"null\"\ninputs = [\"i\"]\n";
+    std::string r = report_of(head + "buffer = { type = \"disk\", max_size = \"1KiB\", when_full = \"wait\", sync = \"often\", color = 1 }\n");
+    CHECK_THAT(r, Catch::Contains("edge.toml:6:") && Catch::Contains("outputs.o.buffer.max_size must be at least 1MiB"));
+    CHECK_THAT(r, Catch::Contains("option 'when_full' of outputs.o.buffer must be \"block\" or \"drop_newest\", not \"wait\""));
+    CHECK_THAT(r, Catch::Contains("outputs.o.buffer.sync must be \"batch\", \"none\" or a duration such as \"100ms\", not \"often\""));
+    CHECK_THAT(r, Catch::Contains("color"));
+    r = report_of(head + "buffer = { type = \"tape\" }\n");
+    CHECK_THAT(r, Catch::Contains("edge.toml:6:19: option 'type' of outputs.o.buffer must be \"memory\" or \"disk\", not \"tape\""));
+    r = report_of(head + "buffer = { type = \"disk\" }\n");
+    CHECK_THAT(r, Catch::Contains("outputs.o.buffer with type = \"disk\" needs max_size"));
+    r = report_of(head + "buffer = { max_size = \"1GiB\" }\n");
+    CHECK_THAT(r, Catch::Contains("outputs.o.buffer.max_size applies only to type = \"disk\""));
+    auto ok = load_config_text(head + "buffer = { type = \"disk\", max_size = \"64MiB\", when_full = \"drop_newest\", sync = \"100ms\" }\n",
+                               "edge.toml");
+    REQUIRE(ok->ok());
+    const auto& b = ok->find("o")->buffer;
+    CHECK(b.disk);
+    CHECK(b.max_size == 64u << 20);
+    CHECK(b.when_full == buffer::WhenFull::drop_newest);
+    CHECK(b.sync_interval == std::chrono::milliseconds(100));
+}

@@ -32,9 +32,14 @@ std::vector<Outcome> outcomes() {
 
 // Emits `batches` batches of `events` events, each with its own ack; then, with `wait`, idles
 // until stopped.
+struct AckInputOptions {
+    int64_t batches = 3, events = 2;
+    bool wait = false;
+};
+
 class AckInput final : public Input {
 public:
-    explicit AckInput(const StageConfig& c) : batches_(c.integer("batches")), events_(c.integer("events")), wait_(c.boolean("wait")) {}
+    explicit AckInput(const AckInputOptions& o) : batches_(o.batches), events_(o.events), wait_(o.wait) {}
     void run(StageContext& ctx, Emitter& out) override {
         for (int64_t i = 0; i < batches_; ++i) {  // all of them, even if a stop came first
             BatchPtr b = Batch::make();
@@ -54,29 +59,34 @@ private:
     int64_t batches_, events_;
     bool wait_;
 };
-const std::vector<OptionSpec> kAckInputSchema = {
-    {"batches", OptType::integer, "3", "Batches to emit."},
-    {"events", OptType::integer, "2", "Events per batch."},
-    {"wait", OptType::boolean, "false", "Keep running until stopped."},
+const OptionSchema<AckInputOptions> kAckInputSchema{
+    {"batches", &AckInputOptions::batches, "Batches to emit."},
+    {"events", &AckInputOptions::events, "Events per batch."},
+    {"wait", &AckInputOptions::wait, "Keep running until stopped."},
 };
 HBF_REGISTER_INPUT("test_acks", AckInput, kAckInputSchema, "Test only: batches with acks whose outcomes are recorded.");
 
+struct NoOptions {};
+
 struct ThrowFilter final : Filter {
-    explicit ThrowFilter(const StageConfig&) {}
+    explicit ThrowFilter(const NoOptions&) {}
     void process(BatchPtr, Emitter&) override { throw std::runtime_error("boom in the filter"); }
 };
-const std::vector<OptionSpec> kNone = {};
+const OptionSchema<NoOptions> kNone{};
 HBF_REGISTER_FILTER("test_throw", ThrowFilter, kNone, "Test only: throws on every batch.");
 
 struct ThrowOutput final : Output {
-    explicit ThrowOutput(const StageConfig&) {}
+    explicit ThrowOutput(const NoOptions&) {}
     void write(BatchPtr) override { throw std::runtime_error("boom in the output"); }
 };
 HBF_REGISTER_OUTPUT("test_throw", ThrowOutput, kNone, "Test only: throws on every batch.");
 
 // Cannot deliver: holds the batch until the runtime aborts it, then reports it failed.
+struct BlockOptions {
+    std::string label;
+};
 struct BlockOutput final : Output {
-    explicit BlockOutput(const StageConfig&) {}
+    explicit BlockOutput(const BlockOptions&) {}
     void start(StageContext& ctx) override { ctx_ = &ctx; }
     void write(BatchPtr b) override {
         while (!ctx_->abort_flag().load()) std::this_thread::sleep_for(2ms);
@@ -84,12 +94,12 @@ struct BlockOutput final : Output {
     }
     StageContext* ctx_ = nullptr;
 };
-const std::vector<OptionSpec> kBlockSchema = {{"label", OptType::string, "", "Any text: changing it makes a reload replace the stage."}};
+const OptionSchema<BlockOptions> kBlockSchema{{"label", &BlockOptions::label, "Any text: changing it makes a reload replace the stage."}};
 HBF_REGISTER_OUTPUT("test_block", BlockOutput, kBlockSchema, "Test only: blocks until aborted.");
 
 // Slow but honest: 20 ms per batch, then delivered.
 struct SlowOutput final : Output {
-    explicit SlowOutput(const StageConfig&) {}
+    explicit SlowOutput(const NoOptions&) {}
     void write(BatchPtr b) override {
         std::this_thread::sleep_for(20ms);
         b->mark(AckStatus::delivered);
