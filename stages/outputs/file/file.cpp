@@ -154,10 +154,7 @@ public:
         if (dirty_ && fd_ >= 0 && now >= next_sync_) sync();
         if (now >= next_check_) {  // idle: let go of a renamed file, rotate an old one
             next_check_ = now + std::chrono::seconds(1);
-            if (fd_ >= 0 && moved()) {
-                ctx_->log().info("{} was renamed or removed: writing to a new file there", cur_path_);
-                open_for(cur_path_);
-            }
+            reopen_if_moved();
             maybe_rotate();
         }
     }
@@ -174,12 +171,8 @@ private:
     // cut off again.
     int attempt(const Batch& b, std::string& why) {
         std::string p = now_path();
-        if (fd_ >= 0 && p == cur_path_ && moved()) {
-            ctx_->log().info("{} was renamed or removed: writing to a new file there", cur_path_);
-            open_for(p);
-        } else if (fd_ < 0 || p != cur_path_) {
-            open_for(p);
-        }
+        if (fd_ < 0 || p != cur_path_) open_for(p);
+        else reopen_if_moved();
         if (fd_ < 0) {
             why = "cannot open " + cur_path_ + ": " + std::strerror(open_errno_);
             return open_errno_;
@@ -239,7 +232,13 @@ private:
         }
     }
 
-    // Whether the path no longer names the open file (renamed, removed, replaced).
+    // A path that no longer names the open file (renamed, removed, replaced) gets a new file.
+    void reopen_if_moved() {
+        if (fd_ < 0 || !moved()) return;
+        ctx_->log().info("{} was renamed or removed: writing to a new file there", cur_path_);
+        open_for(cur_path_);
+    }
+
     bool moved() const {
         struct stat st{};
         if (::stat(cur_path_.c_str(), &st) != 0) return true;

@@ -13,6 +13,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "fileio.h"
+
 namespace hbf::stages::file {
 namespace fs = std::filesystem;
 namespace {
@@ -27,15 +29,10 @@ struct Fd {
 
 std::string err(const std::string& what, int e) { return what + ": " + std::strerror(e); }
 
-std::string write_all(int fd, const char* p, size_t n, const std::string& to) {
-    while (n) {
-        ssize_t w = ::write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return err("write to " + to, errno);
-        p += w;
-        n -= size_t(w);
-    }
-    return "";
+// fileio's write_all, with the reason as text.
+std::string write_out(int fd, const char* p, size_t n, const std::string& to) {
+    int e = hbf::write_all(fd, p, n);
+    return e ? err("write to " + to, e) : "";
 }
 
 // "20261129T175400.123Z": sorts as the times do.
@@ -75,7 +72,7 @@ std::string compress_file(const std::string& from, const std::string& to, const 
                 z.next_out = reinterpret_cast<Bytef*>(obuf.data());
                 z.avail_out = uInt(obuf.size());
                 deflate(&z, eof ? Z_FINISH : Z_NO_FLUSH);
-                why = write_all(out.fd, obuf.data(), obuf.size() - z.avail_out, to);
+                why = write_out(out.fd, obuf.data(), obuf.size() - z.avail_out, to);
             } while (why.empty() && z.avail_out == 0);
         }
     } else if (codec == "zstd") {
@@ -91,7 +88,7 @@ std::string compress_file(const std::string& from, const std::string& to, const 
                 ZSTD_outBuffer zout{obuf.data(), obuf.size(), 0};
                 size_t left = ZSTD_compressStream2(cctx.get(), &zout, &zin, eof ? ZSTD_e_end : ZSTD_e_continue);
                 if (ZSTD_isError(left)) return std::string("zstd: ") + ZSTD_getErrorName(left);
-                why = write_all(out.fd, obuf.data(), zout.pos, to);
+                why = write_out(out.fd, obuf.data(), zout.pos, to);
                 done = eof ? left == 0 : zin.pos == zin.size;
             }
         }
@@ -124,7 +121,9 @@ std::string Rotator::rotated_name(std::chrono::system_clock::time_point t) const
 }
 
 int Rotator::rotate() {
-    auto t = std::chrono::system_clock::now();
+    // Later than every stamp this rotator gave, even one whose file keep has deleted meanwhile:
+    // a reused stamp would sort before newer files and be pruned first.
+    auto t = std::max(std::chrono::system_clock::now(), last_ + std::chrono::milliseconds(1));
     std::string to;
     std::error_code ec;
     // Two rotations within a millisecond: the later one takes the next free millisecond.
@@ -134,6 +133,7 @@ int Rotator::rotate() {
         if (!fs::exists(to, ec) && (ext[0] == 0 || !fs::exists(to + ext, ec))) break;
     }
     if (::rename(path_.c_str(), to.c_str()) != 0) return errno;
+    last_ = t;
     {
         std::lock_guard lk(m_);
         pending_.push_back(to);

@@ -62,6 +62,7 @@ private:
     std::deque<std::string> pending_;
     bool stopping_ = false;
     std::thread worker_;
+    std::chrono::system_clock::time_point last_{};  // the stamp of the last rotation
 };
 
 }  // namespace hbf::stages::file
