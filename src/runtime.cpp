@@ -578,6 +578,8 @@ StageSnapshot Runtime::snapshot_of(const Node& n) const {
     s.type = n.decl->type;
     s.kind = n.decl->kind;
     for (const auto& r : n.decl->inputs) s.inputs.push_back(r.port.empty() ? r.stage : r.stage + "." + r.port);
+    s.ports = n.decl->ports;
+    s.tap = n.ctx->tap;
     s.failure = n.ctx->failure();
     s.degraded = n.ctx->degraded();
     s.retiring = n.retiring;

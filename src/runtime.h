@@ -29,6 +29,8 @@ struct StageSnapshot {
     std::string name, type;
     StageKind kind = StageKind::input;
     std::vector<std::string> inputs;  // "stage" or "stage.port"
+    std::vector<std::string> ports;   // the named ports it offers (route)
+    std::shared_ptr<TapPoint> tap;    // what it emits, for `hbforward tap`
     std::string status;               // running, degraded, failing, finished, retiring
     std::string reason;               // why it is failing or degraded (or failed, once finished)
     std::string failure, degraded;

@@ -74,6 +74,7 @@ static bool emptied(Batch& b) {
 
 bool Emitter::emit(BatchPtr b, size_t port) {
     if (!b || emptied(*b)) return true;
+    if (ctx_.tap->active()) ctx_.tap->offer(*b, port);
     std::shared_lock lk(ctx_.targets_m);
     if (port >= ctx_.targets.size() || ctx_.targets[port].empty()) {
         b->mark(AckStatus::dropped, "no downstream stage");
@@ -114,6 +115,7 @@ bool Emitter::try_emit(BatchPtr& b, size_t port) {
     auto& qs = ctx_.targets[port];
     for (auto* q : qs)
         if (queue_full(q)) return false;
+    if (ctx_.tap->active()) ctx_.tap->offer(*b, port);
     const size_t n = b->size(), bytes = b->bytes();
     // Room was checked: a race with another producer only overshoots the budget a little.
     // A push still blocks if the room was taken meanwhile; only the shutdown timeout ends it.

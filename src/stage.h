@@ -18,6 +18,7 @@
 #include "batch.h"
 #include "log.h"
 #include "metrics.h"
+#include "tap.h"
 
 namespace hbf {
 
@@ -49,6 +50,9 @@ public:
     // Set when the shutdown timeout passed: blocked pushes give up.
     const std::atomic<bool>& abort_flag() const { return aborting_; }
     void request_abort() { aborting_.store(true); stopping_.store(true); }
+
+    // Copies of what this stage emits, for `hbforward tap`; idle (one relaxed load a batch) untapped.
+    std::shared_ptr<TapPoint> tap = std::make_shared<TapPoint>();
 
     // From [service]: where state lives, how many events an input puts in a batch.
     std::string data_dir = ".hbforward";

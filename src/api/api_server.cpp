@@ -13,6 +13,7 @@
 
 #include "json_util.h"
 #include "runtime.h"
+#include "tap.h"
 #include "version.h"
 
 namespace hbf {
@@ -259,6 +260,7 @@ struct ApiServer::Impl {
                 return reply(r.ok ? 200 : 400, body + "}");
             }
             if (!rt) return reply(503, "{\"status\":\"starting\"}");
+            if (auto t = tap_http(*rt, req.method_string(), target, req.body())) return reply(t->code, std::move(t->body), t->content_type);
             if (target == "/health" && get) {
                 auto [code, body] = health(*rt);
                 return reply(code, body);

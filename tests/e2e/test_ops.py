@@ -109,6 +109,7 @@ rate = 1000
 type = "file"
 inputs = ["gen"]
 path = "{outdir}/%S/out.ndjson"
+create_dirs = true
 """)
     h.wait_log("running")
     assert get(port, "/health")[0] == 200

@@ -152,7 +152,7 @@ def test_man_page_lists_every_command_and_stage_and_renders_cleanly(tmp_path):
     assert r.returncode == 0, r.stderr
     page = r.stdout
     assert page.startswith(".TH HBFORWARD 1 ")
-    for cmd in ("run", "validate", "stages", "top", "dev\\-broker", "test"):
+    for cmd in ("run", "validate", "stages", "top", "dev\\-broker", "test", "tap"):
         assert f".SS hbforward {cmd}" in page, cmd
     assert "\\-\\-watch\\-config" in page
     stages = run_cli("stages").stdout

@@ -10,6 +10,10 @@
 // file (ftruncate to the size before it), so a retried batch is never written twice, in part or
 // whole. Only the shutdown timeout (or a reload that removed the stage) ends the retries; the
 // batch then reports failed.
+//
+// A file renamed or removed underneath it (logrotate's `create` mode) is noticed before the next
+// batch (one stat per batch) or within a second when idle, and a new one is opened at the path.
+// With `rotate`, the output rotates the file itself (rotation.h).
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -20,7 +24,9 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "option_schema.h"
 #include "registry.h"
+#include "rotation.h"
 
 namespace hbf::stages {
 namespace {
@@ -31,13 +37,51 @@ struct FileOutOptions {
     std::string path;
     Duration fsync_interval = std::chrono::seconds(1);
     std::string mode = "0644";
+    bool create_dirs = false;
+    const toml::table* rotate = nullptr;
+};
+
+struct RotateOptions {
+    Size max_size{0};
+    Duration max_age{0};
+    int64_t keep = 10;
+    std::string compress = "none";
+};
+
+const OptionSchema<RotateOptions> kRotateSchema{
+    {"max_size", &RotateOptions::max_size, "Rotate when the file reaches this size, e.g. \"100MiB\"; 0 = no limit.", shown{"none"}},
+    {"max_age", &RotateOptions::max_age, "Rotate a non-empty file this old, e.g. \"1h\"; 0 = no limit.", shown{"none"}},
+    {"keep", &RotateOptions::keep, "Rotated files kept (the active file not counted); older ones are deleted.", at_least{1}},
+    {"compress", &RotateOptions::compress, "Compress rotated files in the background.", one_of{"none", "gzip", "zstd"}},
 };
 
 const OptionSchema<FileOutOptions> kFileSchema{
     {"path", &FileOutOptions::path, "File to append NDJSON to; strftime patterns (UTC) roll it, e.g. \"out-%Y-%m-%d.ndjson\".", required{}},
     {"fsync_interval", &FileOutOptions::fsync_interval, "How often written data is fsync'ed; 0 = before each batch is acknowledged."},
     {"mode", &FileOutOptions::mode, "Permissions of a new file (octal)."},
+    {"create_dirs", &FileOutOptions::create_dirs, "Create missing parent directories; otherwise a missing directory is an error."},
+    {"rotate", &FileOutOptions::rotate,
+     "Rotate the file itself: { max_size = \"100MiB\", max_age = \"1h\", keep = 10, compress = \"gzip\" | \"zstd\" | \"none\" }."},
 };
+
+// The `rotate = { ... }` table, checked like a stage's own table; problems are the stage's.
+file::RotatePolicy rotate_policy(const toml::table& t, const StageConfig& c) {
+    Location loc = c.where("rotate");
+    std::string what = c.name() + ".rotate";
+    std::vector<Diagnostic> diags;
+    check_table(t, kRotateSchema.specs(), what, loc.file, loc, {}, diags);
+    StageConfig sub(what, "rotate", &t, &kRotateSchema.specs(), loc.file, loc);
+    RotateOptions r = kRotateSchema.parse(sub);
+    for (const auto& d : sub.problems()) diags.push_back(d);
+    for (const auto& d : diags) c.problem_at(d.where, d.message);
+    file::RotatePolicy p;
+    p.max_size = r.max_size;
+    p.max_age = r.max_age;
+    p.keep = size_t(std::max<int64_t>(r.keep, 1));
+    p.compress = r.compress;
+    if (diags.empty() && !p.enabled()) c.problem("rotate", "rotate needs max_size or max_age, such as { max_size = \"100MiB\" }");
+    return p;
+}
 
 class FileOut final : public Output {
 public:
@@ -52,12 +96,21 @@ public:
         }
         if (used == 0 || used != o.mode.size() || mode_ < 0 || mode_ > 07777)
             c.problem("mode", "mode must be octal permissions such as \"0644\", not \"" + o.mode + "\"");
+        create_dirs_ = o.create_dirs;
+        if (o.rotate) {
+            file::RotatePolicy p = rotate_policy(*o.rotate, c);
+            if (templated_) c.problem("rotate", "rotate cannot be combined with a strftime pattern in path (the pattern already rolls the file)");
+            rotator_ = std::make_unique<file::Rotator>(path_tmpl_, p, [this](const std::string& e) { rotation_error(e); });
+        }
     }
 
     void start(StageContext& ctx) override {
         ctx_ = &ctx;
         open_for(now_path());  // fail at start, not on the first event
-        if (fd_ < 0) throw std::runtime_error("cannot open " + cur_path_ + ": " + std::strerror(open_errno_));
+        if (fd_ < 0)
+            throw std::runtime_error("cannot open " + cur_path_ + ": " + std::strerror(open_errno_) +
+                                     (open_errno_ == ENOENT && !create_dirs_ ? " (create_dirs = true creates missing directories)" : ""));
+        if (rotator_) rotator_->start();
     }
 
     void write(BatchPtr b) override {
@@ -93,16 +146,24 @@ public:
         ctx_->metrics().events_out.add(b->size());
         ctx_->metrics().bytes_out.add(b->bytes());
         b->mark(AckStatus::delivered);
+        maybe_rotate();
     }
 
     void tick() override {
-        if (dirty_ && fd_ >= 0 && Clock::now() >= next_sync_) sync();
+        auto now = Clock::now();
+        if (dirty_ && fd_ >= 0 && now >= next_sync_) sync();
+        if (now >= next_check_) {  // idle: let go of a renamed file, rotate an old one
+            next_check_ = now + std::chrono::seconds(1);
+            reopen_if_moved();
+            maybe_rotate();
+        }
     }
     void flush(Clock::time_point) override { sync(); }
     void stop() override {
         sync();
         if (fd_ >= 0) ::close(fd_);
         fd_ = -1;
+        if (rotator_) rotator_->stop();
     }
 
 private:
@@ -111,6 +172,7 @@ private:
     int attempt(const Batch& b, std::string& why) {
         std::string p = now_path();
         if (fd_ < 0 || p != cur_path_) open_for(p);
+        else reopen_if_moved();
         if (fd_ < 0) {
             why = "cannot open " + cur_path_ + ": " + std::strerror(open_errno_);
             return open_errno_;
@@ -119,7 +181,10 @@ private:
         if (::fstat(fd_, &st) != 0) return fail_io(errno, why);
         int err = write_batch(fd_, b);
         if (!err && fsync_every_.count() == 0) err = ::fsync(fd_) == 0 ? 0 : errno;
-        if (!err) return 0;
+        if (!err) {
+            size_ = uint64_t(st.st_size) + b.bytes() + b.size();  // each event and its newline
+            return 0;
+        }
         if (::ftruncate(fd_, st.st_size) != 0) {
             // Cannot cut it off: reopen, and open_for() ends the partial line before appending.
             ::close(fd_);
@@ -149,12 +214,65 @@ private:
             ::close(fd_);
         }
         cur_path_ = p;
-        std::error_code ec;
-        auto parent = std::filesystem::path(p).parent_path();
-        if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+        if (create_dirs_) {
+            std::error_code ec;
+            auto parent = std::filesystem::path(p).parent_path();
+            if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+        }
         fd_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, mode_);
         open_errno_ = fd_ < 0 ? errno : 0;
-        if (fd_ >= 0) end_last_line();
+        if (fd_ < 0) return;
+        end_last_line();
+        struct stat st{};
+        if (fd_ >= 0 && ::fstat(fd_, &st) == 0) {
+            ino_ = st.st_ino;
+            dev_ = st.st_dev;
+            size_ = uint64_t(st.st_size);
+            born_ = st.st_size == 0 ? std::chrono::system_clock::now() : birth_time(st);
+        }
+    }
+
+    // A path that no longer names the open file (renamed, removed, replaced) gets a new file.
+    void reopen_if_moved() {
+        if (fd_ < 0 || !moved()) return;
+        ctx_->log().info("{} was renamed or removed: writing to a new file there", cur_path_);
+        open_for(cur_path_);
+    }
+
+    bool moved() const {
+        struct stat st{};
+        if (::stat(cur_path_.c_str(), &st) != 0) return true;
+        return st.st_ino != ino_ || st.st_dev != dev_;
+    }
+
+    // When an existing file began: its birth time where the filesystem keeps one, else its
+    // last change (a restart then counts max_age from the last write, never from the restart).
+    std::chrono::system_clock::time_point birth_time(const struct stat& st) const {
+        struct statx sx{};
+        if (::statx(fd_, "", AT_EMPTY_PATH, STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME))
+            return std::chrono::system_clock::time_point(std::chrono::seconds(sx.stx_btime.tv_sec));
+        return std::chrono::system_clock::time_point(std::chrono::seconds(st.st_mtim.tv_sec));
+    }
+
+    void maybe_rotate() {
+        if (!rotator_ || fd_ < 0 || !rotator_->due(size_, born_)) return;
+        sync();
+        ::close(fd_);
+        fd_ = -1;
+        if (int err = rotator_->rotate()) {
+            ctx_->metrics().errors.add();
+            log_limited(rot_rl_, ctx_->log(), spdlog::level::err, "cannot rotate {}: {}; writing on", cur_path_, std::strerror(err));
+            born_ = std::chrono::system_clock::now();  // try again after max_age, not on every batch
+        } else {
+            ctx_->log().info("rotated {}", cur_path_);
+        }
+        open_for(cur_path_);
+    }
+
+    void rotation_error(const std::string& e) {  // from the rotator's thread
+        if (!ctx_) return;
+        ctx_->metrics().errors.add();
+        ctx_->log().error("{}", e);
     }
 
     // A file whose last line has no newline (a crash, a write that could not be cut back) gets
@@ -187,7 +305,14 @@ private:
     bool dirty_ = false;
     Clock::time_point next_sync_{};
     StageContext* ctx_ = nullptr;
-    RateLimit rl_, sync_rl_;
+    RateLimit rl_, sync_rl_, rot_rl_;
+    bool create_dirs_ = false;
+    ino_t ino_ = 0;
+    dev_t dev_ = 0;
+    uint64_t size_ = 0;
+    std::chrono::system_clock::time_point born_{};
+    Clock::time_point next_check_{};
+    std::unique_ptr<file::Rotator> rotator_;  // last: its thread stops before the rest goes
 };
 
 HBF_REGISTER_OUTPUT("file", FileOut, kFileSchema, "Appends events as NDJSON to a file (daily files with strftime patterns); retries a failed write until it succeeds.");

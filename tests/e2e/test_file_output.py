@@ -1,0 +1,178 @@
+"""The file output and files rotated underneath it (logrotate, mv, rm), its own rotation with
+background compression, and create_dirs."""
+import gzip
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import free_port, run_cli, wait_for
+from hbhttp import listening
+from test_faults import post_events, webhook_to_file
+
+
+def seqs_in(path):
+    p = str(path)
+    if p.endswith(".gz"):
+        text = gzip.decompress(open(p, "rb").read()).decode()
+    else:
+        text = open(p).read()
+    assert text == "" or text.endswith("\n"), f"{p} ends inside a line"
+    return [json.loads(l)["seq"] for l in text.splitlines()]
+
+
+def test_a_file_renamed_by_logrotate_is_reopened_and_no_event_lands_in_the_rotated_file(hbf, tmp_path):
+    port, api = free_port(), free_port()
+    out = tmp_path / "out.ndjson"
+    h = hbf(webhook_to_file(port, api, out))
+    listening(port)
+    assert post_events(port, range(0, 50)) == 200
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(f"""{out} {{
+    rotate 3
+    create 0644
+    missingok
+}}
+""")
+    r = subprocess.run(["/usr/sbin/logrotate", "-f", "-s", str(tmp_path / "lr.state"), str(conf)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rotated = tmp_path / "out.ndjson.1"
+    assert rotated.exists() and out.exists() and out.stat().st_size == 0
+    assert post_events(port, range(50, 100)) == 200  # ack = delivered: written when answered
+    assert seqs_in(rotated) == list(range(0, 50)), "an event went into the rotated-away file"
+    assert seqs_in(out) == list(range(50, 100))
+    assert h.stop() == 0, h.log()
+    assert "was renamed or removed: writing to a new file there" in h.log()
+
+
+def test_a_removed_file_is_recreated_at_the_next_batch_and_an_idle_one_within_seconds(hbf, tmp_path):
+    port, api = free_port(), free_port()
+    out = tmp_path / "out.ndjson"
+    h = hbf(webhook_to_file(port, api, out))
+    listening(port)
+    assert post_events(port, range(0, 10)) == 200
+    out.unlink()
+    assert post_events(port, range(10, 20)) == 200
+    assert seqs_in(out) == list(range(10, 20))
+    # Idle: renamed with nothing more to write, the new file appears by the once-a-second check.
+    out.rename(tmp_path / "moved.ndjson")
+    wait_for(lambda: out.exists(), timeout=5, what="the file reopened while idle")
+    assert seqs_in(tmp_path / "moved.ndjson") == list(range(10, 20))
+    assert h.stop() == 0, h.log()
+
+
+def rotating(port, api, out, rotate):
+    return webhook_to_file(port, api, out) + f"rotate = {rotate}\n"
+
+
+@pytest.mark.parametrize("codec,ext", [("gzip", ".gz"), ("zstd", ".zst"), ("none", "")])
+def test_its_own_rotation_by_size_keeps_every_event_and_compresses_in_the_background(hbf, tmp_path, codec, ext):
+    port, api = free_port(), free_port()
+    out = tmp_path / "alarms.ndjson"
+    h = hbf(rotating(port, api, out, f'{{ max_size = "20KiB", keep = 100, compress = "{codec}" }}'))
+    listening(port)
+    for i in range(0, 400, 10):  # ~450 bytes an event: a rotation every ~4 requests
+        assert post_events(port, range(i, i + 10)) == 200
+    def rotated():
+        fs = sorted(p for p in tmp_path.glob("alarms.ndjson.2*") if not p.name.endswith(".tmp"))
+        return fs if len(fs) >= 5 and all(p.name.endswith(ext) for p in fs) else None
+    files = wait_for(rotated, timeout=20, what=f"rotated files compressed with {codec}")
+    assert len(files) >= 5
+    got = []
+    for f in files:
+        got += read_any(f)
+    got += seqs_in(out)
+    assert got == list(range(400)), "lost, duplicated or reordered across rotations"
+    for f in files[:-1]:
+        assert len(read_any(f)) >= 40  # ~20 KiB each
+    assert h.stop() == 0, h.log()
+
+
+def read_any(path):
+    p = str(path)
+    if p.endswith(".zst"):
+        r = subprocess.run(["zstd", "-dc", p], capture_output=True)  # Debian's zstd(1)
+        if r.returncode != 0:
+            pytest.fail(f"zstd -dc {p}: {r.stderr.decode()}")
+        text = r.stdout.decode()
+        return [json.loads(l)["seq"] for l in text.splitlines()]
+    return seqs_in(path)
+
+
+def test_keep_deletes_the_oldest_rotated_files(hbf, tmp_path):
+    port, api = free_port(), free_port()
+    out = tmp_path / "alarms.ndjson"
+    h = hbf(rotating(port, api, out, '{ max_size = "4KiB", keep = 2, compress = "gzip" }'))
+    listening(port)
+    for i in range(0, 200, 10):
+        assert post_events(port, range(i, i + 10)) == 200
+    wait_for(lambda: len(list(tmp_path.glob("alarms.ndjson.2*"))) == 2 and
+             all(p.name.endswith(".gz") for p in tmp_path.glob("alarms.ndjson.2*")), timeout=20,
+             what="two rotated files left")
+    files = sorted(tmp_path.glob("alarms.ndjson.2*"))
+    newest = read_any(files[0]) + read_any(files[1]) + seqs_in(out)
+    assert newest == list(range(newest[0], 200)), "the files kept are not the newest"
+    assert h.stop() == 0, h.log()
+
+
+def test_rotation_by_age_rotates_an_idle_file(hbf, tmp_path):
+    port, api = free_port(), free_port()
+    out = tmp_path / "alarms.ndjson"
+    h = hbf(rotating(port, api, out, '{ max_age = "2s" }'))
+    listening(port)
+    assert post_events(port, range(5)) == 200
+    f = wait_for(lambda: list(tmp_path.glob("alarms.ndjson.2*")), timeout=8, what="a rotation by age")
+    assert seqs_in(f[0]) == list(range(5))
+    assert out.exists() and out.stat().st_size == 0
+    time.sleep(2.5)  # an empty file is not rotated
+    assert len(list(tmp_path.glob("alarms.ndjson.2*"))) == 1
+    assert h.stop() == 0, h.log()
+
+
+def test_a_missing_directory_fails_at_start_unless_create_dirs(hbf, tmp_path):
+    port, api = free_port(), free_port()
+    out = tmp_path / "a" / "b" / "out.ndjson"
+    h = hbf(webhook_to_file(port, api, out))
+    assert h.wait(20) != 0
+    assert f"cannot open {out}: No such file or directory (create_dirs = true creates missing directories)" in h.log()
+    port = free_port()
+    h2 = hbf(webhook_to_file(port, api, out) + "create_dirs = true\n", name="h2")
+    listening(port)
+    assert post_events(port, range(3)) == 200
+    assert seqs_in(out) == [0, 1, 2]
+    assert h2.stop() == 0, h2.log()
+
+
+def test_validate_reports_each_problem_of_rotate_with_its_position(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("""[inputs.gen]
+type = "generate"
+count = 1
+
+[outputs.a]
+type = "file"
+inputs = ["gen"]
+path = "a.ndjson"
+rotate = { max_sise = "1MiB", compress = "xz" }
+
+[outputs.b]
+type = "file"
+inputs = ["gen"]
+path = "b-%Y.ndjson"
+rotate = { max_size = "1MiB", keep = 0 }
+
+[outputs.c]
+type = "file"
+inputs = ["gen"]
+path = "c.ndjson"
+rotate = {}
+""")
+    r = run_cli("validate", "-c", str(cfg))
+    assert r.returncode == 1
+    err = r.stderr + r.stdout
+    assert f"{cfg}:9:" in err and "max_sise" in err and "max_size" in err, err
+    assert "xz" in err and '"gzip"' in err, err
+    assert "keep" in err and "at least 1" in err, err
+    assert "rotate cannot be combined with a strftime pattern" in err, err
+    assert "rotate needs max_size or max_age" in err, err
