@@ -52,8 +52,10 @@ struct InFlight {
     uint32_t pending = 0;
     uint32_t delivered = 0;
     AckStatus worst = AckStatus::delivered;
+    bool retryable = false;  // a failure not marked final (a timeout, a shutdown)
     std::string reason;
-    void note(AckStatus s, std::string_view why) {
+    void note(AckStatus s, std::string_view why, bool final = false) {
+        if (s == AckStatus::failed && !final) retryable = true;
         if (int(s) > int(worst)) {
             worst = s;
             reason.assign(why);
@@ -111,7 +113,8 @@ private:
     void produce_group(Group& g, InFlight* f);
     bool produce(rd_kafka_topic_t* rkt, std::string_view ev, std::string_view key, InFlight* f);
     void drop(InFlight& f, Counter& c, const std::string& why);
-    void fail(InFlight& f, const std::string& why, uint64_t events = 1);
+    void fail(InFlight& f, const std::string& why, uint64_t events = 1, bool final = false);
+    static bool refused_for_good(rd_kafka_resp_err_t e);
 
     // producer.cpp
     void make_producer();

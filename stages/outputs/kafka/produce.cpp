@@ -152,7 +152,7 @@ void KafkaOut::produce_group(Group& g, InFlight* f) {
                 msgs[keep] = m;
                 msgs[keep++].err = RD_KAFKA_RESP_ERR_NO_ERROR;
             } else {
-                fail(*f, fmt::format("produce to {} failed: {}", g.topic, rd_kafka_err2str(m.err)));
+                fail(*f, fmt::format("produce to {} failed: {}", g.topic, rd_kafka_err2str(m.err)), 1, refused_for_good(m.err));
             }
         }
         f->pending += uint32_t(ok);
@@ -210,7 +210,7 @@ bool KafkaOut::produce(rd_kafka_topic_t* rkt, std::string_view ev, std::string_v
             if (gen != producer_gen_) rkt = topic_.is_static() ? rkt_ : topic_handle(topic);  // the old handle is gone
             continue;
         }
-        fail(*f, fmt::format("produce to {} failed: {}", rd_kafka_topic_name(rkt), rd_kafka_err2str(err)));
+        fail(*f, fmt::format("produce to {} failed: {}", rd_kafka_topic_name(rkt), rd_kafka_err2str(err)), 1, refused_for_good(err));
         return false;
     }
 }
@@ -221,10 +221,22 @@ void KafkaOut::drop(InFlight& f, Counter& c, const std::string& why) {
     f.note(AckStatus::dropped, why);
 }
 
-void KafkaOut::fail(InFlight& f, const std::string& why, uint64_t events) {
+void KafkaOut::fail(InFlight& f, const std::string& why, uint64_t events, bool final) {
     failed_->add(events);
     log_limited(fail_rl_, *log_, spdlog::level::err, "{}", why);
-    f.note(AckStatus::failed, why);
+    f.note(AckStatus::failed, why, final);
+}
+
+// Errors about the message itself: producing it again would fail again.
+bool KafkaOut::refused_for_good(rd_kafka_resp_err_t e) {
+    switch (e) {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+        case RD_KAFKA_RESP_ERR_INVALID_MSG:
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE: return true;
+        default: return false;
+    }
 }
 
 }  // namespace hbf::kafka_output

@@ -76,7 +76,7 @@ void KafkaOut::on_delivery(const rd_kafka_message_t* m) {
         const char* why = rd_kafka_err2str(m->err);
         log_limited(fail_rl_, *log_, spdlog::level::err, "delivery to topic {} failed: {}",
                     m->rkt ? rd_kafka_topic_name(m->rkt) : "?", why);
-        f->note(AckStatus::failed, why);
+        f->note(AckStatus::failed, why, refused_for_good(m->err));
     }
     inflight_events_->add(-1);
     inflight_bytes_->add(-int64_t(m->len));
@@ -85,11 +85,13 @@ void KafkaOut::on_delivery(const rd_kafka_message_t* m) {
 
 void KafkaOut::release(InFlight* f) {
     if (--f->pending > 0) return;
-    f->batch->mark(f->worst, f->reason);
+    if (f->worst == AckStatus::failed && !f->retryable) f->batch->mark_failed_for_good(f->reason);
+    else f->batch->mark(f->worst, f->reason);
     ctx_->metrics().events_out.add(f->delivered);
     f->batch.reset();  // settles its acks
     f->delivered = 0;
     f->worst = AckStatus::delivered;
+    f->retryable = false;
     f->reason.clear();
     free_.push_back(f);
 }
