@@ -281,12 +281,18 @@ void Runtime::wire(Apply& a) {
     start_threads(a, false);
     std::stable_partition(a.wiring.begin(), a.wiring.end(), [&](const Apply::Wiring& w) { return a.is_fresh.count(w.node) > 0; });
     for (auto& w : a.wiring) {
+        // A kept stage whose targets stay the same is left alone: its emits in progress, blocked
+        // or not, go on (its new edges, the same queues, are dropped). Only the runtime writes
+        // targets, under reload_m_, so reading them here needs no lock.
+        if (!a.is_fresh.count(w.node) && w.node->ctx->targets == w.targets) continue;
         std::vector<Edge> gone;
+        w.node->ctx->begin_retarget();  // its blocked pushes give up the lock (see Emitter)
         {
             std::unique_lock lk(w.node->ctx->targets_m);
             w.node->ctx->targets = std::move(w.targets);
             gone = std::exchange(w.node->feeds, std::move(w.feeds));
         }
+        w.node->ctx->end_retarget();
     }
     a.holds.clear();
 }

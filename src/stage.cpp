@@ -2,6 +2,11 @@
 
 #include "queue.h"
 
+#include <algorithm>
+#include <thread>
+
+#include <boost/container/small_vector.hpp>
+
 namespace hbf {
 
 StageContext::StageContext(std::string name, std::string type, std::string kind)
@@ -47,14 +52,6 @@ bool queue_full(BatchQueue* q) {
     return q->full();
 }
 
-// Hands one batch to a queue, or to the filter that runs inline in this thread.
-bool deliver(BatchQueue* q, BatchPtr& b, const std::atomic<bool>& abort) {
-    if (InlineConsumer* ic = q->inline_consumer.load(std::memory_order_acquire)) {
-        ic->consume(std::move(b));
-        return true;
-    }
-    return q->push(b, abort);
-}
 }  // namespace
 
 bool Emitter::any_full() const {
@@ -72,33 +69,76 @@ static bool emptied(Batch& b) {
     return true;
 }
 
-bool Emitter::emit(BatchPtr b, size_t port) {
-    if (!b || emptied(*b)) return true;
-    if (ctx_.tap->active()) ctx_.tap->offer(*b, port);
-    std::shared_lock lk(ctx_.targets_m);
-    if (port >= ctx_.targets.size() || ctx_.targets[port].empty()) {
-        b->mark(AckStatus::dropped, "no downstream stage");
-        return true;
-    }
+namespace {
+using Handed = boost::container::small_vector<const BatchQueue*, 8>;
+bool handed_to(const Handed& h, const BatchQueue* q) { return std::find(h.begin(), h.end(), q) != h.end(); }
+}  // namespace
+
+// Hands `b` to every queue of `port`: a clone each, the original to the last. A push blocked by
+// backpressure gives up when the shutdown timeout aborts it or a reload retargets this stage; on
+// a retarget the emitter lets go of its targets until the reload has rewired them, then hands
+// what it holds to the queues it has not reached yet (the copies are alike), so a reload never
+// waits for a queue that cannot drain. A filter that runs inline is called without the lock, its
+// queue pinned by an Edge: a thread blocked downstream of it never holds this stage's targets.
+// Returns false only when aborted: what it still held is reported failed.
+bool Emitter::deliver_all(BatchPtr b, size_t port) {
+    Handed handed;
+    BatchPtr spare;  // a copy a queue refused, for the next queue
     const size_t n = b->size(), bytes = b->bytes();
-    auto& qs = ctx_.targets[port];
-    // deliver() fails only when the shutdown timeout aborts a blocked push: what it kept is
-    // reported failed, so no input takes it for delivered.
-    for (size_t i = 0; i + 1 < qs.size(); ++i) {
-        BatchPtr c = b->clone();
-        if (!deliver(qs[i], c, ctx_.abort_flag())) {
-            c->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
-            b->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
+    for (;;) {
+        std::shared_lock lk(ctx_.targets_m);
+        const std::vector<BatchQueue*>* qs = port < ctx_.targets.size() ? &ctx_.targets[port] : nullptr;
+        size_t left = 0;
+        if (qs)
+            for (auto* q : *qs) left += !handed_to(handed, q);
+        if (left == 0 || (!b && !spare)) break;
+        bool refused = false, unlocked = false;
+        for (BatchQueue* q : *qs) {
+            if (handed_to(handed, q)) continue;
+            BatchPtr c = spare ? std::move(spare) : (left == 1 || !b ? std::move(b) : b->clone());
+            if (InlineConsumer* ic = q->inline_consumer.load(std::memory_order_acquire)) {
+                Edge pin(*q);  // the filter is not freed while this runs unlocked
+                handed.push_back(q);
+                lk.unlock();
+                ic->consume(std::move(c));
+                unlocked = true;
+                break;  // the targets may have changed meanwhile: look again
+            }
+            if (!q->push(c, ctx_.push_stop_flag())) {
+                spare = std::move(c);
+                refused = true;
+                break;
+            }
+            handed.push_back(q);
+            if (--left == 0) break;
+        }
+        if (unlocked) continue;
+        if (!refused) break;
+        lk.unlock();
+        if (ctx_.abort_flag().load()) {
+            const std::string why = "shutdown timeout: not handed to the next stage";
+            spare->mark(AckStatus::failed, why);
+            if (b) b->mark(AckStatus::failed, why);
             return false;
         }
+        while (ctx_.retargeting() && !ctx_.abort_flag().load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    if (!deliver(qs.back(), b, ctx_.abort_flag())) {
-        b->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
-        return false;
-    }
+    // Left over: nothing was handed (no downstream stage), or a copy more than the queues that
+    // remain after a reload removed one. Every queue that remains has its own copy, whose outcome
+    // its stage reports; the extra copy adds nothing to it (delivered is the best outcome).
+    for (BatchPtr* x : {&b, &spare})
+        if (*x) (*x)->mark(handed.empty() ? AckStatus::dropped : AckStatus::delivered,
+                           handed.empty() ? "no downstream stage" : "a copy for a stage a reload removed");
+    if (handed.empty()) return true;
     ctx_.metrics().events_out.add(n);
     ctx_.metrics().bytes_out.add(bytes);
     return true;
+}
+
+bool Emitter::emit(BatchPtr b, size_t port) {
+    if (!b || emptied(*b)) return true;
+    if (ctx_.tap->active()) ctx_.tap->offer(*b, port);
+    return deliver_all(std::move(b), port);
 }
 
 bool Emitter::try_emit(BatchPtr& b, size_t port) {
@@ -106,35 +146,17 @@ bool Emitter::try_emit(BatchPtr& b, size_t port) {
         b.reset();
         return true;
     }
-    std::shared_lock lk(ctx_.targets_m);
-    if (port >= ctx_.targets.size() || ctx_.targets[port].empty()) {
-        b->mark(AckStatus::dropped, "no downstream stage");
-        b.reset();
-        return true;
+    {
+        std::shared_lock lk(ctx_.targets_m);
+        if (port < ctx_.targets.size())
+            for (auto* q : ctx_.targets[port])
+                if (queue_full(q)) return false;
     }
-    auto& qs = ctx_.targets[port];
-    for (auto* q : qs)
-        if (queue_full(q)) return false;
     if (ctx_.tap->active()) ctx_.tap->offer(*b, port);
-    const size_t n = b->size(), bytes = b->bytes();
-    // Room was checked: a race with another producer only overshoots the budget a little.
-    // A push still blocks if the room was taken meanwhile; only the shutdown timeout ends it.
-    bool all = true;
-    for (size_t i = 0; i + 1 < qs.size(); ++i) {
-        BatchPtr c = b->clone();
-        if (!deliver(qs[i], c, ctx_.abort_flag())) {
-            c->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
-            all = false;
-        }
-    }
-    if (!deliver(qs.back(), b, ctx_.abort_flag())) {
-        b->mark(AckStatus::failed, "shutdown timeout: not handed to the next stage");
-        b.reset();
-        all = false;
-    }
-    if (!all) return true;  // handed over, partly as failed: the caller must not offer it again
-    ctx_.metrics().events_out.add(n);
-    ctx_.metrics().bytes_out.add(bytes);
+    // Room was checked: a race with another producer only overshoots the budget a little. A push
+    // still blocks if the room was taken meanwhile. Handed over (partly as failed when aborted):
+    // the caller must not offer it again.
+    deliver_all(std::move(b), port);
     return true;
 }
 

@@ -49,7 +49,29 @@ public:
     void request_stop() { stopping_.store(true); }
     // Set when the shutdown timeout passed: blocked pushes give up.
     const std::atomic<bool>& abort_flag() const { return aborting_; }
-    void request_abort() { aborting_.store(true); stopping_.store(true); }
+    void request_abort() {
+        std::lock_guard lk(flags_m_);
+        aborting_.store(true);
+        stopping_.store(true);
+        push_stop_.store(true);
+    }
+    // A hot reload changing where this stage's batches go: its blocked pushes give up (keeping
+    // the batch), its emitter lets go of the targets until end_retarget(), then hands the batch
+    // to the new targets. So a reload never waits for a queue that cannot drain (an output whose
+    // peer is down).
+    void begin_retarget() {
+        std::lock_guard lk(flags_m_);
+        retargeting_.store(true);
+        push_stop_.store(true);
+    }
+    void end_retarget() {
+        std::lock_guard lk(flags_m_);
+        retargeting_.store(false);
+        push_stop_.store(aborting_.load());
+    }
+    bool retargeting() const { return retargeting_.load(std::memory_order_acquire); }
+    // What an emitter's push waits on: the abort or a retarget.
+    const std::atomic<bool>& push_stop_flag() const { return push_stop_; }
 
     // Copies of what this stage emits, for `hbforward tap`; idle (one relaxed load a batch) untapped.
     std::shared_ptr<TapPoint> tap = std::make_shared<TapPoint>();
@@ -59,7 +81,9 @@ public:
     size_t batch_events = 1024;
 
     // Where this stage's batches go, one list of queues per output port (port 0 = the stage itself).
-    // A hot reload rewires under the unique lock; emit() holds the shared lock while it pushes.
+    // A hot reload rewires under the unique lock (between begin_retarget() and end_retarget());
+    // emit() holds the shared lock while it pushes, and lets go of it while it waits for a
+    // retarget or hands a batch to a filter that runs inline.
     std::vector<std::vector<BatchQueue*>> targets;
     mutable std::shared_mutex targets_m;
 
@@ -70,6 +94,8 @@ private:
     mutable std::mutex m_;
     std::string failure_, degraded_;
     std::atomic<bool> stopping_{false}, aborting_{false};
+    std::atomic<bool> retargeting_{false}, push_stop_{false};
+    std::mutex flags_m_;
 };
 
 // Hands a batch to every downstream queue of a port; the last one gets the original, the
@@ -85,6 +111,7 @@ public:
     bool any_full() const;
 
 private:
+    bool deliver_all(BatchPtr b, size_t port);
     StageContext& ctx_;
 };
 

@@ -405,3 +405,44 @@ def test_a_reload_from_memory_to_disk_hands_the_queued_events_to_the_disk_buffer
     wait_for(lambda: metric(api, "hbf_buffer_events") == 0, timeout=60, interval=0.5, what="the buffer drained")
     assert len(on_topic(broker, "tomem") & first) >= handed
     assert h2.stop() == 0, h2.log()
+
+
+def test_a_reload_while_an_unreachable_output_blocks_its_inputs_does_not_wait_for_it(hbf, broker, tmp_path):
+    """The generator blocks in its push (the output's queue is full, its broker down): a reload
+    that changes the output must not wait for that queue, and the blocked events go to the new
+    version."""
+    api = free_port()
+    cfg = f"""
+[service]
+api_address = "127.0.0.1:{api}"
+shutdown_timeout = "2s"
+queue_events = 1000
+[inputs.gen]
+type = "generate"
+rate = 20000
+sequence_field = "seq"
+[filters.parse]
+type = "json"
+inputs = ["gen"]
+[outputs.out]
+type = "kafka"
+inputs = ["parse"]
+brokers = "{broker.bootstrap}"
+topic = "before"
+flush_timeout = "1s"
+librdkafka = {{ "queue.buffering.max.messages" = "50" }}
+"""
+    broker.control("down 1")
+    h = hbf(cfg, name="hbf")
+    h.wait_log("running")
+    wait_for(lambda: (metric(api, "hbf_queue_events") or 0) >= 900, what="the output's queue full")
+    time.sleep(0.5)  # the generator blocked in its push
+    h.config.write_text(cfg.replace('topic = "before"', 'topic = "after"'))
+    t0 = time.time()
+    h.signal(signal.SIGHUP)
+    h.wait_log("config generation 2", timeout=15)
+    assert time.time() - t0 < 10
+    broker.control("up 1")
+    wait_for(lambda: len(consume(broker.bootstrap, "after").splitlines()) > 2000, timeout=60, interval=0.5,
+             what="events flowing to the new version's topic")
+    assert h.stop() in (0, 1), h.log()  # the old version's librdkafka queue may be reported failed
