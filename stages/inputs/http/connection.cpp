@@ -263,6 +263,9 @@ void Conn::accept_body() {
     Batch& b = w_.pending_batch();
     BodyResult r = append_events(w_.parsers, p, len, cap, format_of(info.content_type), extra, b);
     if (!r.ok) return bad_body(r.offset, r.message);
+    // The path and header values are copied byte for byte: invalid UTF-8 there makes the event
+    // invalid JSON, which the json filter must still see (and drop, as it always did).
+    if (r.events != 0 && !extra.empty() && !simdjson::validate_utf8(extra.data(), extra.size())) b.compact_json = false;
     srv_.ctx->metrics().bytes_in.add(body.size());
     if (r.events == 0) return reply(200, R"({"accepted":0})", !req_.keep_alive);
     phase_ = Phase::waiting;
