@@ -11,8 +11,9 @@ const char* to_string(AckStatus s) {
     return "?";
 }
 
-void AckState::release(AckStatus status, const std::string* reason, bool weak) {
+void AckState::release(AckStatus status, const std::string* reason, bool weak, bool final) {
     int s = static_cast<int>(status);
+    if (status == AckStatus::failed && !final) retryable_failure_.store(true, std::memory_order_relaxed);
     int cur = status_.load(std::memory_order_relaxed);
     while (s > cur && !status_.compare_exchange_weak(cur, s)) {}
     if (reason && !reason->empty()) {
@@ -27,7 +28,9 @@ void AckState::release(AckStatus status, const std::string* reason, bool weak) {
     }
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         Callback cb = std::move(cb_);
+        OutcomeCallback ocb = std::move(outcome_cb_);
         AckStatus final_status = this->status();
+        const bool for_good = final_status == AckStatus::failed && !retryable_failure_.load(std::memory_order_relaxed);
         std::string why;
         {
             std::lock_guard lk(reason_m_);
@@ -36,6 +39,7 @@ void AckState::release(AckStatus status, const std::string* reason, bool weak) {
         }
         delete this;
         if (cb) cb(final_status, why);
+        if (ocb) ocb(AckOutcome{final_status, why, for_good});
     }
 }
 
@@ -43,10 +47,16 @@ AckRef AckRef::clone() const {
     AckRef r(s_);
     r.status_ = status_;
     r.reason_ = reason_;
+    r.final_ = final_;
     return r;
 }
 
-void AckRef::mark(AckStatus s, const std::string* reason) {
+void AckRef::mark(AckStatus s, const std::string* reason, bool final) {
+    if (static_cast<int>(s) > static_cast<int>(status_)) {
+        final_ = final;
+    } else if (s == status_ && s == AckStatus::failed) {
+        final_ = final_ && final;  // a retryable failure wins over a final one
+    }
     if (static_cast<int>(s) > static_cast<int>(status_) || (s == status_ && reason_.empty())) {
         status_ = s;
         if (reason) reason_ = *reason;
@@ -58,7 +68,7 @@ void AckRef::reset() {
     if (s_) {
         AckState* s = std::exchange(s_, nullptr);
         if (settled_) {
-            s->release(status_, reason_.empty() ? nullptr : &reason_);
+            s->release(status_, reason_.empty() ? nullptr : &reason_, false, final_);
         } else if (status_ == AckStatus::failed && !reason_.empty()) {
             s->release(AckStatus::failed, &reason_);  // a failure noted upstream keeps its reason
         } else {
@@ -68,13 +78,22 @@ void AckRef::reset() {
     }
     status_ = AckStatus::delivered;
     settled_ = false;
+    final_ = false;
     reason_.clear();
 }
 
-AckRef make_ack(AckState::Callback cb) {
-    AckRef r(new AckState(std::move(cb)));
+AckRef make_ack(AckState::Callback cb, AckLevel level) {
+    AckRef r(new AckState(std::move(cb), level));
     r.mark(AckStatus::delivered);
     return r;
 }
 
+}  // namespace hbf
+
+namespace hbf {
+AckRef make_outcome_ack(AckState::OutcomeCallback cb) {
+    AckRef r(new AckState(std::move(cb)));
+    r.mark(AckStatus::delivered);
+    return r;
+}
 }  // namespace hbf

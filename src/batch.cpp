@@ -70,6 +70,24 @@ void Batch::mark(AckStatus s, const std::string& reason) {
     for (auto& a : acks) a.mark(s, reason.empty() ? nullptr : &reason);
 }
 
+void Batch::mark_failed_for_good(const std::string& reason) {
+    for (auto& a : acks) a.mark(AckStatus::failed, reason.empty() ? nullptr : &reason, true);
+}
+
+void Batch::settle_accepted() {
+    size_t k = 0;
+    for (size_t i = 0; i < acks.size(); ++i) {
+        if (acks[i].settles_on_accept()) {
+            acks[i].mark(AckStatus::delivered);
+            acks[i].reset();
+        } else {
+            if (k != i) acks[k] = std::move(acks[i]);
+            ++k;
+        }
+    }
+    acks.erase(acks.begin() + ptrdiff_t(k), acks.end());
+}
+
 void Batch::clear() {
     acks.clear();  // releases the holds: an emptied batch is settled
     events.clear();

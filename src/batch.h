@@ -72,6 +72,12 @@ public:
     // delivered, a filter marks what it discarded dropped. A batch released without a mark
     // reports failed (see ack.h).
     void mark(AckStatus s, const std::string& reason = {});
+    // Marks every hold failed for good: the peer refused the events, sending them again would
+    // not help (a disk buffer removes them instead of retrying).
+    void mark_failed_for_good(const std::string& reason);
+    // Settles and removes the holds that ask only for the batch to be queued (AckLevel::accepted):
+    // a queue calls it once it took the batch. Cheap when there are none.
+    void settle_accepted();
 
     void clear();
 

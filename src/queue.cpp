@@ -13,6 +13,7 @@ bool BatchQueue::admit(BatchPtr& b) {
         bytes_.fetch_sub(sz);
         return false;
     }
+    if (!b->acks.empty()) b->settle_accepted();  // queued: what the webhook's ack = "accepted" waits for
     q_.enqueue(b.release());
     return true;
 }

@@ -1,7 +1,9 @@
 // `hbforward top`: a live terminal view of a running instance, read from its /pipeline.
 //
 // Plain ANSI escapes (works over ssh and in tmux), one row per stage: events/s in and out,
-// errors, drops, and the input queue's fill as a bar. Refreshes every second; q quits.
+// errors, drops, and the input queue's fill as a bar (for a disk-buffered output, the buffer's
+// bytes against its max_size, with a line below: events, bytes, oldest age). Refreshes every
+// second; q quits.
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -79,6 +81,11 @@ struct Row {
     std::string name, kind, type, status;
     uint64_t in = 0, out = 0, errors = 0, dropped = 0;
     int64_t q = 0, qcap = 0;
+    // A disk-buffered output's buffer, as /pipeline reports it.
+    bool disk = false;
+    uint64_t buf_events = 0, buf_bytes = 0, buf_max = 0;
+    double buf_oldest_s = 0;
+    std::string buf_error;
 };
 
 struct Snapshot {
@@ -120,6 +127,17 @@ Snapshot parse_pipeline(const std::string& body) {
         r.dropped = uint64_t(st["dropped"]);
         r.q = int64_t(st["queue_events"]);
         r.qcap = int64_t(st["queue_capacity"]);
+        simdjson::dom::element b;
+        if (st["buffer"].get(b) == simdjson::SUCCESS) {
+            r.disk = true;
+            r.buf_events = uint64_t(b["events"]);
+            r.buf_bytes = uint64_t(b["bytes"]);
+            r.buf_max = uint64_t(b["max_bytes"]);
+            double age = 0;
+            if (b["oldest_age_seconds"].get(age) == simdjson::SUCCESS) r.buf_oldest_s = age;
+            std::string_view err;
+            if (b["error"].get(err) == simdjson::SUCCESS) r.buf_error = std::string(err);
+        }
         s.rows.push_back(r);
     }
     return s;
@@ -129,6 +147,25 @@ std::string human(double v) {
     if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
     if (v >= 1e4) return fmt::format("{:.1f}k", v / 1e3);
     return fmt::format("{:.0f}", v);
+}
+
+std::string human_bytes(uint64_t b) {
+    if (b >= (1ull << 30)) return fmt::format("{:.1f} GiB", double(b) / double(1ull << 30));
+    if (b >= (1ull << 20)) return fmt::format("{:.1f} MiB", double(b) / double(1ull << 20));
+    if (b >= (1ull << 10)) return fmt::format("{:.1f} KiB", double(b) / double(1ull << 10));
+    return fmt::format("{} B", b);
+}
+
+std::string human_age(double s) {
+    if (s >= 3600) return fmt::format("{}h{:02}m", int(s) / 3600, int(s) / 60 % 60);
+    if (s >= 60) return fmt::format("{}m{:02}s", int(s) / 60, int(s) % 60);
+    return fmt::format("{:.0f}s", s);
+}
+
+std::string fill_bar(double fill) {
+    fill = std::min(1.0, std::max(0.0, fill));
+    int n = int(fill * 16 + 0.5);
+    return fmt::format("[{}{}] {:3.0f}%", std::string(size_t(n), '#'), std::string(size_t(16 - n), ' '), fill * 100);
 }
 
 termios g_saved;
@@ -184,14 +221,15 @@ int run_top(const std::string& address, int iterations) {
                     rout = double(r.out - std::min(r.out, it->second.out)) / dt;
                 }
                 std::string bar;
-                if (r.qcap > 0) {
-                    double fill = std::min(1.0, double(r.q) / double(r.qcap));
-                    int n = int(fill * 16 + 0.5);
-                    bar = fmt::format("[{}{}] {:3.0f}%", std::string(size_t(n), '#'), std::string(size_t(16 - n), ' '), fill * 100);
-                }
+                if (r.disk && r.buf_max > 0) bar = fill_bar(double(r.buf_bytes) / double(r.buf_max));  // the disk buffer is its queue
+                else if (r.qcap > 0) bar = fill_bar(double(r.q) / double(r.qcap));
                 std::string name = r.name + (r.status == "running" ? "" : " (" + r.status + ")");
                 screen += fmt::format("{:<16} {:<7} {:<10} {:>11} {:>11} {:>8} {:>9}  {}\r\n", name, r.kind, r.type,
                                       r.kind == "input" ? "-" : human(rin), human(rout), r.errors, r.dropped, bar);
+                if (r.disk)
+                    screen += fmt::format("  disk buffer: {} events, {} / {}, oldest {}{}\r\n", r.buf_events, human_bytes(r.buf_bytes),
+                                          human_bytes(r.buf_max), human_age(r.buf_oldest_s),
+                                          r.buf_error.empty() ? "" : ", error: " + r.buf_error);
             }
             prev = std::move(s);
             have_prev = true;

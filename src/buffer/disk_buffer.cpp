@@ -50,6 +50,7 @@ BufferMetrics::BufferMetrics(const std::string& s, const std::string& t)
       written_events(MetricsRegistry::global().counter("hbf_buffer_written_events_total", "Events written to the disk buffer.", {{"stage", s}, {"type", t}})),
       read_events(MetricsRegistry::global().counter("hbf_buffer_read_events_total", "Events read from the disk buffer and handed to the output.", {{"stage", s}, {"type", t}})),
       dropped_events(MetricsRegistry::global().counter("hbf_buffer_dropped_events_total", "Events dropped because the disk buffer was full (when_full = drop_newest).", {{"stage", s}, {"type", t}})),
+      failed_events(MetricsRegistry::global().counter("hbf_buffer_failed_events_total", "Events the output failed for good (the peer refused them), removed from the disk buffer.", {{"stage", s}, {"type", t}})),
       replayed_events(MetricsRegistry::global().counter("hbf_buffer_replayed_events_total", "Events handed to the output again after a restart: possible duplicates.", {{"stage", s}, {"type", t}})),
       corrupted_records(MetricsRegistry::global().counter("hbf_buffer_corrupted_records_total", "Damaged disk buffer records skipped.", {{"stage", s}, {"type", t}})),
       syncs(MetricsRegistry::global().counter("hbf_buffer_syncs_total", "fdatasync calls made by the disk buffer.", {{"stage", s}, {"type", t}})),
@@ -123,13 +124,12 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
     int lock_fd = -1, state_fd = -1;
 
     mutable std::mutex mu;
-    std::condition_variable writer_cv, reader_cv, space_cv, written_cv;
+    std::condition_variable writer_cv, reader_cv, space_cv;
     std::deque<Segment> segs;  // oldest first; the last one is being written
     std::vector<BatchPtr> pending;
     uint64_t pending_bytes = 0;
     uint64_t pending_events = 0;
-    uint64_t admitted = 0, written = 0;  // batches, in admission order: a producer waits for its ticket
-    uint64_t error_gen = 0;              // +1 per failed write: wakes producers waiting for theirs
+    bool writer_idle = false;            // the writer waits for work: a producer wakes it
     uint64_t inflight_events = 0;        // events of records handed out and not settled
     uint64_t next_seq = 1;     // the next record the writer writes
     uint64_t read_seq = 1;     // the first record not handed out
@@ -146,9 +146,11 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
     std::atomic<uint64_t> disk_bytes{0}, pend_bytes{0};
     std::atomic<bool> failing{false};
 
-    // Under write_m: the background writer or a producer leading a group commit.
+    // Under write_m: the writer thread, or (sync = none or an interval) a producer writing what
+    // is pending itself.
     std::mutex write_m;
     std::vector<BatchPtr> lead_work;
+    int sync_error = 0;  // an fdatasync that failed since the last group was released
     std::thread writer;
     int wfd = -1;
     uint64_t wsize = 0;
@@ -165,7 +167,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
     std::vector<Read> reads;
     std::vector<Inflight*> due_now;
 
-    RateLimit rl_write, rl_drop, rl_corrupt;
+    RateLimit rl_write, rl_drop, rl_corrupt, rl_failed;
 
     std::string path(uint64_t first) const { return (fs::path(o.dir) / seg_name(first)).string(); }
 
@@ -287,7 +289,8 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         }
         if (o.sync != SyncMode::none) sync_dir();
         if (wfd >= 0) {
-            if (o.sync != SyncMode::none && dirty) sync_fd(wfd);
+            if (o.sync != SyncMode::none && dirty)
+                if (int e = sync_fd(wfd); e && o.sync == SyncMode::batch) sync_error = e;  // reported by release_written()
             ::close(wfd);
         }
         wfd = fd;
@@ -317,7 +320,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
 
     enum class Admit { taken, full, closed };
 
-    Admit admit(BatchPtr& b, uint64_t* ticket = nullptr) {
+    Admit admit(BatchPtr& b) {
         const uint64_t sz = record_bytes(*b);
         const uint64_t ev = b->size();
         {
@@ -329,9 +332,11 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             pending.push_back(std::move(b));
             pending_bytes += sz;
             pending_events += ev;
-            if (ticket) *ticket = ++admitted;
-            else ++admitted;
             pend_bytes.store(pending_bytes, std::memory_order_relaxed);
+            if (writer_idle && o.sync == SyncMode::batch) {
+                writer_idle = false;
+                writer_cv.notify_one();
+            }
         }
         return Admit::taken;
     }
@@ -351,44 +356,35 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         return p >= o.pending_bytes || disk_bytes.load(std::memory_order_relaxed) + p >= o.max_bytes;
     }
 
-    // Returns once the batch with `ticket` is on disk (synced with sync = batch), a write failed,
-    // the buffer closes or `abort` is set. Group commit without a hand-off: the first producer to
-    // find no write in progress writes everything pending, its own batch and the others'; the
-    // others wait for it, and one whose batch came too late for that write leads the next.
-    void wait_written(uint64_t ticket, const std::atomic<bool>* abort) {
-        uint64_t gen;
-        {
-            std::lock_guard lk(mu);
-            gen = error_gen;
-        }
-        auto done_locked = [&] {
-            return written >= ticket || error_gen != gen || closing || (abort && abort->load(std::memory_order_relaxed));
-        };
+    // After a batch was admitted. With sync = "batch" the writer thread writes and syncs it: one
+    // fdatasync covers every batch admitted while the previous one ran (group commit), and the
+    // batches' acks settle after it, on the writer's thread, so the producer (the webhook's I/O
+    // thread) never waits for the disk. With sync = "none" or an interval there is no sync to
+    // wait for: the producer writes what is pending itself (a page-cache write costs less than
+    // waking a thread), unless a write is under way, whose writer then takes this batch too.
+    void after_admit() {
+        if (o.sync == SyncMode::batch) return;
         for (;;) {
             {
-                std::lock_guard lk(mu);
-                if (done_locked()) return;
-            }
-            std::unique_lock wl(write_m, std::try_to_lock);
-            if (wl.owns_lock() && !failing.load()) {  // after a failure the background writer retries, paced
+                std::unique_lock wl(write_m, std::try_to_lock);
+                if (!wl.owns_lock()) return;  // its holder looks at `pending` again after unlocking
+                if (failing.load()) return;   // the writer retries, paced
                 {
                     std::lock_guard lk(mu);
                     lead_work.swap(pending);
                 }
                 if (!lead_work.empty()) write_group(lead_work);
-                continue;
             }
-            if (wl.owns_lock()) wl.unlock();
-            std::unique_lock lk(mu);
-            written_cv.wait_for(lk, std::chrono::milliseconds(5), done_locked);
+            std::lock_guard lk(mu);
+            if (pending.empty() || closing) return;
         }
     }
 
     // ---- writer ----
 
-    // The background writer: retries after a failed write, syncs with sync = <interval>, keeps
-    // the gauges fresh, and writes what is left at close. Producers normally write their own
-    // batches (wait_written): a thread hand-off per batch cost more than the write.
+    // The writer thread: with sync = "batch" it writes and syncs everything pending as one group;
+    // in every mode it retries after a failed write, syncs with sync = <interval>, keeps the
+    // gauges fresh, and writes what is left at close.
     void writer_loop() {
         std::vector<BatchPtr> work;
         auto pause = std::chrono::milliseconds(0);
@@ -398,7 +394,14 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 std::unique_lock lk(mu);
                 auto wait = pause.count() ? std::chrono::duration_cast<std::chrono::nanoseconds>(pause) : std::chrono::nanoseconds(kWriterTick);
                 if (o.sync == SyncMode::interval) wait = std::min(wait, o.sync_interval);
-                writer_cv.wait_for(lk, wait, [&] { return closing; });
+                // With sync = "batch" a producer wakes the writer; otherwise a producer that found
+                // the writer writing left its batch in `pending` for it (after_admit()).
+                const bool eager = o.sync == SyncMode::batch && pause.count() == 0;
+                if (!(pause.count() == 0 && !pending.empty()) && !closing) {
+                    writer_idle = eager;
+                    writer_cv.wait_for(lk, wait, [&] { return closing || (eager && !pending.empty()); });
+                    writer_idle = false;
+                }
                 stop = closing;
             }
             bool gave_up = false;
@@ -436,14 +439,16 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         dirty = false;
     }
 
-    // Writes the batches, one write() per segment touched; returns false (the batches back in
-    // `work`, at its front) when a write fails.
+    // Writes the batches, one write() per segment touched, then (sync = "batch") one fdatasync,
+    // and settles them upstream. Returns false when a write fails: the batches written before it
+    // are settled, the others are back in `pending`, at its front.
     bool write_group(std::vector<BatchPtr>& work) {
         size_t i = 0;
         while (i < work.size()) {
             if (wsize >= segment_bytes) {
                 std::string err;
                 if (!new_segment(err)) {
+                    release_written(work, i);
                     write_failed(err, work, i);
                     return false;
                 }
@@ -465,9 +470,9 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             }
             int err = o.inject_write_error ? o.inject_write_error() : 0;
             if (!err) err = pwrite_all(wfd, staging.data(), staging.size(), wsize);
-            if (!err && o.sync == SyncMode::batch) err = sync_fd(wfd);
             if (err) {
                 if (::ftruncate(wfd, off_t(wsize)) != 0) {}  // a torn record past wsize is overwritten by the next write anyway
+                release_written(work, i);
                 write_failed(fmt::format("cannot write {}: {}", path(segs_back_first()), std::strerror(err)), work, i);
                 // Seal the segment: once the output settles what it holds, it is deleted, which is
                 // how a full disk gets room back (a segment being written is never deleted).
@@ -475,7 +480,7 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 if (wsize > 0) new_segment(ignored);
                 return false;
             }
-            dirty = o.sync != SyncMode::batch;
+            dirty = o.sync != SyncMode::none;
             wsize += staging.size();
             bool recovered = false;
             {
@@ -485,7 +490,6 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 segs.back().end_seq = next_seq;
                 unsettled_events += events;
                 pending_events -= std::min(pending_events, events);
-                written += j - i;
                 pending_bytes -= admitted;
                 pend_bytes.store(pending_bytes, std::memory_order_relaxed);
                 disk_bytes += staging.size();
@@ -502,16 +506,38 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             }
             reader_cv.notify_one();
             space_cv.notify_all();
-            written_cv.notify_all();
             m.written_events.add(events);
-            for (size_t k = i; k < j; ++k) {
-                work[k]->mark(AckStatus::delivered, "");
-                work[k].reset();  // settles the batch upstream: it is on disk
-            }
             i = j;
         }
+        release_written(work, work.size());
         work.clear();
         return true;
+    }
+
+    // Settles work[0, n) upstream: written, and with sync = "batch" synced first. A failed
+    // fdatasync leaves the records in the buffer (the output may still send them) but reports the
+    // batches failed upstream: nothing is acknowledged that a power loss could take back.
+    void release_written(std::vector<BatchPtr>& work, size_t n) {
+        if (n == 0) return;
+        if (o.sync == SyncMode::batch && dirty) {
+            if (int e = sync_fd(wfd)) sync_error = e;
+            dirty = false;
+        }
+        if (sync_error) {
+            std::string why = fmt::format("disk buffer {}: fdatasync failed: {}", o.dir, std::strerror(sync_error));
+            m.write_errors.add();
+            log_limited(rl_write, *log, spdlog::level::err, "{}; the batches it covered are reported failed upstream", why);
+            for (size_t k = 0; k < n; ++k) {
+                work[k]->mark(AckStatus::failed, why);
+                work[k].reset();
+            }
+            sync_error = 0;
+            return;
+        }
+        for (size_t k = 0; k < n; ++k) {
+            work[k]->mark(AckStatus::delivered, "");
+            work[k].reset();  // settles the batch upstream: it is on disk
+        }
     }
 
     uint64_t segs_back_first() {
@@ -525,8 +551,6 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         if (o.on_error) o.on_error(why);
         std::lock_guard lk(mu);
         error = why;
-        ++error_gen;
-        written_cv.notify_all();
         failing.store(true);
         // Back at the front of the queue, in order; they stay counted in pending_bytes.
         std::vector<BatchPtr> rest;
@@ -574,7 +598,22 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
 
     // ---- settling ----
 
-    void settle(uint64_t seq, AckStatus s) {
+    // The output's outcome for a record: a failure the output marked final (the peer refused the
+    // events) removes it like a delivery, counted and logged; any other failure is retried.
+    void settle(uint64_t seq, AckStatus s, bool final = false, const std::string& why = {}) {
+        if (s == AckStatus::failed && final) {
+            uint32_t events = 0;
+            {
+                std::lock_guard lk(mu);
+                auto it = std::lower_bound(inflight.begin(), inflight.end(), seq, [](const Inflight& f, uint64_t v) { return f.seq < v; });
+                if (closed || it == inflight.end() || it->seq != seq || it->state == Inflight::settled) return;
+                events = it->events;
+            }
+            m.failed_events.add(events);
+            log_limited(rl_failed, *log, spdlog::level::err, "disk buffer {}: {} events the output failed for good removed from the buffer: {}",
+                        o.dir, events, why.empty() ? std::string("no reason given") : why);
+            s = AckStatus::dropped;  // settled: removed like a delivered record
+        }
         std::lock_guard lk(mu);
         if (closed) return;
         auto it = std::lower_bound(inflight.begin(), inflight.end(), seq, [](const Inflight& f, uint64_t v) { return f.seq < v; });
@@ -756,7 +795,8 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         for (size_t i = 0; i < k; ++i) {
             events += out[i]->size();
             uint64_t seq = reads[i].seq;
-            out[i]->acks.push_back(make_ack([self = shared_from_this(), seq](AckStatus s, const std::string&) { self->settle(seq, s); }));
+            out[i]->acks.push_back(
+                make_outcome_ack([self = shared_from_this(), seq](const AckOutcome& r) { self->settle(seq, r.status, r.final, r.reason); }));
         }
         m.read_events.add(events);
         if (replayed) m.replayed_events.add(replayed);
@@ -791,7 +831,6 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         writer_cv.notify_all();
         reader_cv.notify_all();
         space_cv.notify_all();
-        written_cv.notify_all();
         if (writer.joinable()) writer.join();
         std::lock_guard lk(mu);
         persist_locked();
@@ -827,10 +866,9 @@ DiskBuffer::~DiskBuffer() { close(); }
 
 bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
     if (!b || b->empty()) return true;
-    uint64_t ticket = 0;
     for (;;) {
-        switch (impl_->admit(b, &ticket)) {
-            case Impl::Admit::taken: impl_->wait_written(ticket, &abort); return true;
+        switch (impl_->admit(b)) {
+            case Impl::Admit::taken: impl_->after_admit(); return true;
             case Impl::Admit::closed: return false;
             case Impl::Admit::full: break;
         }
@@ -846,9 +884,8 @@ bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
 
 bool DiskBuffer::try_push(BatchPtr& b) {
     if (!b || b->empty()) return true;
-    uint64_t ticket = 0;
-    switch (impl_->admit(b, &ticket)) {
-        case Impl::Admit::taken: impl_->wait_written(ticket, nullptr); return true;
+    switch (impl_->admit(b)) {
+        case Impl::Admit::taken: impl_->after_admit(); return true;
         case Impl::Admit::closed: return false;
         case Impl::Admit::full: break;
     }

@@ -5,12 +5,17 @@
 // settled position), and segments `<first seq, 20 digits>.seg`, each an append-only run of
 // records (record.h), one per batch.
 //
-// Threads: producers (any number) call push()/try_push(). One writer thread takes everything
-// pushed so far and group-commits it: one write() per segment touched and, with sync = batch,
-// one fdatasync, then releases the batches, which settles their acks upstream. One consumer
+// Threads: producers (any number) call push()/try_push(), which take the batch into memory and
+// return without waiting for the disk. With sync = batch one writer thread takes everything
+// pushed so far and group-commits it: one write() per segment touched and one fdatasync, then
+// releases the batches, which settles their acks upstream (the webhook answers then); what is
+// pushed during a sync waits for the next one. With sync = none or an interval a producer writes
+// what is pending itself (no sync to wait for). One consumer
 // calls pop(): batches read back from disk into pooled, padded Batch buffers, each carrying an
 // ack hold whose release settles its record. A record settled `failed` is handed out again after
-// a pause (a peer that timed out is not "failed for good"); any other outcome removes it. The
+// a pause (a peer that timed out is not "failed for good"), unless the output marked the failure
+// final (ack.h: the peer refused the events), which removes it, counted and logged, like any
+// other outcome. The
 // settled position (the first record not settled) is kept in `state`; a segment whose records
 // are all settled is deleted.
 //
@@ -64,6 +69,7 @@ struct BufferMetrics {
     Counter& written_events;
     Counter& read_events;
     Counter& dropped_events;    // when_full = drop_newest
+    Counter& failed_events;     // failed for good by the output, removed
     Counter& replayed_events;   // handed out before a restart, handed out again after it
     Counter& corrupted_records;
     Counter& syncs;             // fdatasync calls
@@ -80,12 +86,12 @@ public:
     DiskBuffer(const DiskBuffer&) = delete;
     DiskBuffer& operator=(const DiskBuffer&) = delete;
 
-    // Producers. Both return once the batch is written (and, with sync = batch, synced), so a
-    // caller that answers its client afterwards answers for events on disk; they return early
-    // (the batch taken, still waiting in memory) when a write fails meanwhile. push() blocks
-    // while the buffer is full (when_full = block) and returns false, keeping the batch, only if
-    // `abort` becomes true. try_push() returns false at once when full. With when_full =
-    // drop_newest both take the batch and, when full, drop it (counted, its acks settle `dropped`).
+    // Producers. Both take the batch and return without waiting for the disk: its acks settle
+    // once it is written (and, with sync = batch, synced), or `failed` if it cannot be written by
+    // close(). push() blocks while the buffer is full (when_full = block) and returns false,
+    // keeping the batch, only if `abort` becomes true. try_push() returns false at once when
+    // full. With when_full = drop_newest both take the batch and, when full, drop it (counted, its
+    // acks settle `dropped`).
     bool push(BatchPtr& b, const std::atomic<bool>& abort);
     bool try_push(BatchPtr& b);
     bool full() const;

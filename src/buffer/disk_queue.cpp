@@ -1,11 +1,17 @@
 #include "buffer/disk_queue.h"
 
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fmt/format.h>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <set>
+#include <sys/file.h>
 #include <thread>
+#include <unistd.h>
 
 namespace hbf::buffer {
 
@@ -14,6 +20,38 @@ namespace {
 // its new version beside the old one, which still holds the directory.
 std::mutex g_open_m;
 std::set<std::string> g_open;
+std::map<std::string, int> g_data_dir_locks;  // data_dir -> its flock'ed `lock`, held until exit
+
+// One process per data_dir: the first disk buffer this process opens takes <data_dir>/lock (an
+// flock, released by the kernel when the process ends, kill -9 included) and writes its pid there,
+// so the second process can name the first. Each buffer directory has its own lock as well.
+void lock_data_dir(const std::string& data_dir) {
+    namespace fs = std::filesystem;
+    std::lock_guard lk(g_open_m);
+    if (g_data_dir_locks.count(data_dir)) return;
+    std::error_code ec;
+    fs::create_directories(data_dir, ec);
+    const std::string lp = (fs::path(data_dir) / "lock").string();
+    int fd = ec ? -1 : ::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;  // an unusable data_dir: the buffer's own open() fails next, naming its directory
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = {};
+        ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+        ::close(fd);
+        std::string who = "another process";
+        if (n > 0) {
+            std::string p(pid, size_t(n));
+            p.erase(p.find_last_not_of(" \n") + 1);
+            if (!p.empty() && p.find_first_not_of("0123456789") == std::string::npos) who = "another hbforward process (pid " + p + ")";
+        }
+        throw std::runtime_error(fmt::format("data_dir {} is in use by {}: {} is locked; two hbforward processes cannot share a data_dir "
+                                             "(give each its own [service] data_dir)",
+                                             data_dir, who, lp));
+    }
+    std::string mine = fmt::format("{}\n", ::getpid());
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, mine.data(), mine.size(), 0) < 0) {}  // the pid is a courtesy
+    g_data_dir_locks[data_dir] = fd;
+}
 }  // namespace
 
 DiskQueue::DiskQueue(DiskBufferOptions opts, StageContext& ctx, const std::atomic<bool>& stopping)
@@ -27,6 +65,7 @@ DiskQueue::DiskQueue(DiskBufferOptions opts, StageContext& ctx, const std::atomi
 DiskQueue::~DiskQueue() { close(); }
 
 void DiskQueue::open() {
+    lock_data_dir(std::filesystem::path(opts_.dir).parent_path().parent_path().string());
     {
         std::lock_guard lk(g_open_m);
         if (!g_open.insert(opts_.dir).second)
@@ -101,8 +140,10 @@ bool DiskQueue::full() const {
 std::string DiskQueue::describe_json() const {
     DiskBuffer* buf = open_.load();
     if (!buf) return "";
-    return fmt::format("\"buffer\":{{\"type\":\"disk\",\"dir\":{},\"events\":{},\"bytes\":{},\"max_bytes\":{},\"error\":{}}}",
-                       json_quote(opts_.dir), buf->events(), buf->bytes(), buf->max_bytes(), json_quote(buf->error()));
+    const double oldest = double(BufferMetrics(ctx_.name(), ctx_.type()).oldest_age_ms.get()) / 1000;
+    return fmt::format("\"buffer\":{{\"type\":\"disk\",\"dir\":{},\"events\":{},\"bytes\":{},\"max_bytes\":{},\"oldest_age_seconds\":{:.3f},"
+                       "\"error\":{}}}",
+                       json_quote(opts_.dir), buf->events(), buf->bytes(), buf->max_bytes(), oldest, json_quote(buf->error()));
 }
 
 void warn_unused_buffers(const PipelineConfig& cfg) {

@@ -3,8 +3,8 @@
 //
 // The runtime sees only BatchQueue: it open()s the queue before the output starts, pops from it
 // on the output's thread and close()s it after the output flushed. A disk queue differs where it
-// matters: push() returns once the batch is on disk (so upstream acknowledgements mean "on
-// disk"); a batch popped from it settles its record only when the output releases it; and once
+// matters: a pushed batch's acks settle once it is on disk (so upstream acknowledgements mean "on
+// disk"), after push() returned; a batch popped from it settles its record only when the output releases it; and once
 // the runtime is stopping and its upstream stages finished, it hands out nothing more: what the
 // output has not settled stays on disk for the next start instead of waiting for a peer.
 #pragma once

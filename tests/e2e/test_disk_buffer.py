@@ -262,7 +262,19 @@ def test_a_full_disk_is_backpressure_and_an_error_on_health_then_recovers(hbf, b
         kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "full"'
         h = hbf(config(port, data, kafka, '{ type = "disk", max_size = "64MiB", sync = "none" }', api))
         listening(port)
-        loads = run_load(port, 3.0, clients=2, per=50)
+        loads = []
+        for i in range(10):  # until the disk is full: a loaded machine sends less per second
+            round_ = [Load(port, 2 * i + c, per=50) for c in range(2)]  # distinct numbers each round
+            for l in round_:
+                l.start()
+            time.sleep(1.5)
+            for l in round_:
+                l.stop.set()
+            for l in round_:
+                l.join(10)
+            loads += round_
+            if any(l.statuses.get(503) for l in loads):
+                break
         statuses = {k: sum(l.statuses.get(k, 0) for l in loads) for k in (200, 503)}
         acked = {s for l in loads for s in l.acked}
 

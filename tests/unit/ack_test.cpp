@@ -82,3 +82,66 @@ TEST_CASE("a reopened hold must be settled again by the next stage") {
     }  // the next stage let it go without a word
     CHECK(seen.status == AckStatus::failed);
 }
+
+TEST_CASE("a failure is final only when every failed hold marked it final") {
+    struct Outcome {
+        int calls = 0;
+        AckStatus status = AckStatus::delivered;
+        bool final = false;
+    };
+    auto run = [](bool first_final, bool second_final) {
+        Outcome o;
+        {
+            AckRef root = make_outcome_ack([&](const AckOutcome& r) { ++o.calls, o.status = r.status, o.final = r.final; });
+            BatchPtr a = test::batch({"{}"});
+            a->acks.push_back(root.clone());
+            BatchPtr b = a->clone();
+            if (first_final) a->mark_failed_for_good("HTTP 400");
+            else a->mark(AckStatus::failed, "timed out");
+            if (second_final) b->mark_failed_for_good("HTTP 413");
+            else b->mark(AckStatus::delivered);
+        }
+        return o;
+    };
+    Outcome both = run(true, true);
+    CHECK(both.calls == 1);
+    CHECK(both.status == AckStatus::failed);
+    CHECK(both.final);
+    CHECK(run(true, false).final);            // the other copy was delivered
+    CHECK_FALSE(run(false, true).final);      // a retryable failure beside a final one: retry
+    CHECK_FALSE(run(false, false).final);
+    Outcome unsettled;
+    {
+        AckRef root = make_outcome_ack([&](const AckOutcome& r) { ++unsettled.calls, unsettled.status = r.status, unsettled.final = r.final; });
+        BatchPtr a = test::batch({"{}"});
+        a->acks.push_back(root.clone());
+        BatchPtr b = a->clone();
+        a->mark_failed_for_good("HTTP 400");
+    }  // b let go of without a mark: retryable
+    CHECK(unsettled.status == AckStatus::failed);
+    CHECK_FALSE(unsettled.final);
+}
+
+TEST_CASE("an accepted-level hold settles when a queue takes the batch; a delivered-level one travels on") {
+    Seen accepted, delivered;
+    BatchQueue q(100, 1 << 20);
+    {
+        AckRef a = make_ack(accepted.cb(), AckLevel::accepted);
+        AckRef d = make_ack(delivered.cb());
+        BatchPtr b = test::batch({"{}", "{}"});
+        b->acks.push_back(a.clone());
+        b->acks.push_back(d.clone());
+        std::atomic<bool> no_abort{false};
+        REQUIRE(q.push(b, no_abort));
+    }
+    CHECK(accepted.calls == 1);
+    CHECK(accepted.status == AckStatus::delivered);
+    CHECK(delivered.calls == 0);
+    BatchPtr out[1];
+    REQUIRE(q.pop(out, 1, std::chrono::milliseconds(10)) == 1);
+    CHECK(out[0]->acks.size() == 1);
+    out[0]->mark(AckStatus::delivered);
+    out[0].reset();
+    CHECK(delivered.calls == 1);
+    CHECK(delivered.status == AckStatus::delivered);
+}

@@ -458,3 +458,51 @@ TEST_CASE("sync parses batch, none and a duration") {
     CHECK_FALSE(parse_sync("always", m, iv));
     CHECK_FALSE(parse_sync("0s", m, iv));
 }
+
+TEST_CASE("a record the output fails for good is removed and counted, not handed out again") {
+    TempDir d;
+    auto buf = open_buffer(opts(d.path), "db-final");
+    BatchPtr b = numbered(1, 3);
+    REQUIRE(buf->push(b, kNoAbort));
+    auto got = pop_n(*buf, 1);
+    REQUIRE(got.size() == 1);
+    got[0]->mark_failed_for_good("POST http://x answered 400");
+    got.clear();
+    CHECK(buf->events() == 0);
+    CHECK(metric("hbf_buffer_failed_events_total", "db-final") == 3);
+    BatchPtr none[1];
+    CHECK(buf->pop(none, 1, 100ms) == 0);  // retry_after is 20 ms: a retry would have come
+    CHECK(segments(d.path).size() <= 1);
+}
+
+TEST_CASE("with sync = batch push returns before the write; the acks settle after the sync covering the batch") {
+    TempDir d;
+    auto o = opts(d.path);
+    std::mutex gate;
+    std::unique_lock held(gate);  // the writer waits here, before its write
+    std::atomic<int> writes{0};
+    o.inject_write_error = [&] {
+        std::lock_guard lk(gate);
+        ++writes;
+        return 0;
+    };
+    auto buf = open_buffer(o, "db-group");
+    std::atomic<int> settled{0};
+    std::vector<AckRef> roots;
+    for (int i = 0; i < 5; ++i) {
+        BatchPtr b = numbered(i * 10, 2);
+        AckRef root = make_ack([&](AckStatus s, const std::string&) { if (s == AckStatus::delivered) ++settled; });
+        b->acks.push_back(root.clone());
+        root.reset();
+        REQUIRE(buf->push(b, kNoAbort));  // does not wait for the blocked writer
+    }
+    std::this_thread::sleep_for(50ms);
+    CHECK(settled == 0);  // nothing acknowledged before it is on disk
+    const uint64_t syncs_before = metric("hbf_buffer_syncs_total", "db-group");
+    held.unlock();
+    REQUIRE(wait_for([&] { return settled == 5; }));
+    // The first batch woke the writer; the four pushed while it waited went in one more group.
+    CHECK(writes <= 2);
+    CHECK(metric("hbf_buffer_syncs_total", "db-group") - syncs_before <= 2);
+    CHECK(pop_n(*buf, 5).size() == 5);
+}

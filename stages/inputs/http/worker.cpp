@@ -2,13 +2,19 @@
 
 #include "connection.h"
 
+#include <atomic>
+#include <thread>
+
 namespace hbf::http {
 
 namespace {
 
 constexpr auto kSweepEvery = std::chrono::milliseconds(200);
 
-// The requests of one batch handed over with ack = "delivered": answered when it settles.
+// The requests of one batch handed over: answered when its ack settles. With ack = "accepted"
+// that is once every copy is queued (memory) or written to a disk buffer, which a disk buffer's
+// writer reports from its own thread after the fdatasync covering the batch; with "delivered",
+// once every output settled it.
 // It holds its worker weakly: the settling may come after the I/O threads stopped (an output
 // draining at shutdown), and a handler posted then stays in the worker's io_context until the
 // worker is destroyed; a strong reference there kept the worker, its connections and its
@@ -17,6 +23,10 @@ struct AckGroup {
     std::weak_ptr<Worker> worker;
     std::vector<Waiter> waiters;
     bool abandoned = false;  // the batch was never queued; its release must not answer 200
+    // Set while flush() runs on the worker's thread: an ack settled there (a memory queue took
+    // the batch) is answered by flush() directly, without a post.
+    std::atomic<std::thread::id> flushing_on{};
+    int settled_in_flush = -1;
 };
 
 // Keeps each connection alive while `fn` runs on it: fn may close it, which edits the list.
@@ -87,34 +97,39 @@ void Worker::flush() {
         return;
     }
     const size_t n = b->size();
-    std::shared_ptr<AckGroup> group;
-    AckRef ref;
-    if (srv.opts.ack_delivered) {
-        group = std::make_shared<AckGroup>();
-        group->worker = shared_from_this();
-        group->waiters = flushing;
-        ref = make_ack([group](AckStatus s, const std::string&) {
+    auto group = std::make_shared<AckGroup>();
+    group->worker = shared_from_this();
+    group->waiters = flushing;
+    group->flushing_on.store(std::this_thread::get_id());
+    AckRef ref = make_ack(
+        [group](AckStatus s, const std::string&) {
+            if (group->flushing_on.load() == std::this_thread::get_id()) {
+                group->settled_in_flush = int(s);
+                return;
+            }
             std::shared_ptr<Worker> w = group->worker.lock();
             if (!w) return;  // the input is gone: nobody is waiting any more
             asio::post(w->io, [group, s] {
                 if (group->abandoned) return;
                 for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, s == AckStatus::failed ? 503 : 200, wt.events);
             });
-        });
-        b->acks.push_back(ref.clone());
-    }
+        },
+        srv.opts.ack_delivered ? AckLevel::delivered : AckLevel::accepted);
+    b->acks.push_back(ref.clone());
     const bool queued = srv.emitter->try_emit(b);
     if (queued) {
         srv.ctx->metrics().events_in.add(n);
     } else {
-        if (group) group->abandoned = true;
+        group->abandoned = true;
         b.reset();
     }
     ref.reset();
+    group->flushing_on.store(std::thread::id{});
     if (!queued) {
         for (auto& wt : flushing) wt.conn->finish_waiting(wt.id, 503, 0);
-    } else if (!srv.opts.ack_delivered) {
-        for (auto& wt : flushing) wt.conn->finish_waiting(wt.id, 200, wt.events);
+    } else if (group->settled_in_flush >= 0) {
+        const int code = AckStatus(group->settled_in_flush) == AckStatus::failed ? 503 : 200;
+        for (auto& wt : flushing) wt.conn->finish_waiting(wt.id, code, wt.events);
     }
     flushing.clear();
 }

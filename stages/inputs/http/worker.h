@@ -3,8 +3,10 @@
 //
 // Every request that parsed and validated in a round appends its events to the round's batch and
 // waits; one flush() posted behind them hands the batch downstream with one try_emit and answers
-// them all: 200 once queued (ack = "accepted") or once every output settled it (ack =
-// "delivered", through one AckState for the whole group), 503 when the queue was full.
+// them all, through one AckState for the whole group: 200 once queued or written to a disk buffer
+// (ack = "accepted"; a disk buffer's writer settles it after its fdatasync, so the I/O thread
+// never waits for the disk) or once every output settled it (ack = "delivered"), 503 when the
+// queue was full or an output failed.
 #pragma once
 
 #include <memory>

@@ -308,7 +308,7 @@ void Sender::done(Request* r, CURLcode rc) {
     m_.failed_rejected->add(r->items.size());
     std::string why = fmt::format("POST {} answered {}: {}", o_.url, code, excerpt(r->reply));
     log_limited(fail_rl_, ctx_->log(), spdlog::level::err, "{} events failed for good: {}", r->items.size(), why);
-    settle_all(r, AckStatus::failed, why);
+    settle_all(r, AckStatus::failed, why, true);
 }
 
 void Sender::retry_or_fail(Request* r, int64_t retry_after_s, const std::string& why) {
@@ -335,12 +335,13 @@ void Sender::retry_or_fail(Request* r, int64_t retry_after_s, const std::string&
     waiting_.push_back(r);
 }
 
-void Sender::settle(Held* h, uint32_t n, AckStatus s, std::string_view why) { settle(h, n, s, why, true); }
+void Sender::settle(Held* h, uint32_t n, AckStatus s, std::string_view why, bool final) { settle_impl(h, n, s, why, true, final); }
 
-void Sender::settle(Held* h, uint32_t n, AckStatus s, std::string_view why, bool events) {
+void Sender::settle_impl(Held* h, uint32_t n, AckStatus s, std::string_view why, bool events, bool final) {
     if (n == 0) return;
     {
         std::lock_guard lk(h->m);
+        if (events && s == AckStatus::failed && !final) h->retryable = true;
         if (!events) {
         } else if (s == AckStatus::delivered) {
             h->delivered += n;
@@ -352,17 +353,18 @@ void Sender::settle(Held* h, uint32_t n, AckStatus s, std::string_view why, bool
     if (events && s == AckStatus::delivered) m_.delivered->add(n);
     if (h->pending.fetch_sub(n, std::memory_order_acq_rel) != n) return;
     // The last event of the batch: its acks settle now, with an explicit status either way.
-    h->batch->mark(h->worst, h->reason);
+    if (h->worst == AckStatus::failed && !h->retryable) h->batch->mark_failed_for_good(h->reason);
+    else h->batch->mark(h->worst, h->reason);
     ctx_->metrics().events_out.add(h->delivered);
     delete h;
 }
 
-void Sender::settle_all(Request* r, AckStatus s, std::string_view why) {
+void Sender::settle_all(Request* r, AckStatus s, std::string_view why, bool final) {
     auto& items = r->items;
     for (size_t i = 0; i < items.size();) {
         size_t j = i + 1;
         while (j < items.size() && items[j].held == items[i].held) ++j;
-        settle(items[i].held, uint32_t(j - i), s, why);
+        settle(items[i].held, uint32_t(j - i), s, why, final);
         i = j;
     }
     finish(r);
@@ -377,7 +379,7 @@ void Sender::settle_bulk(Request* r, const BulkReply& br) {
             case ItemResult::ok: settle(it.held, 1, AckStatus::delivered, {}); break;
             case ItemResult::failed:
                 ++failed;
-                settle(it.held, 1, AckStatus::failed, why);
+                settle(it.held, 1, AckStatus::failed, why, true);  // the document itself was refused
                 break;
             case ItemResult::retry: r->items[kept++] = it; break;
         }

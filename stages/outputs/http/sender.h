@@ -34,6 +34,7 @@ struct Held {
     std::atomic<uint32_t> pending{0};  // events not yet settled, + 1 while write() still adds them
     std::mutex m;                      // guards the outcome: both threads may settle events
     AckStatus worst = AckStatus::delivered;
+    bool retryable = false;  // a failure that was not final (a timeout, a 5xx given up on, a shutdown)
     std::string reason;
     uint32_t delivered = 0;
 };
@@ -112,18 +113,19 @@ public:
     // Fails every request not yet settled (shutdown); returns how many events that was.
     uint64_t abort_all(const std::string& why);
 
-    // Records the outcome of `n` events of `h`; the last one releases the batch.
-    void settle(Held* h, uint32_t n, AckStatus s, std::string_view why);
+    // Records the outcome of `n` events of `h`; the last one releases the batch. `final`: the
+    // server refused them for good (a 4xx), a disk buffer in front removes them instead of retrying.
+    void settle(Held* h, uint32_t n, AckStatus s, std::string_view why, bool final = false);
     // Drops write()'s own hold on `h` (counted in pending besides its events).
-    void release_hold(Held* h) { settle(h, 1, AckStatus::delivered, {}, false); }
+    void release_hold(Held* h) { settle_impl(h, 1, AckStatus::delivered, {}, false, false); }
 
 private:
-    void settle(Held* h, uint32_t n, AckStatus s, std::string_view why, bool events);
+    void settle_impl(Held* h, uint32_t n, AckStatus s, std::string_view why, bool events, bool final);
     void loop();
     void launch(Request* r);
     void done(Request* r, CURLcode rc);
     void retry_or_fail(Request* r, int64_t retry_after_s, const std::string& why);
-    void settle_all(Request* r, AckStatus s, std::string_view why);
+    void settle_all(Request* r, AckStatus s, std::string_view why, bool final = false);
     void finish(Request* r);
     void rebuild(Request* r);
     void settle_bulk(Request* r, const BulkReply& br);

@@ -37,8 +37,10 @@ struct InFlight {
     uint32_t pending = 0;
     uint32_t delivered = 0;
     AckStatus worst = AckStatus::delivered;
+    bool retryable = false;  // a failure not marked final (a timeout, a shutdown)
     std::string reason;
-    void note(AckStatus s, std::string_view why) {
+    void note(AckStatus s, std::string_view why, bool final = false) {
+        if (s == AckStatus::failed && !final) retryable = true;
         if (int(s) > int(worst)) {
             worst = s;
             reason.assign(why);
@@ -273,7 +275,7 @@ public:
                     msgs[keep] = m;
                     msgs[keep++].err = RD_KAFKA_RESP_ERR_NO_ERROR;
                 } else {
-                    fail(*f, fmt::format("produce to {} failed: {}", g.topic, rd_kafka_err2str(m.err)));
+                    fail(*f, fmt::format("produce to {} failed: {}", g.topic, rd_kafka_err2str(m.err)), 1, refused_for_good(m.err));
                 }
             }
             f->pending += uint32_t(ok);
@@ -372,7 +374,7 @@ public:
             const char* why = rd_kafka_err2str(m->err);
             log_limited(fail_rl_, *log_, spdlog::level::err, "delivery to topic {} failed: {}",
                         m->rkt ? rd_kafka_topic_name(m->rkt) : "?", why);
-            f->note(AckStatus::failed, why);
+            f->note(AckStatus::failed, why, refused_for_good(m->err));
         }
         inflight_events_->add(-1);
         inflight_bytes_->add(-int64_t(m->len));
@@ -527,7 +529,7 @@ private:
                 if (gen != producer_gen_) rkt = topic_.is_static() ? rkt_ : topic_handle(topic);  // the old handle is gone
                 continue;
             }
-            fail(*f, fmt::format("produce to {} failed: {}", rd_kafka_topic_name(rkt), rd_kafka_err2str(err)));
+            fail(*f, fmt::format("produce to {} failed: {}", rd_kafka_topic_name(rkt), rd_kafka_err2str(err)), 1, refused_for_good(err));
             return false;
         }
     }
@@ -537,19 +539,33 @@ private:
         log_limited(drop_rl_, *log_, spdlog::level::warn, "event dropped: {}", why);
         f.note(AckStatus::dropped, why);
     }
-    void fail(InFlight& f, const std::string& why, uint64_t events = 1) {
+    void fail(InFlight& f, const std::string& why, uint64_t events = 1, bool final = false) {
         failed_->add(events);
         log_limited(fail_rl_, *log_, spdlog::level::err, "{}", why);
-        f.note(AckStatus::failed, why);
+        f.note(AckStatus::failed, why, final);
+    }
+
+    // Errors about the message itself: producing it again would fail again.
+    static bool refused_for_good(rd_kafka_resp_err_t e) {
+        switch (e) {
+            case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+            case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+            case RD_KAFKA_RESP_ERR_INVALID_MSG:
+            case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+            case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE: return true;
+            default: return false;
+        }
     }
 
     void release(InFlight* f) {
         if (--f->pending > 0) return;
-        f->batch->mark(f->worst, f->reason);
+        if (f->worst == AckStatus::failed && !f->retryable) f->batch->mark_failed_for_good(f->reason);
+        else f->batch->mark(f->worst, f->reason);
         ctx_->metrics().events_out.add(f->delivered);
         f->batch.reset();  // settles its acks
         f->delivered = 0;
         f->worst = AckStatus::delivered;
+        f->retryable = false;
         f->reason.clear();
         free_.push_back(f);
     }
