@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 N=1000000
-HBF=$PWD/build/hbforward
+HBF=${HBF:-$PWD/build/hbforward}  # HBF=/path/to/hbforward measures another binary
 W=$(mktemp -d /tmp/hbf-bench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 DATA=${HBF_BENCH_DATA:-/tmp/hbf-bench-healthbot-1m.ndjson}

@@ -17,7 +17,8 @@ THREADS=${THREADS:-1}
 ACK=${ACK:-accepted}
 LUA=bench/http/post.lua
 HZ=$(getconf CLK_TCK)
-ninja -C "$BUILD" -j2 hbforward bench/http_bare_responder >/dev/null
+# A directory that is not a build tree (a saved "before" binary and bench/http_bare_responder) is used as it is.
+if [ -f "$BUILD/build.ninja" ]; then ninja -C "$BUILD" -j2 hbforward bench/http_bare_responder >/dev/null; fi
 TMP=$(mktemp -d)
 PIDS=""
 trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 RUNS=${1:-3}
 COMPRESSION=${COMPRESSION:-lz4}
 EVENTS=${2:-1000000}
-HBF=$PWD/build/hbforward
+HBF=${HBF:-$PWD/build/hbforward}  # HBF=/path/to/hbforward measures another binary
 WORK=$PWD/build/bench-kafka
 DATA=$WORK/notifications-$EVENTS.ndjson
 mkdir -p "$WORK"
