@@ -39,6 +39,7 @@ struct FileOutOptions {
     std::string mode = "0644";
     bool create_dirs = false;
     const toml::table* rotate = nullptr;
+    std::vector<Resource> resources(const StagePlace&) const { return {{Resource::Kind::file, path}}; }
 };
 
 struct RotateOptions {
