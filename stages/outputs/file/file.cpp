@@ -71,7 +71,7 @@ file::RotatePolicy rotate_policy(const toml::table& t, const StageConfig& c) {
     std::string what = c.name() + ".rotate";
     std::vector<Diagnostic> diags;
     check_table(t, kRotateSchema.specs(), what, loc.file, loc, {}, diags);
-    StageConfig sub(what, "rotate", &t, &kRotateSchema.specs(), loc.file, loc);
+    StageConfig sub(what, "rotate", &t, loc.file, loc);
     RotateOptions r = kRotateSchema.parse(sub);
     for (const auto& d : sub.problems()) diags.push_back(d);
     for (const auto& d : diags) c.problem_at(d.where, d.message);
