@@ -57,6 +57,7 @@ BatchPtr Batch::clone() const {
     c->acks.reserve(acks.size());
     for (const auto& a : acks) c->acks.push_back(a.clone());
     c->received_ns = received_ns;
+    c->compact_json = compact_json;
     return c;
 }
 
@@ -93,6 +94,7 @@ void Batch::clear() {
     events.clear();
     buf.clear();
     received_ns = 0;
+    compact_json = false;
     pending_off_ = 0;
 }
 

@@ -85,6 +85,10 @@ public:
     std::vector<EventRef> events;
     std::vector<AckRef> acks;
     int64_t received_ns = 0;  // wall clock when the input took it (enrich's received_at)
+    // Every event is a JSON object already validated completely and written compact (the http
+    // input sets it): the json filter passes such a batch on without parsing it again. A stage
+    // that rewrites events into a new batch leaves it false; clear() resets it.
+    bool compact_json = false;
 
 private:
     size_t pending_off_ = 0;

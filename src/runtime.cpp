@@ -167,7 +167,10 @@ std::string Runtime::apply(std::shared_ptr<const PipelineConfig> cfg, std::vecto
     wire(a);
     for (const auto& name : a.plan.removed) retire(*a.running.at(name));
     for (const auto& name : a.plan.changed)
-        if (auto it = a.running.find(name); it != a.running.end() && !a.retired.count(it->second)) retire(*it->second);
+        if (auto it = a.running.find(name); it != a.running.end() && !a.retired.count(it->second)) {
+            hand_over(a, *it->second);
+            retire(*it->second);
+        }
     start_deferred(a);
     start_threads(a, true);
     if (!a.deferred_failure.empty()) throw std::runtime_error(a.deferred_failure);
@@ -304,6 +307,40 @@ void Runtime::retire(Node& n) {
         n.ctx->request_stop();
         if (n.object_started) n.built.input->stop();
     }
+}
+
+// An output changed from a memory buffer to a disk buffer hands what is queued for it to the
+// new version's disk buffer at once (the reload's thread moves the batches; the disk buffer takes
+// them without waiting for the disk), instead of leaving them to the old version, which may be
+// stuck on an unreachable peer until the shutdown timeout fails them: the disk is where the user
+// asked for those events to wait. What the old output has in hand it still flushes, and what does
+// not fit in the disk buffer stays with it. (A new version that waits for the old one to stop,
+// because both hold the same path, cannot take them: the old one drains as any changed output.)
+void Runtime::hand_over(Apply& a, Node& old) {
+    if (old.decl->kind != StageKind::output || old.decl->buffer.disk || !old.queue) return;
+    Node& next = *a.next.at(old.decl->name);
+    if (!next.decl->buffer.disk || !next.object_started || !next.queue) return;
+    BatchPtr in[kPopMax];
+    size_t moved = 0;
+    const std::atomic<bool> no_abort{false};
+    while (!next.queue->full()) {
+        size_t got = old.queue->pop(in, kPopMax, std::chrono::microseconds(0));
+        if (got == 0) break;
+        for (size_t i = 0; i < got; ++i) {
+            size_t events = in[i]->size();
+            // Not full, so it is taken without waiting (or, with when_full = drop_newest, dropped
+            // and counted as it would be when pushed there by an input).
+            if (next.queue->push(in[i], no_abort)) {
+                moved += events;
+                continue;
+            }
+            std::string why = fmt::format("reload: the new version of output '{}' refused the hand-over", old.decl->name);
+            fail_events(old, events, "reload", fmt::format("{} events: {}", events, why));
+            in[i]->mark(AckStatus::failed, why);
+            in[i].reset();
+        }
+    }
+    if (moved) old.ctx->log().info("reload: handed {} queued events to the new version's disk buffer", moved);
 }
 
 // Stages that had to wait for an old one: started now that it finished (or its time ran out). The
@@ -560,6 +597,7 @@ void Runtime::run_output(Node& n) {
     close_output(n);
     finish_node(n);
 }
+
 
 void Runtime::close_output(Node& n) {
     if (!n.object_started) return;  // it never started (a reload could not start it)

@@ -92,6 +92,7 @@ private:
     [[noreturn]] void roll_back(Apply& a, Node& failed, const std::string& why);
     void wire(Apply& a);
     void retire(Node& n);
+    void hand_over(Apply& a, Node& old);          // a memory output changed to a disk buffer
     void start_deferred(Apply& a);
     void start_threads(Apply& a, bool inputs);
 

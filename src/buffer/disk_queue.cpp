@@ -69,8 +69,8 @@ void DiskQueue::open() {
     {
         std::lock_guard lk(g_open_m);
         if (!g_open.insert(opts_.dir).second)
-            throw std::runtime_error(fmt::format("disk buffer {} is held by the running version of this output; a reload cannot change a "
-                                                 "disk-buffered output yet: restart hbforward to apply the change",
+            throw std::runtime_error(fmt::format("disk buffer {} is still held by the running version of this output (a memory-buffered "
+                                                 "version sending what was left in it); reload again once it is sent, or restart hbforward",
                                                  opts_.dir));
     }
     try {
@@ -146,6 +146,105 @@ std::string DiskQueue::describe_json() const {
                        json_quote(opts_.dir), buf->events(), buf->bytes(), buf->max_bytes(), oldest, json_quote(buf->error()));
 }
 
+bool has_segments(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (const auto& f : fs::directory_iterator(dir, ec))
+        if (f.path().extension() == ".seg") return true;
+    return false;
+}
+
+BacklogQueue::BacklogQueue(const ServiceConfig& service, std::string dir, StageContext& ctx, const std::atomic<bool>& stopping)
+    : BatchQueue(service.queue_events, service.queue_bytes), dir_(std::move(dir)), ctx_(ctx), stopping_(stopping) {}
+
+BacklogQueue::~BacklogQueue() { close(); }
+
+// Fails the start as a disk buffer would when another process has the data_dir.
+void BacklogQueue::open() {
+    lock_data_dir(std::filesystem::path(dir_).parent_path().parent_path().string());
+    try_open_backlog();
+}
+
+void BacklogQueue::try_open_backlog() {
+    next_try_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    {
+        std::lock_guard lk(g_open_m);
+        if (g_open.count(dir_)) {  // the output's old disk-buffered version still drains it
+            if (!std::exchange(held_logged_, true))
+                ctx_.log().info("disk buffer {}: this output's buffer is memory now; it sends what is left in that directory once "
+                                "its old version lets go of it",
+                                dir_);
+            return;
+        }
+        g_open.insert(dir_);
+    }
+    try {
+        DiskBufferOptions o;
+        o.dir = dir_;
+        o.max_bytes = uint64_t(1) << 62;  // nothing is written to it
+        o.sync = SyncMode::none;
+        backlog_ = std::make_unique<DiskBuffer>(o, ctx_.logger(), BufferMetrics(ctx_.name(), ctx_.type()));
+    } catch (const std::exception& e) {
+        {
+            std::lock_guard lk(g_open_m);
+            g_open.erase(dir_);
+        }
+        log_limited(open_rl_, ctx_.log(), spdlog::level::err, "disk buffer {}: cannot open what is left in it: {} (retrying)", dir_,
+                    e.what());
+        next_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        return;
+    }
+    ctx_.log().info("disk buffer {}: this output's buffer is memory now; sending the {} events left in that directory first", dir_,
+                    backlog_->events());
+    open_.store(backlog_.get());
+    if (backlog_->events() == 0) finish_backlog();
+}
+
+// Every record of the backlog settled: the directory goes.
+void BacklogQueue::finish_backlog() {
+    open_.store(nullptr);
+    finished_ = true;
+    uint64_t kept = backlog_->close();
+    {
+        std::lock_guard lk(g_open_m);
+        g_open.erase(dir_);
+    }
+    if (kept) return;  // cannot happen while open: settled means none kept
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    if (ec) ctx_.log().warn("disk buffer {}: its backlog is sent but the directory could not be removed: {}", dir_, ec.message());
+    else ctx_.log().info("disk buffer {}: what was left in it is sent; directory removed", dir_);
+}
+
+size_t BacklogQueue::pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) {
+    if (!finished_) {
+        const bool stopped = stopping_.load(std::memory_order_relaxed) && producers() == 0;
+        if (!backlog_ && !stopped && std::chrono::steady_clock::now() >= next_try_) try_open_backlog();
+        if (DiskBuffer* b = open_.load(); b && !stopped) {
+            if (size_t got = b->pop(out, n, std::chrono::microseconds(0))) return got;
+            if (b->events() == 0) finish_backlog();
+        }
+        // Back soon: records the output has in hand, or failed and waiting to be handed out again.
+        if (!finished_) timeout = std::min<std::chrono::microseconds>(timeout, std::chrono::milliseconds(20));
+    }
+    return BatchQueue::pop(out, n, timeout);
+}
+
+void BacklogQueue::close() {
+    DiskBuffer* b = open_.exchange(nullptr);
+    if (!b) return;
+    if (uint64_t kept = b->close()) ctx_.log().info("disk buffer {}: kept {} events for the next start", dir_, kept);
+    std::lock_guard lk(g_open_m);
+    g_open.erase(dir_);
+}
+
+std::string BacklogQueue::describe_json() const {
+    DiskBuffer* b = open_.load();
+    if (!b) return "";
+    return fmt::format("\"buffer\":{{\"type\":\"memory\",\"backlog\":{{\"dir\":{},\"events\":{},\"bytes\":{}}}}}", json_quote(dir_),
+                       b->events(), b->bytes());
+}
+
 void warn_unused_buffers(const PipelineConfig& cfg) {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -154,22 +253,26 @@ void warn_unused_buffers(const PipelineConfig& cfg) {
         if (!d.is_directory(ec)) continue;
         std::string name = d.path().filename().string();
         const StageDecl* s = cfg.find(name);
-        if (s && s->kind == StageKind::output && s->buffer.disk) continue;
+        if (s && s->kind == StageKind::output) continue;  // its own buffer, or a backlog it drains
         uint64_t bytes = 0;
         for (const auto& f : fs::directory_iterator(d.path(), ec))
             if (f.path().extension() == ".seg") bytes += f.file_size(ec);
         if (bytes == 0) continue;
-        spdlog::warn("disk buffer {} belongs to no disk-buffered output (was output '{}' renamed or removed, or its buffer set to memory?): "
-                     "its {} bytes of events are not sent; give the output that name and buffer back, or delete the directory",
+        spdlog::warn("disk buffer {} belongs to no output (was output '{}' renamed or removed?): its {} bytes of events are not sent; "
+                     "give an output that name back, or delete the directory",
                      d.path().string(), name, bytes);
     }
 }
 
 std::unique_ptr<BatchQueue> make_queue(const ServiceConfig& service, const StageDecl& decl, StageContext& ctx,
                                        const std::atomic<bool>& stopping) {
-    if (!decl.buffer.disk) return std::make_unique<BatchQueue>(service.queue_events, service.queue_bytes);
+    std::string dir = (std::filesystem::path(service.data_dir) / "buffer" / decl.name).string();
+    if (!decl.buffer.disk) {
+        if (decl.kind == StageKind::output && has_segments(dir)) return std::make_unique<BacklogQueue>(service, std::move(dir), ctx, stopping);
+        return std::make_unique<BatchQueue>(service.queue_events, service.queue_bytes);
+    }
     DiskBufferOptions o;
-    o.dir = (std::filesystem::path(service.data_dir) / "buffer" / decl.name).string();
+    o.dir = std::move(dir);
     o.max_bytes = decl.buffer.max_size;
     o.when_full = decl.buffer.when_full;
     o.sync = decl.buffer.sync;

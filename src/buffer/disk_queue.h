@@ -47,8 +47,44 @@ private:
     bool closed_ = false;
 };
 
+// A memory-buffered output's queue when its directory <data_dir>/buffer/<output name>/ still
+// holds segments: the output's buffer was set back to memory, by a reload or between two runs.
+// New events queue in memory as usual; pop() hands out the backlog first, oldest first, beside
+// them, and once every record of it is settled the directory is removed. Until the output's old
+// disk-buffered version let go of the directory (a reload: it drains to its peer for up to the
+// shutdown timeout first), pop() retries opening it. At shutdown what is left stays on disk, as
+// in a disk buffer. events(), full() and the queue's budget count the memory part only.
+class BacklogQueue final : public BatchQueue {
+public:
+    BacklogQueue(const ServiceConfig& service, std::string dir, StageContext& ctx, const std::atomic<bool>& stopping);
+    ~BacklogQueue() override;
+
+    void open() override;
+    void close() override;
+    size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) override;
+    std::string describe_json() const override;
+
+private:
+    void try_open_backlog();
+    void finish_backlog();
+
+    std::string dir_;
+    StageContext& ctx_;
+    const std::atomic<bool>& stopping_;
+    std::unique_ptr<DiskBuffer> backlog_;       // the consumer's; kept after close for describe_json()
+    std::atomic<DiskBuffer*> open_{nullptr};    // backlog_ while it is open and being drained
+    std::atomic<bool> finished_{false};
+    std::chrono::steady_clock::time_point next_try_{};
+    bool held_logged_ = false;
+    RateLimit open_rl_;
+};
+
+// True when `dir` holds segment files (a disk buffer with records, or an empty open one).
+bool has_segments(const std::string& dir);
+
 // Warns about each directory under <data_dir>/buffer/ that holds segments but belongs to no
-// disk-buffered output of `cfg` (a renamed or removed output): its events are not sent.
+// output of `cfg` (a renamed or removed output): its events are not sent. A memory-buffered
+// output of that name drains it (BacklogQueue).
 void warn_unused_buffers(const PipelineConfig& cfg);
 
 // The queue an output (or filter) declared: memory unless its `buffer` says disk.

@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import struct
 import threading
@@ -76,8 +77,8 @@ class Load(threading.Thread):
                 time.sleep(0.01)
 
 
-def run_load(port, seconds, clients=4, per=20, before_stop=None):
-    loads = [Load(port, c, per) for c in range(clients)]
+def run_load(port, seconds, clients=4, per=20, before_stop=None, first_cid=0):
+    loads = [Load(port, first_cid + c, per) for c in range(clients)]
     for l in loads:
         l.start()
     time.sleep(seconds)
@@ -314,10 +315,93 @@ def test_a_buffer_left_by_a_renamed_output_is_reported_and_an_emptied_one_is_not
     listening(port)
     assert run_load(port, 0.3, clients=1)[0].acked  # written to its new buffer, delivered, settled
     assert h.stop() == 0
-    assert f"disk buffer {tmp_path / 'data' / 'buffer' / 'out'} belongs to no disk-buffered output" in h.log(), h.log()
+    assert f"disk buffer {tmp_path / 'data' / 'buffer' / 'out'} belongs to no output" in h.log(), h.log()
     # Under its new name the output's own buffer was emptied and closed without segments: set to
     # memory, a third start finds nothing to warn about in it.
     h = hbf(renamed.replace(buffered, '{ type = "memory" }'), name="third")
     listening(port)
     assert h.stop() == 0
     assert "buffer/kafka belongs" not in h.log() and "buffer/out belongs" in h.log(), h.log()
+
+
+def on_topic(broker, topic):
+    return {json.loads(l)["seq"] for l in consume(broker.bootstrap, topic).decode().splitlines()}
+
+
+def test_a_disk_buffer_set_back_to_memory_between_runs_is_sent_first_and_its_directory_removed(hbf, broker, tmp_path):
+    port, api = free_port(), free_port()
+    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "back"\nflush_timeout = "1s"'
+    broker.control("down 1")
+    h = hbf(config(port, tmp_path / "data", kafka, '{ type = "disk", max_size = "64MiB" }', api), name="first")
+    listening(port)
+    first = {s for l in run_load(port, 0.5, clients=2) for s in l.acked}
+    assert first
+    assert h.stop() == 0, h.log()
+    assert f"kept {len(first)} events for the next start" in h.log(), h.log()
+
+    broker.control("up 1")
+    h2 = hbf(config(port, tmp_path / "data", kafka, '{ type = "memory" }', api), name="second")
+    listening(port)
+    # New events flow beside the backlog.
+    second = {s for l in run_load(port, 0.3, clients=1, first_cid=7) for s in l.acked}
+    wait_for(lambda: first | second <= on_topic(broker, "back"), timeout=60, interval=0.5, what="the backlog and the new events on the topic")
+    buf = tmp_path / "data" / "buffer" / "out"
+    wait_for(lambda: not buf.exists(), what="the backlog's directory removed")
+    assert h2.stop() == 0, h2.log()
+    log = h2.log()
+    assert f"sending the {len(first)} events left in that directory first" in log, log
+    assert "directory removed" in log and "belongs to no output" not in log, log
+
+
+def test_a_reload_from_disk_to_memory_hands_the_buffer_to_the_new_version(hbf, broker, tmp_path):
+    port, api = free_port(), free_port()
+    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "todisk"\nflush_timeout = "1s"'
+    cfg = config(port, tmp_path / "data", kafka, '{ type = "disk", max_size = "64MiB" }', api).replace('"10s"', '"2s"')
+    broker.control("down 1")
+    h = hbf(cfg, name="hbf")
+    listening(port)
+    first = {s for l in run_load(port, 0.5, clients=2) for s in l.acked}
+    assert first
+    wait_for(lambda: metric(api, "hbf_buffer_events") == len(first), what="every acknowledged event in the buffer")
+    # Broker still down: the old version cannot drain, gives up after the shutdown timeout and
+    # leaves the rest on disk, where the new memory-buffered version finds it.
+    h.config.write_text(cfg.replace('{ type = "disk", max_size = "64MiB" }', '{ type = "memory" }'))
+    h.signal(signal.SIGHUP)
+    h.wait_log("config generation 2")
+    h.wait_log("sending the", timeout=20)
+    broker.control("up 1")
+    second = {s for l in run_load(port, 0.3, clients=1, first_cid=7) for s in l.acked}
+    wait_for(lambda: first | second <= on_topic(broker, "todisk"), timeout=60, interval=0.5, what="the buffer's and the new events on the topic")
+    wait_for(lambda: not (tmp_path / "data" / "buffer" / "out").exists(), what="the directory removed")
+    assert h.stop() == 0, h.log()
+
+
+def test_a_reload_from_memory_to_disk_hands_the_queued_events_to_the_disk_buffer(hbf, broker, tmp_path):
+    port, api = free_port(), free_port()
+    # A small librdkafka queue: with the broker down, the output blocks and events queue in front of it.
+    kafka = (f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "tomem"\nflush_timeout = "1s"\n'
+             'librdkafka = { "queue.buffering.max.messages" = "50" }')
+    cfg = config(port, tmp_path / "data", kafka, '{ type = "memory" }', api).replace('"10s"', '"2s"')
+    cfg = cfg.replace("[service]", "[service]\nqueue_events = 3000")
+    broker.control("down 1")
+    h = hbf(cfg, name="hbf")
+    listening(port)
+    first = {s for l in run_load(port, 1.0, clients=2) for s in l.acked}
+    assert len(first) > 500
+    h.config.write_text(cfg.replace('{ type = "memory" }', '{ type = "disk", max_size = "64MiB" }'))
+    h.signal(signal.SIGHUP)
+    h.wait_log("config generation 2")
+    h.wait_log("queued events to the new version's disk buffer")
+    handed = int(h.log().split("reload: handed ")[1].split()[0])
+    assert handed > 400, h.log()
+    # What was queued is now in the disk buffer, and a restart does not lose it. (The old
+    # version's own librdkafka queue, in hand when the reload came, cannot be delivered:
+    # memory-buffered events, reported failed, so the exit code may be 1.)
+    wait_for(lambda: (metric(api, "hbf_buffer_events") or 0) >= handed, what="the handed events in the disk buffer")
+    h.stop()
+    broker.control("up 1")
+    h2 = hbf(cfg.replace('{ type = "memory" }', '{ type = "disk", max_size = "64MiB" }'), name="second")
+    listening(port)
+    wait_for(lambda: metric(api, "hbf_buffer_events") == 0, timeout=60, interval=0.5, what="the buffer drained")
+    assert len(on_topic(broker, "tomem") & first) >= handed
+    assert h2.stop() == 0, h2.log()

@@ -1,9 +1,12 @@
 """http input: every body form HealthBot and other senders use, and what lands in the output file."""
 import gzip
 import json
+import socket
+
+import pytest
 
 from conftest import compact, examples, free_port
-from hbhttp import listening, notification, pipeline, post, seqs, stop_and_read
+from hbhttp import listening, notification, pipeline, post, read_responses, seqs, stop_and_read
 
 
 def test_http_each_body_form_is_accepted_and_written_compact(hbf):
@@ -58,6 +61,44 @@ def test_http_examples_roundtrip_byte_for_byte(hbf):
     want = [compact(l) for l in examples()]
     assert any("\\u00fc" in l for l in want) and any("é" in l for l in want)
     assert got == want
+
+
+@pytest.mark.parametrize("on_error", ["drop", "pass", "wrap"])
+def test_http_json_filter_output_is_the_same_whatever_its_on_error(hbf, on_error):
+    """The http input validates and compacts; the json filter after it passes its batches on.
+    Whatever json's on_error, valid bodies in every form come out as their compact text."""
+    port = free_port()
+    h = hbf(pipeline(port).replace('type = "json"', f'type = "json"\non_error = "{on_error}"'))
+    listening(port)
+    ex = examples()
+    assert post(port, ex[0])[0] == 200
+    assert post(port, "[" + ", ".join(ex[1:4]) + "]")[0] == 200
+    assert post(port, "\n".join(ex[4:]) + "\n", {"Content-Type": "application/x-ndjson"})[0] == 200
+    stop_and_read(h)
+    assert (h.tmp / "out.ndjson").read_text().splitlines() == [compact(l) for l in ex]
+
+
+def test_http_header_value_not_utf8_is_still_dropped_by_the_json_filter(hbf):
+    """A copied header value is not validated by the input: invalid UTF-8 there makes the event
+    invalid JSON. The input then does not mark its batch as validated, and json drops the event
+    (counted, logged) as it did before the mark existed; the other batches pass."""
+    port = free_port()
+    h = hbf(pipeline(port, 'headers = ["X-Tag"]'))
+    listening(port)
+
+    def request(seq, tag):
+        body = json.dumps(notification(seq)).encode()
+        return (b"POST /healthbot HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"X-Tag: " + tag + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        for seq, tag in [(1, b"plain"), (2, b"caf\xe9"), (3, "caf\u00e9".encode())]:
+            s.sendall(request(seq, tag))
+            (status, _, reply), = read_responses(s, 1)
+            assert (status, json.loads(reply)) == (200, {"accepted": 1})
+    out = stop_and_read(h)
+    assert [(e["seq"], e["x-tag"]) for e in out] == [(1, "plain"), (3, "caf\u00e9")]
+    assert "invalid JSON event" in h.log()
 
 
 def test_http_adds_path_headers_and_remote_address_on_request(hbf):

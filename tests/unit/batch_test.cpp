@@ -16,6 +16,15 @@ TEST_CASE("a batch keeps events as NDJSON text with padding for simdjson") {
     CHECK_FALSE(b->dense());
 }
 
+TEST_CASE("a batch's compact_json mark goes with its clones and not back to the pool") {
+    BatchPtr b = test::batch({"{\"a\":1}"});
+    CHECK_FALSE(b->compact_json);
+    b->compact_json = true;
+    CHECK(b->clone()->compact_json);
+    b->clear();
+    CHECK_FALSE(b->compact_json);
+}
+
 TEST_CASE("an ack settles once every holder released it, with the worst status") {
     std::vector<AckStatus> seen;
     std::string why;

@@ -73,6 +73,20 @@ TEST_CASE("json rejects invalid UTF-8") {
     CHECK(f.run({std::string("{\"a\":\"\xff\xfe\"}")}).empty());
 }
 
+TEST_CASE("json passes a batch its input marked compact_json on without parsing it again") {
+    for (const char* opts : {"", "on_error = \"pass\"", "on_error = \"wrap\""}) {
+        FilterHarness f("json", opts);
+        const uint64_t invalid_before = f.ctx().metrics().dropped("invalid_json").get();  // shared by every stage "f"
+        // The mark is trusted: text that json would otherwise compact comes out as it went in.
+        BatchPtr marked = test::batch({"{\"a\": 1}", "{\"b\":2}"});
+        marked->compact_json = true;
+        CHECK(f.run(std::move(marked)) == std::vector<std::string>{"{\"a\": 1}", "{\"b\":2}"});
+        // Unmarked, the same events are validated and compacted as always.
+        CHECK(f.run({"{\"a\": 1}", "{\"b\":2}"}) == std::vector<std::string>{"{\"a\":1}", "{\"b\":2}"});
+        CHECK(f.ctx().metrics().dropped("invalid_json").get() == invalid_before);
+    }
+}
+
 TEST_CASE("check_object reports the byte offset of the error") {
     simdjson::ondemand::parser p;
     simdjson::padded_string s(std::string_view("{\"a\":1,\"b\":tru}"));

@@ -1,5 +1,7 @@
 #include "connection.h"
 
+#include <boost/asio/bind_allocator.hpp>
+#include <charconv>
 #include <fmt/format.h>
 
 #include "json_util.h"
@@ -53,9 +55,10 @@ void Conn::finish_waiting(uint64_t id, int code, uint32_t events) {
     if (phase_ != Phase::waiting || id != req_.id) return;
     phase_ = Phase::open;
     if (code == 200) {
-        char body[48];
-        auto r = fmt::format_to_n(body, sizeof body, "{{\"accepted\":{}}}", events);
-        reply(200, std::string_view(body, r.size), !req_.keep_alive);
+        char body[48] = "{\"accepted\":";
+        char* end = std::to_chars(body + 12, body + sizeof body - 1, events).ptr;
+        *end++ = '}';
+        reply(200, std::string_view(body, size_t(end - body)), !req_.keep_alive);
     } else if (code == 504) {
         reply(504, R"({"error":"not delivered within ack_timeout; the events may still arrive"})", !req_.keep_alive);
     } else if (srv_.ctx->stopping()) {
@@ -263,6 +266,9 @@ void Conn::accept_body() {
     Batch& b = w_.pending_batch();
     BodyResult r = append_events(w_.parsers, p, len, cap, format_of(info.content_type), extra, b);
     if (!r.ok) return bad_body(r.offset, r.message);
+    // The path and header values are copied byte for byte: invalid UTF-8 there makes the event
+    // invalid JSON, which the json filter must still see (and drop, as it always did).
+    if (r.events != 0 && !extra.empty() && !simdjson::validate_utf8(extra.data(), extra.size())) b.compact_json = false;
     srv_.ctx->metrics().bytes_in.add(body.size());
     if (r.events == 0) return reply(200, R"({"accepted":0})", !req_.keep_alive);
     phase_ = Phase::waiting;
@@ -305,8 +311,9 @@ void Conn::start_read() {
         }
         self->process();
     };
-    if (tls_) tls_->async_read_some(rbuf_.prepare(kReadChunk), std::move(done));
-    else sock_.async_read_some(rbuf_.prepare(kReadChunk), std::move(done));
+    auto h = asio::bind_allocator(HandlerAllocator<char>(read_mem_), std::move(done));
+    if (tls_) tls_->async_read_some(rbuf_.prepare(kReadChunk), std::move(h));
+    else sock_.async_read_some(rbuf_.prepare(kReadChunk), std::move(h));
 }
 
 void Conn::start_write() {
@@ -322,8 +329,9 @@ void Conn::start_write() {
         if (!self->out_.empty()) return self->start_write();
         if (self->phase_ == Phase::closing) self->linger();
     };
-    if (tls_) asio::async_write(*tls_, asio::buffer(wout_), std::move(done));
-    else asio::async_write(sock_, asio::buffer(wout_), std::move(done));
+    auto h = asio::bind_allocator(HandlerAllocator<char>(write_mem_), std::move(done));
+    if (tls_) asio::async_write(*tls_, asio::buffer(wout_), std::move(h));
+    else asio::async_write(sock_, asio::buffer(wout_), std::move(h));
 }
 
 // Half-close, then read and drop what the client still sends for a moment, so that our last

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "handler_memory.h"
 #include "request_parser.h"
 #include "worker.h"
 
@@ -81,6 +82,7 @@ private:
     std::string out_, wout_, remote_extra_;  // replies queued, replies being written
     Phase phase_ = Phase::open;
     bool reading_ = false, writing_ = false;  // an async read, an async write in flight
+    HandlerMemory read_mem_, write_mem_;      // for that read and that write: no malloc per request
     int64_t deadline_ = 0, write_deadline_ = 0;
 };
 

@@ -1,6 +1,6 @@
 #include "replies.h"
 
-#include <fmt/format.h>
+#include <charconv>
 
 #include "json_util.h"
 
@@ -30,9 +30,20 @@ const char* reason(int code) {
     }
 }
 
+// Appended piece by piece: fmt::format_to through a back_inserter was 2% of a request's CPU.
 void append_reply(std::string& out, int code, std::string_view body, bool close, std::string_view headers) {
-    fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}{}\r\n{}", code,
-                   reason(code), body.size(), headers, close ? "Connection: close\r\n" : "", body);
+    char num[24];
+    out += "HTTP/1.1 ";
+    out.append(num, std::to_chars(num, num + sizeof num, code).ptr);
+    out += ' ';
+    out += reason(code);
+    out += "\r\nContent-Type: application/json\r\nContent-Length: ";
+    out.append(num, std::to_chars(num, num + sizeof num, body.size()).ptr);
+    out += "\r\n";
+    out += headers;
+    if (close) out += "Connection: close\r\n";
+    out += "\r\n";
+    out += body;
 }
 
 std::string error_body(std::string_view why) {

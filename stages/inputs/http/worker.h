@@ -38,9 +38,14 @@ struct Worker : std::enable_shared_from_this<Worker> {
     // Shutdown: idle connections close now, the others after their reply.
     void drain();
 
-    // The round's batch, for a request to append its events to.
+    // The round's batch, for a request to append its events to. Its events are validated and
+    // compacted here, so it is marked compact_json (a request whose added fields are not valid
+    // UTF-8 clears the mark: the json filter then checks the batch as before).
     Batch& pending_batch() {
-        if (!pending) pending = Batch::make();
+        if (!pending) {
+            pending = Batch::make();
+            pending->compact_json = true;
+        }
         return *pending;
     }
     // The request's events are in the round's batch: flush() answers it.
