@@ -1,8 +1,11 @@
+#include <cstring>
 #include <fstream>
+#include <random>
 #include <regex>
 #include <set>
 
 #include "filter_events.h"
+#include "../../stages/filters/common/find.h"
 #include "helpers.h"
 #include "json_util.h"
 #include "lines.h"
@@ -168,4 +171,60 @@ TEST_CASE("append_compact removes whitespace outside strings only") {
     std::string out;
     append_compact(out, "{ \"a\" : \"x y\\\"  z\\\\\", \"b\": [ 1 , {\"c\" : \"\\\\\\\\\" } ],\n\t\"d\": \"in\\tside\" }");
     CHECK(out == "{\"a\":\"x y\\\"  z\\\\\",\"b\":[1,{\"c\":\"\\\\\\\\\"}],\"d\":\"in\\tside\"}");
+}
+
+// The string state byte by byte: what append_compact must produce for any text.
+static std::string compact_reference(std::string_view s) {
+    std::string o;
+    bool in = false, esc = false;
+    for (char c : s) {
+        if (in) {
+            o += c;
+            if (esc) esc = false;
+            else if (c == '\\') esc = true;
+            else if (c == '"') in = false;
+        } else if (c == '"') {
+            o += c;
+            in = true;
+        } else if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+            o += c;
+        }
+    }
+    return o;
+}
+
+TEST_CASE("append_compact agrees with the byte-by-byte state at every length and block boundary") {
+    // Quotes, backslash runs and whitespace in every position around the 32-byte blocks.
+    std::mt19937 rng(15);
+    const char alphabet[] = "\"\\ \n\t\rab{}:,";
+    for (int it = 0; it < 20000; ++it) {
+        std::string s;
+        const size_t n = rng() % 140;
+        for (size_t i = 0; i < n; ++i) s += alphabet[rng() % (sizeof alphabet - 1)];
+        std::string out = "kept";
+        append_compact(out, s);
+        REQUIRE(out == "kept" + compact_reference(s));
+    }
+    // A long HealthBot-like event, pretty-printed and compact, with escaped quotes across blocks.
+    std::string ev = "{ \"keys\": { \"_instance_id\": \"[\\\"core-isis\\\"]\" },\n  \"message\": \"IS-IS adjacency on et-0/0/5.0 to "
+                     "0100.1000.0203 (instance master) is Down since 12:03:55\", \"a\\\\\": [ 1, 2 ,3 ] }";
+    for (size_t pad = 0; pad < 40; ++pad) {
+        std::string s = std::string(pad, ' ') + ev;
+        std::string out;
+        append_compact(out, s);
+        CHECK(out == compact_reference(s));
+    }
+}
+
+TEST_CASE("contains finds a needle wherever memmem would") {
+    std::mt19937 rng(9);
+    for (int it = 0; it < 50000; ++it) {
+        std::string h, nd;
+        const size_t n = rng() % 120, m = rng() % 7;
+        for (size_t i = 0; i < n; ++i) h += "ab\"c"[rng() % 4];
+        for (size_t i = 0; i < m; ++i) nd += "ab\"c"[rng() % 4];
+        REQUIRE(filters::contains(h, nd) == (::memmem(h.data(), h.size(), nd.data(), nd.size()) != nullptr));
+    }
+    CHECK(filters::contains(std::string(100, 'x') + "\"collector\"", "\"collector\""));
+    CHECK_FALSE(filters::contains(std::string(100, 'x') + "\"collector", "\"collector\""));
 }

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <unistd.h>
 
+#include "../common/find.h"
 #include "../common/splice.h"
 #include "json_util.h"
 #include "registry.h"
@@ -97,7 +98,7 @@ private:
         std::string_view ev = in.event(i);
         bool maybe = false;
         for (const auto& f : fields_)
-            if (::memmem(ev.data(), ev.size(), f.quoted_name.data(), f.quoted_name.size())) maybe = true;
+            if (filters::contains(ev, f.quoted_name)) maybe = true;
         if (!maybe) return 0;
         uint64_t mask = 0;
         simdjson::ondemand::document doc;
