@@ -17,7 +17,7 @@ spdlog::sink_ptr& sink() {
     static spdlog::sink_ptr s = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     return s;
 }
-spdlog::level::level_enum g_level = spdlog::level::info;
+std::atomic<spdlog::level::level_enum> g_level{spdlog::level::info};
 
 // %v escaped as a JSON string body, for log_format = "json".
 class JsonMsgFlag final : public spdlog::custom_flag_formatter {
@@ -69,7 +69,7 @@ bool valid_log_level(const std::string& level) {
 
 // Text written to the journal has no timestamp (the journal adds one) and a "<N>" priority prefix.
 void setup_logging(const std::string& level, const std::string& format) {
-    g_level = spdlog::level::from_str(level);
+    g_level.store(spdlog::level::from_str(level));
     auto fmtr = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
     if (format == "json") {
         fmtr->add_flag<JsonMsgFlag>('*').set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","stage":"%n","msg":"%*"})");
@@ -79,16 +79,24 @@ void setup_logging(const std::string& level, const std::string& format) {
     } else {
         fmtr->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %-5l [%n] %v");
     }
-    sink()->set_formatter(std::move(fmtr));
-    auto def = std::make_shared<spdlog::logger>("hbforward", sink());
-    def->set_level(g_level);
-    spdlog::set_default_logger(def);
-    spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->set_level(g_level); });
+    sink()->set_formatter(std::move(fmtr));  // under the sink's mutex: safe beside threads logging
+    // The default logger is made once, on the first call (before any thread runs), and kept:
+    // spdlog::info() and the like reach it through a raw pointer without a lock, so replacing it on
+    // a reload (POST /reload runs this on the API thread) raced with every thread logging and
+    // could free the logger under them (ThreadSanitizer found it). A reload changes its level only.
+    static const std::shared_ptr<spdlog::logger> def = [] {
+        auto l = std::make_shared<spdlog::logger>("hbforward", sink());
+        spdlog::set_default_logger(l);
+        return l;
+    }();
+    const auto lvl = g_level.load();
+    def->set_level(lvl);
+    spdlog::apply_all([lvl](const std::shared_ptr<spdlog::logger>& l) { l->set_level(lvl); });
 }
 
 std::shared_ptr<spdlog::logger> make_logger(const std::string& name) {
     auto l = std::make_shared<spdlog::logger>(name, sink());
-    l->set_level(g_level);
+    l->set_level(g_level.load());
     return l;
 }
 

@@ -433,6 +433,10 @@ bool Runtime::wait_until(std::chrono::steady_clock::time_point deadline) {
             // waiting for its ack hears 503) before the caller exits.
             auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(1);
             while (std::chrono::steady_clock::now() < grace && !finished()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            // The caller may _exit now: the threads that did finish are joined (a stuck one cannot be).
+            std::lock_guard lk(nodes_m_);
+            for (auto& n : nodes_)
+                if (n->done && n->thread.joinable()) n->thread.join();
             return false;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));

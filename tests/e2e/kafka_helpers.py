@@ -1,5 +1,6 @@
 """Helpers for the Kafka end-to-end tests: a dev broker (the real `hbforward dev-broker`) and kcat."""
 import json
+import os
 import subprocess
 import time
 
@@ -41,6 +42,10 @@ class DevBroker:
 
 @pytest.fixture
 def broker():
+    if os.environ.get("HBF_E2E_NO_KAFKA"):
+        # .ci/run's ThreadSanitizer stage: librdkafka starts its threads with C11 thrd_create, which
+        # the TSan runtime does not intercept, so a TSan build crashes in the first one.
+        pytest.skip(f"HBF_E2E_NO_KAFKA: {os.environ['HBF_E2E_NO_KAFKA']}")
     b = DevBroker()
     yield b
     b.close()

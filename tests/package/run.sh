@@ -4,8 +4,12 @@
 # the hbforward user, reload it, stop it, then purge and check nothing is left.
 # Prints PASS/FAIL lines and ends with "N passed, M failed" (.ci/run counts it); exits 1 on any failure.
 # Needs root (apt-get); does not need systemd as PID 1.
+# `--from-build DIR` packages the binary already built in DIR (see build.sh) instead of compiling
+# it again; CI does this with tests/run_all.sh's build.
 set -u
 cd "$(dirname "$0")/../.."
+from=()
+if [ "${1:-}" = --from-build ]; then from=(--from-build "$(realpath "$2")"); fi
 pass=0 fail=0 skip=0
 log=$(mktemp /tmp/hbforward-pkg-test.XXXXXX)
 ok() { echo "PASS: $*"; pass=$((pass + 1)); }
@@ -32,8 +36,9 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get purge -y -qq hbforward >/dev/null 2>&1 || true
 
 debdir=$(mktemp -d /tmp/hbforward-pkg-deb.XXXXXX)
-if bash tests/package/build.sh "$debdir" >"$log" 2>&1; then ok "dpkg-buildpackage built $(basename "$debdir"/hbforward_*.deb)"
-else bad "dpkg-buildpackage"; tail -40 "$log" | sed 's/^/    /'; finish; fi
+how="dpkg-buildpackage${from[*]:+ (binary from ${from[1]})}"
+if bash tests/package/build.sh "${from[@]}" "$debdir" >"$log" 2>&1; then ok "$how built $(basename "$debdir"/hbforward_*.deb)"
+else bad "$how"; tail -40 "$log" | sed 's/^/    /'; finish; fi
 deb=$(ls "$debdir"/hbforward_*.deb)
 
 check "apt-get install ./$(basename "$deb")" bash -c "cd '$debdir' && $SUDO apt-get install -y -qq ./$(basename "$deb")"
