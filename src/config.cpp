@@ -77,7 +77,7 @@ void load_service(PipelineConfig& cfg) {
         return;
     }
     check_table(*t, service_schema().specs(), "[service]", cfg.file, location_of(*t, cfg.file), {}, cfg.diags);
-    StageConfig sc("[service]", "service", t, &service_schema().specs(), cfg.file, location_of(*t, cfg.file));
+    StageConfig sc("[service]", "service", t, cfg.file, location_of(*t, cfg.file));
     cfg.service = service_schema().parse(sc);
     std::set<std::pair<uint32_t, uint32_t>> reported;  // a wrong type is already reported by check_table
     for (const auto& d : cfg.diags) reported.insert({d.where.line, d.where.column});
@@ -157,7 +157,7 @@ void load_stages(PipelineConfig& cfg) {
             size_t before = cfg.diags.size();
             check_table(*d.tbl, d.info->options, what, cfg.file, d.loc, reserved, cfg.diags);
             if (sk == StageKind::output) d.buffer = buffer::load_buffer_config(*d.tbl, what, cfg.file, cfg.diags);
-            d.cfg = std::make_unique<StageConfig>(d.name, d.type, d.tbl, &d.info->options, cfg.file, d.loc);
+            d.cfg = std::make_unique<StageConfig>(d.name, d.type, d.tbl, cfg.file, d.loc);
             if (sk != StageKind::input) {
                 const toml::node* in = d.tbl->get("inputs");
                 auto add_ref = [&](const std::string& ref, const toml::node& at) {

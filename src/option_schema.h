@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -31,6 +32,7 @@
 #include <fmt/format.h>
 
 #include "options.h"
+#include "resource.h"
 
 namespace hbf {
 
@@ -256,6 +258,32 @@ private:
 // builds the stage from the parsed options (and the StageConfig, for problems, if it takes one).
 template <class O>
 const std::vector<OptionSpec>& specs_of(const OptionSchema<O>& s) { return s.specs(); }
+
+// What the registration macros give the registry as the stage's resources: when the options
+// struct declares
+//   std::vector<Resource> resources(const StagePlace&) const;
+// the options parsed from a copy of the stage's config, asked for theirs; else nothing. Options
+// that do not parse hold nothing (validation reports them; such a stage is never built).
+template <class O>
+std::function<std::vector<Resource>(const StageConfig&, const StagePlace&)> declared_resources(const OptionSchema<O>& s) {
+    if constexpr (requires(const O& o, const StagePlace& p) {
+                      { o.resources(p) } -> std::same_as<std::vector<Resource>>;
+                  }) {
+        return [&s](const StageConfig& c, const StagePlace& p) -> std::vector<Resource> {
+            StageConfig quiet = c;  // the config's problems are validation's to report, not the plan's
+            quiet.clear_problems();
+            try {
+                O o = s.parse(quiet);
+                if (!quiet.problems().empty()) return {};
+                return o.resources(p);
+            } catch (const std::exception&) {
+                return {};
+            }
+        };
+    } else {
+        return nullptr;
+    }
+}
 
 template <class Base, class Class, class O>
 std::unique_ptr<Base> make_stage(const OptionSchema<O>& s, const StageConfig& c) {

@@ -260,18 +260,6 @@ std::string toml_to_json(const toml::node& n) {
 
 // ---- StageConfig ----
 
-const OptionSpec* StageConfig::spec(std::string_view key) const {
-    if (!schema_) return nullptr;
-    for (const auto& s : *schema_)
-        if (s.name == key) return &s;
-    return nullptr;
-}
-
-std::string StageConfig::default_of(std::string_view key) const {
-    const OptionSpec* s = spec(key);
-    return s ? s->default_text : std::string();
-}
-
 Location StageConfig::where(std::string_view key) const {
     if (const toml::node* n = node(key)) return location_of(*n, file_);
     return loc_;
@@ -289,10 +277,11 @@ void StageConfig::problem_at(Location where, const std::string& message) const {
 
 const toml::node* StageConfig::node(std::string_view key) const { return tbl_ ? tbl_->get(key) : nullptr; }
 
-// A value of the wrong type is recorded as a problem and the default used instead, so that
-// reading on finds the stage's other problems too.
+// A value of the wrong type (or an absent one) gives an empty value ("", 0, false); the wrong
+// type is recorded as a problem, and the OptionSchema reading it keeps the field's default, so
+// reading on finds the stage's other problems too. Defaults live in the options structs only.
 std::string StageConfig::str(std::string_view key) const {
-    std::string raw = default_of(key);
+    std::string raw;
     if (const toml::node* n = node(key)) {
         if (auto s = n->as_string()) raw = s->get();
         else problem(key, fmt::format("option '{}' of {} must be a string", key, name_));
@@ -308,8 +297,7 @@ int64_t StageConfig::integer(std::string_view key) const {
         if (auto i = n->as_integer()) return i->get();
         problem(key, fmt::format("option '{}' of {} must be an integer", key, name_));
     }
-    std::string d = default_of(key);
-    return d.empty() ? 0 : std::stoll(d);
+    return 0;
 }
 
 bool StageConfig::boolean(std::string_view key) const {
@@ -317,7 +305,7 @@ bool StageConfig::boolean(std::string_view key) const {
         if (auto b = n->as_boolean()) return b->get();
         problem(key, fmt::format("option '{}' of {} must be true or false", key, name_));
     }
-    return default_of(key) == "true";
+    return false;
 }
 
 double StageConfig::number(std::string_view key) const {
@@ -326,8 +314,7 @@ double StageConfig::number(std::string_view key) const {
         if (auto i = n->as_integer()) return double(i->get());
         problem(key, fmt::format("option '{}' of {} must be a number", key, name_));
     }
-    std::string d = default_of(key);
-    return d.empty() ? 0 : std::stod(d);
+    return 0;
 }
 
 uint64_t StageConfig::size(std::string_view key) const {
@@ -339,8 +326,7 @@ uint64_t StageConfig::size(std::string_view key) const {
         problem(key, fmt::format("option '{}' of {} must be {}, not {}", key, name_, kSizeHint,
                                  i ? std::string("a negative number") : value_text(*n)));
     }
-    auto v = parse_size(default_of(key));
-    return v ? *v : 0;
+    return 0;
 }
 
 std::chrono::nanoseconds StageConfig::duration(std::string_view key) const {
@@ -352,28 +338,17 @@ std::chrono::nanoseconds StageConfig::duration(std::string_view key) const {
         problem(key, fmt::format("option '{}' of {} must be {}, not {}", key, name_, kDurationHint,
                                  n->is_number() ? std::string("a negative number") : value_text(*n)));
     }
-    auto v = parse_duration(default_of(key));
-    return v ? *v : std::chrono::nanoseconds(0);
+    return std::chrono::nanoseconds(0);
 }
 
 std::vector<std::string> StageConfig::strings(std::string_view key) const {
     std::vector<std::string> out;
     const toml::node* n = node(key);
-    toml::table defaults;
     if (n && !n->is_string() && !n->is_array()) {
         problem(key, fmt::format("option '{}' of {} must be a list of strings", key, name_));
         n = nullptr;
     }
-    if (!n) {  // the schema's default, written as TOML: ["a", "b"]
-        std::string d = default_of(key);
-        if (d.empty()) return out;
-        try {
-            defaults = toml::parse("v = " + d);
-        } catch (const toml::parse_error&) {
-            return out;
-        }
-        n = defaults.get("v");
-    }
+    if (!n) return out;
     auto add = [&](const toml::node& e, const std::string& text) {
         std::string missing;
         out.push_back(substitute_env(text, &missing));

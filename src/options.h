@@ -76,9 +76,8 @@ std::string format_size(uint64_t bytes);
 
 class StageConfig {
 public:
-    StageConfig(std::string name, std::string type, const toml::table* tbl, const std::vector<OptionSpec>* schema,
-                std::string file, Location loc)
-        : name_(std::move(name)), type_(std::move(type)), tbl_(tbl), schema_(schema), file_(std::move(file)), loc_(std::move(loc)) {}
+    StageConfig(std::string name, std::string type, const toml::table* tbl, std::string file, Location loc)
+        : name_(std::move(name)), type_(std::move(type)), tbl_(tbl), file_(std::move(file)), loc_(std::move(loc)) {}
 
     const std::string& name() const { return name_; }
     const std::string& type() const { return type_; }
@@ -112,13 +111,10 @@ public:
     void clear_problems() const { problems_.clear(); }
 
 private:
-    const OptionSpec* spec(std::string_view key) const;
     std::string env_value(const toml::node& v, const std::string& s) const;
-    std::string default_of(std::string_view key) const;
 
     std::string name_, type_;
     const toml::table* tbl_;
-    const std::vector<OptionSpec>* schema_;
     std::string file_;
     Location loc_;
     mutable std::vector<Diagnostic> problems_;

@@ -24,18 +24,6 @@ template <typename T>
 bool contains(const std::vector<T>& v, const T& x) {
     return std::find(v.begin(), v.end(), x) != v.end();
 }
-
-// The option's value with its default, or "" when the stage has no such option or it does not resolve.
-std::string option_text(const StageDecl& d, const std::string& key) {
-    if (!d.info || !d.cfg) return "";
-    bool declared = std::any_of(d.info->options.begin(), d.info->options.end(), [&](const OptionSpec& o) { return o.name == key; });
-    if (!declared) return "";
-    try {
-        return d.cfg->str(key);
-    } catch (const std::exception&) {
-        return "";  // not a string, or ${VAR} unset: validation reports it
-    }
-}
 }  // namespace
 
 bool clashes(const Resource& a, const Resource& b) {
@@ -51,9 +39,8 @@ bool clashes(const Resource& a, const Resource& b) {
 
 std::vector<Resource> resources_of(const StageDecl& d, const ServiceConfig& service) {
     std::vector<Resource> out;
-    if (d.kind == StageKind::input)
-        if (auto a = option_text(d, "address"); !a.empty()) out.push_back({Resource::Kind::listen, a});
-    if (auto p = option_text(d, "path"); !p.empty()) out.push_back({Resource::Kind::file, p});
+    if (d.info && d.cfg && d.info->resources) out = d.info->resources(*d.cfg, StagePlace{d.name, service.data_dir});
+    std::erase_if(out, [](const Resource& r) { return r.value.empty(); });  // an option left empty names nothing
     if (d.kind == StageKind::output && d.buffer.disk)
         out.push_back({Resource::Kind::directory, (std::filesystem::path(service.data_dir) / "buffer" / d.name).string()});
     return out;

@@ -19,19 +19,12 @@ struct PipelineConfig;
 struct ServiceConfig;
 struct StageDecl;
 
-// Something only one stage can hold at a time.
-struct Resource {
-    enum class Kind { listen, file, directory };
-    Kind kind;
-    std::string value;  // "host:port", a path (or a path template), a directory
-    bool operator==(const Resource&) const = default;
-};
 std::string to_string(const Resource& r);
 // Two resources are the same thing: equal, or listen addresses on one port where a host is a wildcard.
 bool clashes(const Resource& a, const Resource& b);
 
-// Declared from a stage's config, whatever its type: an input's `address` option is an address
-// it listens on, a `path` option a file it reads or writes, a disk buffer its directory.
+// What the stage declares from its options (its registration's `resources`, see resource.h),
+// and an output's disk buffer directory.
 std::vector<Resource> resources_of(const StageDecl& d, const ServiceConfig& service);
 
 // A stage as the planner sees it.

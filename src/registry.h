@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "option_schema.h"
+#include "resource.h"
 #include "options.h"
 #include "stage.h"
 
@@ -29,6 +30,9 @@ struct StageInfo {
     std::function<std::unique_ptr<Output>(const StageConfig&)> make_output;
     // Named output ports besides the stage itself ("r.major"); the route filter has them.
     std::function<std::vector<std::string>(const StageConfig&)> ports;
+    // What the stage holds while it runs (resource.h), from its options struct's resources();
+    // empty for a stage whose options declare none.
+    std::function<std::vector<Resource>(const StageConfig&, const StagePlace&)> resources;
 };
 
 class Registry {
@@ -58,23 +62,23 @@ struct Registrar {
     static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                           \
         ::hbf::StageKind::input, TYPE, DOC, ::hbf::specs_of(SCHEMA),                                         \
         [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Input, CLASS>(SCHEMA, c); },       \
-        nullptr, nullptr, nullptr})
+        nullptr, nullptr, nullptr, ::hbf::declared_resources(SCHEMA)})
 
 #define HBF_REGISTER_FILTER(TYPE, CLASS, SCHEMA, DOC)                                                        \
     static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
         ::hbf::StageKind::filter, TYPE, DOC, ::hbf::specs_of(SCHEMA), nullptr,                                \
         [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Filter, CLASS>(SCHEMA, c); },       \
-        nullptr, nullptr})
+        nullptr, nullptr, ::hbf::declared_resources(SCHEMA)})
 
 // A filter with named ports: PORTS is a callable (const StageConfig&) -> std::vector<std::string>.
 #define HBF_REGISTER_FILTER_PORTS(TYPE, CLASS, SCHEMA, DOC, PORTS)                                           \
     static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
         ::hbf::StageKind::filter, TYPE, DOC, ::hbf::specs_of(SCHEMA), nullptr,                                \
         [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Filter, CLASS>(SCHEMA, c); },       \
-        nullptr, PORTS})
+        nullptr, PORTS, ::hbf::declared_resources(SCHEMA)})
 
 #define HBF_REGISTER_OUTPUT(TYPE, CLASS, SCHEMA, DOC)                                                        \
     static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
         ::hbf::StageKind::output, TYPE, DOC, ::hbf::specs_of(SCHEMA), nullptr, nullptr,                        \
         [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Output, CLASS>(SCHEMA, c); },       \
-        nullptr})
+        nullptr, ::hbf::declared_resources(SCHEMA)})

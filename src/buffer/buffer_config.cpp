@@ -49,7 +49,7 @@ BufferConfig load_buffer_config(const toml::table& stage, const std::string& wha
     }
     const Location loc = location_of(*t, file);
     check_table(*t, buffer_schema().specs(), where, file, loc, {}, diags);
-    StageConfig sc(where, "buffer", t, &buffer_schema().specs(), file, loc);
+    StageConfig sc(where, "buffer", t, file, loc);
     BufferOptions o = buffer_schema().parse(sc);  // a wrong type or value is a problem of sc
     bc.disk = o.type == "disk";
     if (!bc.disk) {

@@ -124,7 +124,8 @@ def test_rotation_by_age_rotates_an_idle_file(hbf, tmp_path):
     assert post_events(port, range(5)) == 200
     f = wait_for(lambda: list(tmp_path.glob("alarms.ndjson.2*")), timeout=8, what="a rotation by age")
     assert seqs_in(f[0]) == list(range(5))
-    assert out.exists() and out.stat().st_size == 0
+    wait_for(out.exists, timeout=5, what="the new file after the rotation")  # renamed, then created: two steps
+    assert out.stat().st_size == 0
     time.sleep(2.5)  # an empty file is not rotated
     assert len(list(tmp_path.glob("alarms.ndjson.2*"))) == 1
     assert h.stop() == 0, h.log()

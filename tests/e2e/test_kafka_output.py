@@ -161,3 +161,41 @@ def test_events_left_undelivered_at_shutdown_fail_the_stage(hbf, broker):
     assert f"{len(examples())} events undelivered at shutdown: {broker.bootstrap}" in log, log
     assert "Connection refused" in log  # librdkafka's last error is the reason given
     assert f"ended failing: {len(examples())} events undelivered" in log
+
+
+def test_fatal_producer_error_recreates_the_producer_and_loses_nothing(hbf, broker):
+    """A Produce answered OUT_OF_ORDER_SEQUENCE_NUMBER is fatal to the idempotent producer: the
+    output recreates it and produces every undelivered event again, to the topic and with the
+    key its template gives, and the input sees every event delivered (exit 0)."""
+    n = 6000
+    port = free_port()
+    cfg = f'[service]\napi_address = "127.0.0.1:{port}"\nshutdown_timeout = "30s"\n[inputs.in]\ntype = "stdin"\n'
+    h = hbf(cfg + kafka_out(broker.bootstrap, "fatal.{group}", 'key = "{device-id}"\nflush_timeout = "20s"'),
+            stdin=subprocess.PIPE)
+    h.wait_log("running")
+
+    def feed(start, end):
+        chunk = "".join(json.dumps({"seq": s, "group": f"g{s % 3}", "device-id": f"r{s % 7}"}) + "\n" for s in range(start, end))
+        h.proc.stdin.write(chunk.encode())
+        h.proc.stdin.flush()
+
+    feed(0, 1000)
+    wait_for(lambda: stage_value(samples(get(port, "/metrics")[1]), "hbf_kafka_delivered_total", "k") == 1000,
+             timeout=15, what="the first 1000 events delivered")
+    broker.control("fail-produce 1 45")  # OUT_OF_ORDER_SEQUENCE_NUMBER
+    for i in range(1000, n, 500):
+        feed(i, i + 500)
+        time.sleep(0.05)
+    wait_for(lambda: "recreating the producer" in h.log(), timeout=15, what="the fatal error handled")
+    wait_for(lambda: stage_value(samples(get(port, "/metrics")[1]), "hbf_kafka_retried_total", "k", what="message") > 0,
+             timeout=15, what="messages produced again")
+    h.proc.stdin.close()
+    assert h.wait(60) == 0, h.log()
+    got = {}
+    for g in range(3):
+        for line in consume(broker.bootstrap, f"fatal.g{g}", fmt="%k\\t%s\\n").decode().splitlines():
+            key, value = line.split("\t", 1)
+            ev = json.loads(value)
+            assert ev["group"] == f"g{g}" and key == ev["device-id"], line
+            got[ev["seq"]] = True
+    assert set(got) == set(range(n)), f"missing {sorted(set(range(n)) - set(got))[:10]}"

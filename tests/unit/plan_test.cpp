@@ -38,6 +38,28 @@ std::vector<PlanEdge> sorted_edges(std::vector<PlanEdge> v) {
 
 Names stops_before(const PipelinePlan& p, const std::string& name) { return p.must_stop_before(name); }
 
+// An input whose listen address is an option called `port`, and whose `address` option is not
+// something it listens on: what a stage declares decides its resources, not its option names.
+struct PortListenerOptions {
+    int64_t port = 7000;
+    std::string address;  // where it reports to
+    std::string label;
+    std::vector<Resource> resources(const StagePlace&) const {
+        return {{Resource::Kind::listen, "127.0.0.1:" + std::to_string(port)}};
+    }
+};
+class PortListener final : public Input {
+public:
+    explicit PortListener(const PortListenerOptions&) {}
+    void run(StageContext&, Emitter&) override {}
+};
+const OptionSchema<PortListenerOptions> kPortListenerSchema{
+    {"port", &PortListenerOptions::port, "Port it listens on."},
+    {"address", &PortListenerOptions::address, "Where it reports to."},
+    {"label", &PortListenerOptions::label, "Anything."},
+};
+HBF_REGISTER_INPUT("test_port_listener", PortListener, kPortListenerSchema, "Test only: declares a listen address from `port`.");
+
 const char* kChain = R"(
 [inputs.in]
 type = "stdin"
@@ -315,6 +337,52 @@ buffer = { type = "disk", max_size = "1MiB" }
     CHECK(p.stage("out")->resources == std::vector<Resource>{{K::file, "out-%Y.ndjson"}});
     CHECK(p.stage("k")->resources.empty());  // an output's address is where it connects, not a listener
     CHECK(p.stage("d")->resources == std::vector<Resource>{{K::directory, ".hbforward/buffer/d"}});
+}
+
+TEST_CASE("plan: a stage's declared resources decide its conflicts, not its option names") {
+    const char* a = R"(
+[inputs.l]
+type = "test_port_listener"
+port = 7001
+address = "127.0.0.1:9000"
+label = "a"
+[outputs.out]
+type = "null"
+inputs = ["l"]
+)";
+    using K = Resource::Kind;
+    CHECK(startup(a).stage("l")->resources == std::vector<Resource>{{K::listen, "127.0.0.1:7001"}});
+    auto relabelled = reload(a, with(a, "label = \"a\"", "label = \"b\""));
+    CHECK(relabelled.changed == Names{"l"});
+    CHECK(stops_before(relabelled, "l") == Names{"l"});
+    REQUIRE(relabelled.conflicts.size() == 1);
+    CHECK(to_string(relabelled.conflicts[0].resource) == "address 127.0.0.1:7001");
+    auto moved = reload(a, with(with(a, "label = \"a\"", "label = \"b\""), "port = 7001", "port = 7002"));
+    CHECK(moved.changed == Names{"l"});
+    CHECK(moved.conflicts.empty());
+}
+
+TEST_CASE("plan: a following file input holds its checkpoint, so a changed one stops its old version first") {
+    const char* a = R"(
+[service]
+data_dir = "/var/lib/hbf"
+[inputs.f]
+type = "file"
+path = "a/*.ndjson"
+follow = true
+[outputs.out]
+type = "null"
+inputs = ["f"]
+)";
+    using K = Resource::Kind;
+    CHECK(startup(a).stage("f")->resources ==
+          std::vector<Resource>{{K::file, "a/*.ndjson"}, {K::file, "/var/lib/hbf/file-f.checkpoint"}});
+    auto p = reload(a, with(a, "a/*.ndjson", "b/*.ndjson"));
+    CHECK(p.changed == Names{"f"});
+    CHECK(stops_before(p, "f") == Names{"f"});
+    REQUIRE(p.conflicts.size() == 1);
+    CHECK(to_string(p.conflicts[0].resource) == "file /var/lib/hbf/file-f.checkpoint");
+    CHECK(startup(with(a, "follow = true", "follow = false")).stage("f")->resources == std::vector<Resource>{{K::file, "a/*.ndjson"}});
 }
 
 TEST_CASE("plan: listen addresses clash on one port when either host is a wildcard") {

@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <mutex>
 #include <stdexcept>
+#include <vector>
 
 #include "relay.h"
 
@@ -64,6 +65,13 @@ std::string DevBroker::set_up(int id) {
     if (id < 1 || id > brokers_) return "no broker " + std::to_string(id);
     rd_kafka_resp_err_t e = rd_kafka_mock_broker_set_up(mc_, id);
     return e ? rd_kafka_err2str(e) : "";
+}
+
+std::string DevBroker::fail_produce(int count, int code) {
+    if (count < 1 || count > 1000) return "count must be 1 to 1000";
+    std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(count), static_cast<rd_kafka_resp_err_t>(code));
+    rd_kafka_mock_push_request_errors_array(mc_, 0 /* Produce */, errors.size(), errors.data());
+    return "";
 }
 
 DevBroker& embedded_broker(spdlog::logger& log) {

@@ -37,6 +37,9 @@ public:
     // Takes broker `id` (1-based) down or up: connections close and new ones are refused.
     std::string set_down(int id);
     std::string set_up(int id);
+    // The next `count` Produce requests, to any broker, are answered with Kafka error `code`
+    // (45, OUT_OF_ORDER_SEQUENCE_NUMBER, is fatal to an idempotent producer).
+    std::string fail_produce(int count, int code);
 
 private:
     rd_kafka_t* rk_ = nullptr;

@@ -1,7 +1,8 @@
 // `hbforward dev-broker`: the development broker as a command of its own.
 //
 // Control, for tests that need a broker outage: lines on stdin "down N" / "up N" (broker N,
-// 1-based; "down" / "up" alone = every broker), or SIGUSR1 (all down) / SIGUSR2 (all up).
+// 1-based; "down" / "up" alone = every broker), or SIGUSR1 (all down) / SIGUSR2 (all up);
+// "fail-produce N CODE": the next N Produce requests are answered with Kafka error CODE.
 // Each control line is answered on stdout with "ok ..." or "error ...".
 #include <CLI/CLI.hpp>
 #include <csignal>
@@ -77,12 +78,16 @@ int run_dev_broker(const DevBrokerArgs& a) {
             if (verb == "down" || verb == "up") {
                 std::lock_guard lk(m);
                 err = apply(*b, verb, id);
+            } else if (int code = 0; verb == "fail-produce") {
+                std::lock_guard lk(m);
+                err = ls >> code ? b->fail_produce(id, code) : "usage: fail-produce COUNT CODE";
             } else {
                 err = "unknown command " + verb;
             }
             std::printf("%s %s %d\n", err.empty() ? "ok" : "error", err.empty() ? verb.c_str() : err.c_str(), id);
             std::fflush(stdout);
-            if (err.empty()) spdlog::info("broker{} {}", id ? " " + std::to_string(id) : "s", verb);
+            if (err.empty() && verb == "fail-produce") spdlog::info("the next {} Produce request(s) fail", id);
+            else if (err.empty()) spdlog::info("broker{} {}", id ? " " + std::to_string(id) : "s", verb);
         }
     });
     control.detach();  // blocked in a read when we exit; the process ends it

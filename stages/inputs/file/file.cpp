@@ -67,6 +67,12 @@ struct FileInOptions {
     std::string read_from = "beginning";
     Duration poll_interval = std::chrono::milliseconds(250);
     Size max_line = Size(1 << 20);
+    // The files it reads and, when it follows them, its checkpoint (see above).
+    std::vector<Resource> resources(const StagePlace& at) const {
+        std::vector<Resource> out{{Resource::Kind::file, path}};
+        if (follow) out.push_back({Resource::Kind::file, at.data_dir + "/file-" + at.name + ".checkpoint"});
+        return out;
+    }
 };
 
 const OptionSchema<FileInOptions> kFileInSchema{

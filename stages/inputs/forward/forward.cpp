@@ -20,6 +20,11 @@ struct ForwardInOptions {
     std::string shared_key;
     std::optional<std::string> self_hostname;
     StringMap users, tls;
+    // The unix socket's path instead of the address when set (a new instance would unlink the old one's).
+    std::vector<Resource> resources(const StagePlace&) const {
+        if (!unix_path.empty()) return {{Resource::Kind::file, unix_path}};
+        return {{Resource::Kind::listen, address}};
+    }
 };
 
 using FO = ForwardInOptions;

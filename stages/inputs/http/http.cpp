@@ -72,6 +72,7 @@ struct HttpInputOptions {
     std::string path_field;
     StringList headers;
     std::string remote_addr_field;
+    std::vector<Resource> resources(const StagePlace&) const { return {{Resource::Kind::listen, address}}; }
 };
 
 using O = HttpInputOptions;

@@ -44,6 +44,7 @@ struct SyslogOptions {
     Size max_line{64 << 10};
     int64_t max_connections = 1024;
     std::string timezone = "local";
+    std::vector<Resource> resources(const StagePlace&) const { return {{Resource::Kind::listen, address}}; }
 };
 
 using SO = SyslogOptions;

@@ -37,6 +37,7 @@ struct TcpInOptions {
     Size max_line{1 << 20};
     int64_t max_connections = 4096;
     StringMap tls;
+    std::vector<Resource> resources(const StagePlace&) const { return {{Resource::Kind::listen, address}}; }
 };
 
 const OptionSchema<TcpInOptions> kTcpSchema{

@@ -39,6 +39,7 @@ struct FileOutOptions {
     std::string mode = "0644";
     bool create_dirs = false;
     const toml::table* rotate = nullptr;
+    std::vector<Resource> resources(const StagePlace&) const { return {{Resource::Kind::file, path}}; }
 };
 
 struct RotateOptions {
@@ -70,7 +71,7 @@ file::RotatePolicy rotate_policy(const toml::table& t, const StageConfig& c) {
     std::string what = c.name() + ".rotate";
     std::vector<Diagnostic> diags;
     check_table(t, kRotateSchema.specs(), what, loc.file, loc, {}, diags);
-    StageConfig sub(what, "rotate", &t, &kRotateSchema.specs(), loc.file, loc);
+    StageConfig sub(what, "rotate", &t, loc.file, loc);
     RotateOptions r = kRotateSchema.parse(sub);
     for (const auto& d : sub.problems()) diags.push_back(d);
     for (const auto& d : diags) c.problem_at(d.where, d.message);

@@ -121,6 +121,7 @@ private:
     void destroy_producer();
     void recover_if_fatal();
     void on_delivery(const rd_kafka_message_t* m);
+    bool producer_failed() const;
     void release(InFlight* f);
     InFlight* take_inflight();
     static void dr_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque);

@@ -67,7 +67,7 @@ void KafkaOut::on_delivery(const rd_kafka_message_t* m) {
         delivered_->add();
         if (all_down_) brokers_back();
     } else if (!shutting_down_ && (m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
-                                   m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
+                                   m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT || producer_failed())) {
         fatal_ = true;  // produced again once the producer is recreated; the batch stays held
         replay_.push_back({f, index_of(*f->batch, static_cast<const char*>(m->payload))});
         return;
@@ -81,6 +81,12 @@ void KafkaOut::on_delivery(const rd_kafka_message_t* m) {
     inflight_events_->add(-1);
     inflight_bytes_->add(-int64_t(m->len));
     release(f);
+}
+
+// True once librdkafka has raised a fatal error: the request that raised it reports its own
+// messages with the broker's error (OUT_OF_ORDER_SEQUENCE_NUMBER), and those are produced again too.
+bool KafkaOut::producer_failed() const {
+    return rk_ && rd_kafka_fatal_error(rk_, nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 void KafkaOut::release(InFlight* f) {
