@@ -4,11 +4,12 @@ a unique "seq", over keep-alive connections with a few requests pipelined on eac
 rate. Records which seqs were answered 200 (a bitmap file) so the soak can count lost and
 duplicated events against what was written.
 
-usage: load.py PORT RATE SECONDS BITMAP_OUT   (RATE 0 = as fast as it can)
+usage: load.py PORT RATE SECONDS BITMAP_OUT   (RATE 0 = as fast as it can; SIGTERM ends it early)
 prints one JSON line: sent, ok (200), refused (503), other, unanswered, seconds, rate."""
 import json
 import re
 import selectors
+import signal
 import socket
 import sys
 import time
@@ -68,10 +69,19 @@ def read(c):
 sent = 0
 t0 = time.monotonic()
 stop_at = t0 + seconds
+
+
+def stop_now(*_):
+    global stop_at
+    stop_at = 0
+
+
+signal.signal(signal.SIGTERM, stop_now)
 rr = 0
 while True:
     now = time.monotonic()
     if now >= stop_at:
+        stop_at = now
         break
     allowed = int((now - t0) * rate) if rate > 0 else sent + CONNS * DEPTH
     # Hand out what the pace allows to connections with room in their pipeline.
@@ -106,4 +116,4 @@ for c in conns:
 with open(bitmap_out, "wb") as f:
     f.write(acked)
 print(json.dumps({"sent": sent, **counts, "unanswered": unanswered, "seconds": round(elapsed, 1),
-                  "rate": round((sent - unanswered) / min(elapsed, seconds), 0)}))
+                  "rate": round((sent - unanswered) / max(min(elapsed, stop_at - t0), 1e-9), 0)}))

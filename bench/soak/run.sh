@@ -5,17 +5,20 @@
 # end, the events lost (answered 200, never written) and duplicated.
 # The maximum rate is measured first, in the same run, with wrk (as bench/http/run.sh does);
 # the soak load (load.py: one notification per request, each with a unique seq) then runs at half.
+# With RELOADS=N it ends after N reloads instead (MINUTES is then only a bound), and
+# RELOAD_EVERY may be a fraction of a second: RELOADS=1000 RELOAD_EVERY=0.2 RATE=1000.
 # Usage: bench/soak/run.sh [BUILD_DIR]
-#   env: MINUTES=10 RELOAD_EVERY=10 RATE=<req/s, default half the measured maximum> KEEP=1 (keep the temp dir)
+#   env: MINUTES=10 RELOAD_EVERY=10 RELOADS= RATE=<req/s, default half the measured maximum> KEEP=1 (keep the temp dir)
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${1:-build}
 MINUTES=${MINUTES:-10}
 RELOAD_EVERY=${RELOAD_EVERY:-10}
+RELOADS=${RELOADS:-0}
 [ -n "${NO_BUILD:-}" ] || ninja -C "$BUILD" -j2 hbforward >/dev/null
 TMP=$(mktemp -d)
 PIDS=""
-trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
+trap 'kill $PIDS 2>/dev/null || true; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
@@ -55,7 +58,8 @@ config 0
 "$BUILD/hbforward" run -c "$TMP/soak.toml" 2>"$TMP/hbf.log" &
 HBF=$!; PIDS="$PIDS $HBF"
 wait_port "$PORT"
-echo "start: RSS $(rss_mib $HBF) MiB"
+RSS_START=$(rss_mib $HBF)
+echo "start: RSS $RSS_START MiB"
 
 if [ -z "${RATE:-}" ]; then
   MAX=$(wrk -t1 -c32 -d5s -s bench/http/post.lua "http://127.0.0.1:$PORT/healthbot" | awk '/^RESULT/ {printf "%.0f", $2 / $3}')
@@ -80,22 +84,29 @@ fold_old() {
 }
 
 gen=0
+failed=0
 RSS_FIRST=""
-for s in $(seq 1 "$SECONDS_TOTAL"); do
-  sleep 1
+T0=$SECONDS
+next_minute=60
+while :; do
+  sleep "$RELOAD_EVERY"
   kill -0 "$HBF" 2>/dev/null || { echo "hbforward died:"; tail -20 "$TMP/hbf.log"; exit 1; }
-  if [ $((s % RELOAD_EVERY)) -eq 0 ]; then
-    gen=$((gen + 1))
-    config "$gen"
-    curl -s -X POST "http://127.0.0.1:$API/reload" | grep -q '"reloaded":true' || echo "reload $gen failed"
-  fi
-  if [ $((s % 60)) -eq 0 ]; then
+  elapsed=$((SECONDS - T0))
+  [ "$elapsed" -lt "$SECONDS_TOTAL" ] || break
+  gen=$((gen + 1))
+  config "$gen"
+  curl -s -X POST "http://127.0.0.1:$API/reload" | grep -q '"reloaded":true' || { echo "reload $gen failed"; failed=$((failed + 1)); }
+  if [ "$elapsed" -ge "$next_minute" ]; then
     rss=$(rss_mib $HBF)
     [ -n "$RSS_FIRST" ] || RSS_FIRST=$rss
-    echo "minute $((s / 60)): RSS $rss MiB, $gen reloads, $(metric 'hbf_events_out_total{stage="out",type="file"}') events written"
+    echo "minute $((elapsed / 60)): RSS $rss MiB, $gen reloads, $(metric 'hbf_events_out_total{stage="out",type="file"}') events written"
     fold_old
+    next_minute=$((next_minute + 60))
   fi
+  [ "$RELOADS" -eq 0 ] || [ "$gen" -lt "$RELOADS" ] || break
 done
+sleep 1
+kill -TERM "$LOAD" 2>/dev/null || true  # RELOADS reached before MINUTES: the load ends now
 wait "$LOAD"
 LOADED=$(cat "$TMP/load.json")
 RSS_END=$(rss_mib $HBF)
@@ -103,6 +114,6 @@ kill -TERM "$HBF"
 wait "$HBF" && RC=0 || RC=$?
 /usr/bin/python3 bench/soak/count.py "$TMP/count" add "$TMP"/out-*.ndjson
 echo "load: $LOADED"
-echo "hbforward exit code $RC; reloads: $gen; RSS first minute ${RSS_FIRST:-?} MiB, at the end $RSS_END MiB"
+echo "hbforward exit code $RC; reloads: $gen ($failed failed); RSS at the start $RSS_START MiB, after the first minute ${RSS_FIRST:-?} MiB, at the end $RSS_END MiB"
 echo "events: $(/usr/bin/python3 bench/soak/count.py "$TMP/count" report "$TMP/acked")"
 grep -E "error|\[warn" "$TMP/hbf.log" | grep -v "reload:" | tail -5 || true
