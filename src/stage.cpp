@@ -78,8 +78,9 @@ bool handed_to(const Handed& h, const BatchQueue* q) { return std::find(h.begin(
 // backpressure gives up when the shutdown timeout aborts it or a reload retargets this stage; on
 // a retarget the emitter lets go of its targets until the reload has rewired them, then hands
 // what it holds to the queues it has not reached yet (the copies are alike), so a reload never
-// waits for a queue that cannot drain. A filter that runs inline is called without the lock, its
-// queue pinned by an Edge: a thread blocked downstream of it never holds this stage's targets.
+// waits for a queue that cannot drain. A filter that runs inline is called under the lock, which
+// keeps it alive: a reload that changes this stage's targets while that filter's own push is
+// blocked, and not its targets, still waits for that push.
 // Returns false only when aborted: what it still held is reported failed.
 bool Emitter::deliver_all(BatchPtr b, size_t port) {
     Handed handed;
@@ -92,17 +93,15 @@ bool Emitter::deliver_all(BatchPtr b, size_t port) {
         if (qs)
             for (auto* q : *qs) left += !handed_to(handed, q);
         if (left == 0 || (!b && !spare)) break;
-        bool refused = false, unlocked = false;
+        bool refused = false;
         for (BatchQueue* q : *qs) {
             if (handed_to(handed, q)) continue;
             BatchPtr c = spare ? std::move(spare) : (left == 1 || !b ? std::move(b) : b->clone());
             if (InlineConsumer* ic = q->inline_consumer.load(std::memory_order_acquire)) {
-                Edge pin(*q);  // the filter is not freed while this runs unlocked
+                ic->consume(std::move(c));  // under the lock: it keeps the filter alive
                 handed.push_back(q);
-                lk.unlock();
-                ic->consume(std::move(c));
-                unlocked = true;
-                break;  // the targets may have changed meanwhile: look again
+                if (--left == 0) break;
+                continue;
             }
             if (!q->push(c, ctx_.push_stop_flag())) {
                 spare = std::move(c);
@@ -112,7 +111,6 @@ bool Emitter::deliver_all(BatchPtr b, size_t port) {
             handed.push_back(q);
             if (--left == 0) break;
         }
-        if (unlocked) continue;
         if (!refused) break;
         lk.unlock();
         if (ctx_.abort_flag().load()) {
