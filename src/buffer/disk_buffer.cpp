@@ -341,6 +341,19 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         return Admit::taken;
     }
 
+    // One attempt: taken (written soon, or with when_full = drop_newest dropped when full),
+    // closed, or full.
+    Admit offer(BatchPtr& b) {
+        Admit a = admit(b);
+        if (a == Admit::taken) {
+            after_admit();
+        } else if (a == Admit::full && o.when_full == WhenFull::drop_newest) {
+            drop(b);
+            a = Admit::taken;
+        }
+        return a;
+    }
+
     void drop(BatchPtr& b) {
         m.dropped_events.add(b->size());
         log_limited(rl_drop, *log, spdlog::level::warn, "disk buffer {} is full ({} of max_size {} bytes{}): dropping new events (when_full = drop_newest)",
@@ -942,15 +955,8 @@ DiskBuffer::~DiskBuffer() { close(); }
 bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
     if (!b || b->empty()) return true;
     for (;;) {
-        switch (impl_->admit(b)) {
-            case Impl::Admit::taken: impl_->after_admit(); return true;
-            case Impl::Admit::closed: return false;
-            case Impl::Admit::full: break;
-        }
-        if (impl_->o.when_full == WhenFull::drop_newest) {
-            impl_->drop(b);
-            return true;
-        }
+        Impl::Admit a = impl_->offer(b);
+        if (a != Impl::Admit::full) return a == Impl::Admit::taken;
         if (abort.load(std::memory_order_relaxed)) return false;
         std::unique_lock lk(impl_->mu);
         impl_->space_cv.wait_for(lk, std::chrono::milliseconds(5));
@@ -959,16 +965,7 @@ bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
 
 bool DiskBuffer::try_push(BatchPtr& b) {
     if (!b || b->empty()) return true;
-    switch (impl_->admit(b)) {
-        case Impl::Admit::taken: impl_->after_admit(); return true;
-        case Impl::Admit::closed: return false;
-        case Impl::Admit::full: break;
-    }
-    if (impl_->o.when_full == WhenFull::drop_newest) {
-        impl_->drop(b);
-        return true;
-    }
-    return false;
+    return impl_->offer(b) == Impl::Admit::taken;
 }
 
 bool DiskBuffer::full() const { return impl_->full(); }
