@@ -8,7 +8,8 @@ libisal-dev python3-crc32c
 libmsgpuck-dev python3-msgpack python3-fluent-logger
 libcurl4-openssl-dev libzstd-dev zstd rsyslog bsdutils
 clang-16 libfuzzer-16-dev
-libsystemd-dev systemd debhelper dpkg-dev groff-base man-db logrotate"
+libsystemd-dev systemd debhelper dpkg-dev groff-base man-db logrotate
+universal-ctags"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -85,6 +85,97 @@ void load_service(PipelineConfig& cfg) {
         if (reported.insert({p.where.line, p.where.column}).second) cfg.diags.push_back(p);
 }
 
+const char* const kSections[] = {"inputs", "filters", "outputs"};
+
+// Top-level tables other than service, inputs, filters, outputs and tests are a mistake.
+void check_sections(PipelineConfig& cfg) {
+    for (const auto& [k, v] : cfg.root) {
+        std::string key(k.str());
+        if (key == "service" || key == "tests") continue;  // [[tests]]: checked and run by `hbforward test`
+        Location kl{cfg.file, k.source().begin.line, k.source().begin.column};
+        if (std::find(std::begin(kSections), std::end(kSections), key) == std::end(kSections)) {
+            std::string sug = did_you_mean(key, {"service", "inputs", "filters", "outputs", "tests"});
+            cfg.diags.push_back({kl, fmt::format("unknown section '{}'{}; expected service, inputs, filters, outputs or tests", key,
+                                                 sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug))});
+        }
+    }
+}
+
+// A stage's name: a table, not empty, without '.', used once. `seen`: name -> "inputs.x".
+bool check_name(PipelineConfig& cfg, const StageDecl& d, const std::string& what, std::map<std::string, std::string>& seen) {
+    if (!d.tbl) {
+        cfg.diags.push_back({d.loc, fmt::format("{} must be a table", what)});
+        return false;
+    }
+    if (d.name.find('.') != std::string::npos || d.name.empty()) {
+        cfg.diags.push_back({d.loc, fmt::format("stage name '{}' must not be empty or contain '.'", d.name)});
+        return false;
+    }
+    if (auto it = seen.find(d.name); it != seen.end()) {
+        cfg.diags.push_back({d.loc, fmt::format("stage name '{}' is already used by {}", d.name, it->second)});
+        return false;
+    }
+    seen[d.name] = what;
+    return true;
+}
+
+// What a reload compares: the table without `inputs` (rewiring a stage does not restart it).
+std::string fingerprint_of(const toml::table& tbl) {
+    toml::table fpt = tbl;
+    fpt.erase("inputs");
+    std::ostringstream fp;
+    fp << fpt;
+    return fp.str();
+}
+
+// `type = "..."`, found in the registry.
+bool resolve_type(PipelineConfig& cfg, StageDecl& d, const std::string& what) {
+    const toml::node* tn = d.tbl->get("type");
+    if (!tn || !tn->is_string()) {
+        cfg.diags.push_back({tn ? location_of(*tn, cfg.file) : d.loc, fmt::format("{} needs type = \"...\"; known {} types: {}", what,
+                                                                                to_string(d.kind), join(Registry::get().types(d.kind)))});
+        return false;
+    }
+    d.type = tn->as_string()->get();
+    d.info = Registry::get().find(d.kind, d.type);
+    if (d.info) return true;
+    auto known = Registry::get().types(d.kind);
+    std::string sug = did_you_mean(d.type, known);
+    cfg.diags.push_back({location_of(*tn, cfg.file), fmt::format("unknown {} type '{}' in {}{}; known {} types: {}", to_string(d.kind), d.type, what,
+                                                                 sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug),
+                                                                 to_string(d.kind), join(known))});
+    return false;
+}
+
+// A filter's or output's `inputs`: a stage name, or a list of them; "stage.port" names a port.
+void read_inputs(PipelineConfig& cfg, StageDecl& d, const std::string& what) {
+    const toml::node* in = d.tbl->get("inputs");
+    auto add_ref = [&](const std::string& ref, const toml::node& at) {
+        StageDecl::InputRef r{ref, "", location_of(at, cfg.file)};
+        if (auto dot = ref.find('.'); dot != std::string::npos) {
+            r.stage = ref.substr(0, dot);
+            r.port = ref.substr(dot + 1);
+        }
+        d.inputs.push_back(r);
+    };
+    if (!in) {
+        cfg.diags.push_back({d.loc, fmt::format("missing required option 'inputs' in {}: name the stages it reads from", what)});
+    } else if (auto one = in->as_string()) {
+        add_ref(one->get(), *in);  // like every list option, a bare string is a list of one
+    } else if (auto a = in->as_array()) {
+        if (a->empty()) cfg.diags.push_back({location_of(*in, cfg.file), fmt::format("'inputs' of {} is empty", what)});
+        for (const auto& e : *a) {
+            if (auto s = e.as_string()) {
+                add_ref(s->get(), e);
+            } else {
+                cfg.diags.push_back({location_of(e, cfg.file), fmt::format("'inputs' of {} must hold stage names (strings)", what)});
+            }
+        }
+    } else {
+        cfg.diags.push_back({location_of(*in, cfg.file), fmt::format("'inputs' of {} must be a list of stage names, such as [\"parse\"]", what)});
+    }
+}
+
 // `workers = N` on a filter: N threads run it, and the filters inline below it, on successive
 // batches at once; the order is restored before the next queue (src/ordered.h). Only a filter
 // that keeps nothing from one batch to the next may have more than one.
@@ -110,125 +201,66 @@ int load_workers(const StageDecl& d, const std::string& what, PipelineConfig& cf
     return int(*v);
 }
 
-void load_stages(PipelineConfig& cfg) {
-    static const char* kSections[] = {"inputs", "filters", "outputs"};
-    for (const auto& [k, v] : cfg.root) {
-        std::string key(k.str());
-        if (key == "service" || key == "tests") continue;  // [[tests]]: checked and run by `hbforward test`
-        Location kl{cfg.file, k.source().begin.line, k.source().begin.column};
-        if (std::find(std::begin(kSections), std::end(kSections), key) == std::end(kSections)) {
-            std::string sug = did_you_mean(key, {"service", "inputs", "filters", "outputs", "tests"});
-            cfg.diags.push_back({kl, fmt::format("unknown section '{}'{}; expected service, inputs, filters, outputs or tests", key,
-                                                 sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug))});
+// The stage's options against its schema, its buffer, its workers, its inputs and its ports.
+void read_options(PipelineConfig& cfg, StageDecl& d, const std::string& what) {
+    std::vector<std::string> reserved = {"type"};
+    if (d.kind != StageKind::input) reserved.push_back("inputs");
+    if (d.kind == StageKind::output) reserved.push_back("buffer");
+    if (d.kind == StageKind::filter) reserved.push_back("workers");
+    size_t before = cfg.diags.size();
+    check_table(*d.tbl, d.info->options, what, cfg.file, d.loc, reserved, cfg.diags);
+    if (d.kind == StageKind::filter) d.workers = load_workers(d, what, cfg);
+    if (d.kind == StageKind::output) d.buffer = buffer::load_buffer_config(*d.tbl, what, cfg.file, cfg.diags);
+    d.cfg = std::make_unique<StageConfig>(d.name, d.type, d.tbl, cfg.file, d.loc);
+    if (d.kind != StageKind::input) read_inputs(cfg, d, what);
+    d.options_ok = cfg.diags.size() == before;
+    if (d.options_ok && d.info->ports) {
+        try {
+            d.ports = d.info->ports(*d.cfg);
+        } catch (const ConfigError& e) {
+            cfg.diags.push_back({e.where, e.what()});
         }
-    }
-    std::map<std::string, std::string> seen;  // name -> "inputs.x"
-    for (int kind = 0; kind < 3; ++kind) {
-        StageKind sk = static_cast<StageKind>(kind);
-        const toml::node* sect = cfg.root.get(kSections[kind]);
-        if (!sect) continue;
-        const toml::table* st = sect->as_table();
-        if (!st) {
-            cfg.diags.push_back({location_of(*sect, cfg.file), fmt::format("'{}' must be a table of stages", kSections[kind])});
-            continue;
-        }
-        for (const auto& [k, v] : *st) {
-            StageDecl d;
-            d.name = std::string(k.str());
-            d.kind = sk;
-            std::string what = fmt::format("{}.{}", kSections[kind], d.name);
-            d.loc = {cfg.file, k.source().begin.line, k.source().begin.column};
-            if (d.loc.line == 0) d.loc = location_of(v, cfg.file);
-            d.tbl = v.as_table();
-            if (!d.tbl) {
-                cfg.diags.push_back({d.loc, fmt::format("{} must be a table", what)});
-                continue;
-            }
-            if (d.name.find('.') != std::string::npos || d.name.empty()) {
-                cfg.diags.push_back({d.loc, fmt::format("stage name '{}' must not be empty or contain '.'", d.name)});
-                continue;
-            }
-            if (auto it = seen.find(d.name); it != seen.end()) {
-                cfg.diags.push_back({d.loc, fmt::format("stage name '{}' is already used by {}", d.name, it->second)});
-                continue;
-            }
-            seen[d.name] = what;
-            // What a reload compares: the table without `inputs` (rewiring a stage does not restart it).
-            toml::table fpt = *d.tbl;
-            fpt.erase("inputs");
-            std::ostringstream fp;
-            fp << fpt;
-            d.fingerprint = fp.str();
-            const toml::node* tn = d.tbl->get("type");
-            if (!tn || !tn->is_string()) {
-                cfg.diags.push_back({tn ? location_of(*tn, cfg.file) : d.loc,
-                                     fmt::format("{} needs type = \"...\"; known {} types: {}", what, to_string(sk),
-                                                 join(Registry::get().types(sk)))});
-                continue;
-            }
-            d.type = tn->as_string()->get();
-            d.info = Registry::get().find(sk, d.type);
-            if (!d.info) {
-                auto known = Registry::get().types(sk);
-                std::string sug = did_you_mean(d.type, known);
-                cfg.diags.push_back({location_of(*tn, cfg.file),
-                                     fmt::format("unknown {} type '{}' in {}{}; known {} types: {}", to_string(sk), d.type, what,
-                                                 sug.empty() ? "" : fmt::format(" (did you mean '{}'?)", sug), to_string(sk), join(known))});
-                continue;
-            }
-            std::vector<std::string> reserved = {"type"};
-            if (sk != StageKind::input) reserved.push_back("inputs");
-            if (sk == StageKind::output) reserved.push_back("buffer");
-            if (sk == StageKind::filter) reserved.push_back("workers");
-            size_t before = cfg.diags.size();
-            check_table(*d.tbl, d.info->options, what, cfg.file, d.loc, reserved, cfg.diags);
-            if (sk == StageKind::filter) d.workers = load_workers(d, what, cfg);
-            if (sk == StageKind::output) d.buffer = buffer::load_buffer_config(*d.tbl, what, cfg.file, cfg.diags);
-            d.cfg = std::make_unique<StageConfig>(d.name, d.type, d.tbl, cfg.file, d.loc);
-            if (sk != StageKind::input) {
-                const toml::node* in = d.tbl->get("inputs");
-                auto add_ref = [&](const std::string& ref, const toml::node& at) {
-                    StageDecl::InputRef r{ref, "", location_of(at, cfg.file)};
-                    if (auto dot = ref.find('.'); dot != std::string::npos) {
-                        r.stage = ref.substr(0, dot);
-                        r.port = ref.substr(dot + 1);
-                    }
-                    d.inputs.push_back(r);
-                };
-                if (!in) {
-                    cfg.diags.push_back({d.loc, fmt::format("missing required option 'inputs' in {}: name the stages it reads from", what)});
-                } else if (auto one = in->as_string()) {
-                    add_ref(one->get(), *in);  // like every list option, a bare string is a list of one
-                } else if (auto a = in->as_array()) {
-                    if (a->empty()) cfg.diags.push_back({location_of(*in, cfg.file), fmt::format("'inputs' of {} is empty", what)});
-                    for (const auto& e : *a) {
-                        if (auto s = e.as_string()) {
-                            add_ref(s->get(), e);
-                        } else {
-                            cfg.diags.push_back({location_of(e, cfg.file), fmt::format("'inputs' of {} must hold stage names (strings)", what)});
-                        }
-                    }
-                } else {
-                    cfg.diags.push_back({location_of(*in, cfg.file), fmt::format("'inputs' of {} must be a list of stage names, such as [\"parse\"]", what)});
-                }
-            }
-            d.options_ok = cfg.diags.size() == before;
-            if (d.options_ok && d.info->ports) {
-                try {
-                    d.ports = d.info->ports(*d.cfg);
-                } catch (const ConfigError& e) {
-                    cfg.diags.push_back({e.where, e.what()});
-                }
-                d.cfg->clear_problems();  // build_stages reports them with the factory's
-            }
-            cfg.stages.push_back(std::move(d));
-        }
+        d.cfg->clear_problems();  // build_stages reports them with the factory's
     }
 }
 
-void check_graph(PipelineConfig& cfg) {
-    std::map<std::string, StageDecl*> by_name;
-    for (auto& s : cfg.stages) by_name[s.name] = &s;
+// The stages of one section ("inputs", "filters", "outputs"), appended to cfg.stages.
+void load_section(PipelineConfig& cfg, StageKind sk, std::map<std::string, std::string>& seen) {
+    const char* section = kSections[int(sk)];
+    const toml::node* sect = cfg.root.get(section);
+    if (!sect) return;
+    const toml::table* st = sect->as_table();
+    if (!st) {
+        cfg.diags.push_back({location_of(*sect, cfg.file), fmt::format("'{}' must be a table of stages", section)});
+        return;
+    }
+    for (const auto& [k, v] : *st) {
+        StageDecl d;
+        d.name = std::string(k.str());
+        d.kind = sk;
+        std::string what = fmt::format("{}.{}", section, d.name);
+        d.loc = {cfg.file, k.source().begin.line, k.source().begin.column};
+        if (d.loc.line == 0) d.loc = location_of(v, cfg.file);
+        d.tbl = v.as_table();
+        if (!check_name(cfg, d, what, seen)) continue;
+        d.fingerprint = fingerprint_of(*d.tbl);
+        if (!resolve_type(cfg, d, what)) continue;
+        read_options(cfg, d, what);
+        cfg.stages.push_back(std::move(d));
+    }
+}
+
+void load_stages(PipelineConfig& cfg) {
+    check_sections(cfg);
+    std::map<std::string, std::string> seen;  // name -> "inputs.x"
+    for (StageKind sk : {StageKind::input, StageKind::filter, StageKind::output}) load_section(cfg, sk, seen);
+}
+
+using StagesByName = std::map<std::string, StageDecl*>;
+
+// Each `inputs` entry names a stage that exists, is not an output, offers the port named and is
+// not the stage itself. Returns the names of the stages something reads from.
+std::set<std::string> check_edges(PipelineConfig& cfg, const StagesByName& by_name) {
     std::vector<std::string> names;
     for (auto& s : cfg.stages) names.push_back(s.name);
     std::set<std::string> consumed;
@@ -260,7 +292,11 @@ void check_graph(PipelineConfig& cfg) {
             consumed.insert(up->name);
         }
     }
-    // Cycles among filters: depth-first search over "reads from" edges.
+    return consumed;
+}
+
+// Cycles among filters: depth-first search over "reads from" edges; the first one is reported.
+void check_cycles(PipelineConfig& cfg, const StagesByName& by_name) {
     std::map<std::string, int> state;  // 0 new, 1 on stack, 2 done
     std::function<bool(StageDecl*, std::vector<std::string>&)> dfs = [&](StageDecl* s, std::vector<std::string>& path) {
         state[s->name] = 1;
@@ -288,6 +324,10 @@ void check_graph(PipelineConfig& cfg) {
         std::vector<std::string> path;
         if (state[s.name] == 0 && dfs(&s, path)) break;
     }
+}
+
+// Events that go nowhere (a warning), and a pipeline without an input or an output.
+void check_ends(PipelineConfig& cfg, const std::set<std::string>& consumed) {
     for (auto& s : cfg.stages) {
         if (s.kind != StageKind::output && !consumed.count(s.name))
             cfg.diags.push_back({s.loc, fmt::format("the events of {}.{} go nowhere: no stage names '{}' in its inputs", section_of(s.kind),
@@ -298,6 +338,14 @@ void check_graph(PipelineConfig& cfg) {
     bool any_output = std::any_of(cfg.stages.begin(), cfg.stages.end(), [](auto& s) { return s.kind == StageKind::output; });
     if (cfg.ok() && (!any_input || !any_output))
         cfg.diags.push_back({{cfg.file, 1, 1}, "a pipeline needs at least one [inputs.NAME] and one [outputs.NAME]"});
+}
+
+void check_graph(PipelineConfig& cfg) {
+    StagesByName by_name;
+    for (auto& s : cfg.stages) by_name[s.name] = &s;
+    std::set<std::string> consumed = check_edges(cfg, by_name);
+    check_cycles(cfg, by_name);
+    check_ends(cfg, consumed);
 }
 
 std::unique_ptr<PipelineConfig> finish(std::unique_ptr<PipelineConfig> cfg) {

@@ -151,21 +151,25 @@ int64_t mtime_of(const std::string& path) {
     return int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec + int64_t(st.st_size) * 7 + int64_t(st.st_ino);
 }
 
-int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
-    auto cfg = load_config(path);
-    auto stages = cfg->ok() ? build_stages(*cfg) : std::vector<BuiltStage>{};
+// Loads and builds the config for `run`, and sets up logging from it. False (reported) when it
+// is invalid.
+bool load_for_run(const std::string& path, const std::string& log_level, std::unique_ptr<PipelineConfig>& cfg,
+                  std::vector<BuiltStage>& stages) {
+    cfg = load_config(path);
+    stages = cfg->ok() ? build_stages(*cfg) : std::vector<BuiltStage>{};
     setup_logging(!log_level.empty() ? log_level : cfg->service.log_level, cfg->service.log_format);
     if (!cfg->ok()) {
         std::fputs(cfg->report().c_str(), stderr);
         spdlog::error("{}: the config is invalid, not starting", path);
-        return 1;
+        return false;
     }
     for (const auto& d : cfg->diags) spdlog::warn("{}:{}:{}: {}", d.where.file, d.where.line, d.where.column, d.message);
     buffer::warn_unused_buffers(*cfg);
-    auto shutdown_timeout = cfg->service.shutdown_timeout;
-    std::string api_address = cfg->service.api_address;
+    return true;
+}
 
-    // Signals are taken synchronously by this thread; every other thread inherits the mask.
+// Signals are taken synchronously by the main thread; every other thread inherits the mask.
+sigset_t block_signals() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -173,6 +177,117 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
+    return set;
+}
+
+// The API server on `address`, started; null when the address is empty. Throws when it cannot start.
+std::unique_ptr<ApiServer> start_api(const std::string& address, Runtime& rt, std::function<ReloadResult()> reload) {
+    if (address.empty()) return nullptr;
+    auto api = std::make_unique<ApiServer>(address, [&rt] { return &rt; }, std::move(reload));
+    api->start();
+    spdlog::info("API on http://{} (/health, /metrics, /pipeline, POST /reload)", address);
+    return api;
+}
+
+// The main thread while the pipeline runs: takes signals, watches the config file, and bounds
+// the drain after a stop by the shutdown timeout.
+class Supervisor {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    Supervisor(Runtime& rt, const std::string& path, const sigset_t& signals, std::chrono::nanoseconds shutdown_timeout, bool watch,
+               std::function<ReloadResult()> reload)
+        : rt_(rt), path_(path), signals_(signals), shutdown_timeout_(shutdown_timeout), watch_(watch), reload_(std::move(reload)),
+          seen_mtime_(watch ? mtime_of(path) : 0) {}
+
+    // Returns when every stage has finished.
+    void run() {
+        for (;;) {
+            timespec ts{0, 50'000'000};
+            on_signal(sigtimedwait(&signals_, nullptr, &ts));
+            if (watch_ && !rt_.stopping()) watch_config();
+            notify::watchdog_tick();
+            rt_.reap();
+            if (rt_.finished()) break;
+            bound_drain();
+        }
+    }
+
+private:
+    void on_signal(int sig) {
+        if (sig == SIGINT || sig == SIGTERM) {
+            if (rt_.stopping()) {
+                spdlog::warn("second signal: exiting at once");
+                std::fflush(stderr);
+                _exit(130);
+            }
+            spdlog::info("signal {}: stopping inputs and draining (timeout {} ms)", sig,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(shutdown_timeout_).count());
+            notify::stopping();
+            rt_.request_stop();
+            deadline_ = Clock::now() + shutdown_timeout_;
+        } else if (sig == SIGHUP && !rt_.stopping()) {
+            spdlog::info("SIGHUP: reloading {}", path_);
+            reload_();
+        }
+    }
+
+    // `run --watch`: a reload when the file changed, looked at every 500 ms.
+    void watch_config() {
+        if (Clock::now() < next_watch_) return;
+        next_watch_ = Clock::now() + std::chrono::milliseconds(500);
+        int64_t m = mtime_of(path_);
+        if (m != seen_mtime_ && m != 0) {
+            seen_mtime_ = m;
+            spdlog::info("{} changed: reloading", path_);
+            reload_();
+        }
+    }
+
+    void bound_drain() {
+        // Every input ended by itself (stdin at EOF, a generator's count): the drain is bounded by
+        // the shutdown timeout as after a signal, or an output that keeps retrying would hold the
+        // process for ever.
+        if (deadline_ == Clock::time_point::max() && rt_.inputs_finished()) deadline_ = Clock::now() + shutdown_timeout_;
+        if (Clock::now() >= deadline_) {
+            if (!rt_.wait_until(deadline_)) {
+                spdlog::error("shutdown timeout passed; exiting with events undelivered");
+                std::fflush(stderr);
+                _exit(1);
+            }
+        }
+    }
+
+    Runtime& rt_;
+    const std::string& path_;
+    sigset_t signals_;
+    std::chrono::nanoseconds shutdown_timeout_;
+    bool watch_;
+    std::function<ReloadResult()> reload_;
+    int64_t seen_mtime_;
+    Clock::time_point next_watch_ = Clock::now();
+    Clock::time_point deadline_ = Clock::time_point::max();
+};
+
+// A stage that ended in a failure (events it could not deliver at shutdown) makes the exit code 1.
+int exit_code(Runtime& rt) {
+    int rc = 0;
+    for (const auto& st : rt.snapshot().stages) {
+        if (st.failure.empty()) continue;
+        spdlog::error("stage '{}' ended failing: {}", st.name, st.failure);
+        rc = 1;
+    }
+    spdlog::info("all stages finished; exiting{}", rc ? " with code 1" : "");
+    return rc;
+}
+
+int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
+    std::unique_ptr<PipelineConfig> cfg;
+    std::vector<BuiltStage> stages;
+    if (!load_for_run(path, log_level, cfg, stages)) return 1;
+    const auto shutdown_timeout = cfg->service.shutdown_timeout;
+    const std::string api_address = cfg->service.api_address;
+    const sigset_t signals = block_signals();
 
     Runtime rt(std::move(cfg), std::move(stages));
     std::mutex reload_m;
@@ -184,15 +299,11 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
         return r;
     };
     std::unique_ptr<ApiServer> api;
-    if (!api_address.empty()) {
-        api = std::make_unique<ApiServer>(api_address, [&rt] { return &rt; }, reload);
-        try {
-            api->start();
-        } catch (const std::exception& e) {
-            spdlog::error("API server failed to start: {}", e.what());
-            return 1;
-        }
-        spdlog::info("API on http://{} (/health, /metrics, /pipeline, POST /reload)", api_address);
+    try {
+        api = start_api(api_address, rt, reload);
+    } catch (const std::exception& e) {
+        spdlog::error("API server failed to start: {}", e.what());
+        return 1;
     }
     try {
         rt.start();
@@ -202,65 +313,11 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
     }
     spdlog::info("hbforward {} running {} ({} stages)", HBF_VERSION, path, rt.snapshot().stages.size());
     notify::ready(fmt::format("running {}, config generation {}", path, rt.generation()));
-
-    auto deadline = std::chrono::steady_clock::time_point::max();
-    int64_t seen_mtime = watch ? mtime_of(path) : 0;
-    auto next_watch = std::chrono::steady_clock::now();
-    for (;;) {
-        timespec ts{0, 50'000'000};
-        int sig = sigtimedwait(&set, nullptr, &ts);
-        if (sig == SIGINT || sig == SIGTERM) {
-            if (rt.stopping()) {
-                spdlog::warn("second signal: exiting at once");
-                std::fflush(stderr);
-                _exit(130);
-            }
-            spdlog::info("signal {}: stopping inputs and draining (timeout {} ms)", sig,
-                         std::chrono::duration_cast<std::chrono::milliseconds>(shutdown_timeout).count());
-            notify::stopping();
-            rt.request_stop();
-            deadline = std::chrono::steady_clock::now() + shutdown_timeout;
-        } else if (sig == SIGHUP && !rt.stopping()) {
-            spdlog::info("SIGHUP: reloading {}", path);
-            reload();
-        }
-        if (watch && !rt.stopping() && std::chrono::steady_clock::now() >= next_watch) {
-            next_watch = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-            int64_t m = mtime_of(path);
-            if (m != seen_mtime && m != 0) {
-                seen_mtime = m;
-                spdlog::info("{} changed: reloading", path);
-                reload();
-            }
-        }
-        notify::watchdog_tick();
-        rt.reap();
-        if (rt.finished()) break;
-        // Every input ended by itself (stdin at EOF, a generator's count): the drain is bounded by
-        // the shutdown timeout as after a signal, or an output that keeps retrying would hold the
-        // process for ever.
-        if (deadline == std::chrono::steady_clock::time_point::max() && rt.inputs_finished())
-            deadline = std::chrono::steady_clock::now() + shutdown_timeout;
-        if (std::chrono::steady_clock::now() >= deadline) {
-            if (!rt.wait_until(deadline)) {
-                spdlog::error("shutdown timeout passed; exiting with events undelivered");
-                std::fflush(stderr);
-                _exit(1);
-            }
-        }
-    }
+    Supervisor(rt, path, signals, shutdown_timeout, watch, reload).run();
     notify::stopping();
     rt.wait_until(std::chrono::steady_clock::now() + shutdown_timeout);
     if (api) api->stop();
-    // A stage that ended in a failure (events it could not deliver at shutdown) makes the exit code 1.
-    int rc = 0;
-    for (const auto& st : rt.snapshot().stages) {
-        if (st.failure.empty()) continue;
-        spdlog::error("stage '{}' ended failing: {}", st.name, st.failure);
-        rc = 1;
-    }
-    spdlog::info("all stages finished; exiting{}", rc ? " with code 1" : "");
-    return rc;
+    return exit_code(rt);
 }
 
 }  // namespace

@@ -19,35 +19,41 @@ MetricsRegistry& MetricsRegistry::global() {
     return *r;
 }
 
+namespace {
+// The family called `name`, created the first time, with its help and type (set again on every
+// call: the last registration's help text wins).
+template <class Families>
+auto& family(Families& families, const std::string& name, const std::string& help, const char* type) {
+    auto& f = families[name];
+    f.help = help;
+    f.type = type;
+    return f;
+}
+
+// The family's metric with these labels, made in `store` (whose elements never move) the first time.
+template <class Slots, class Store>
+auto& metric(Slots& slots, Store& store, const Labels& labels) {
+    auto& slot = slots[labels];
+    if (!slot) slot = &store.emplace_back();
+    return *slot;
+}
+}  // namespace
+
 Counter& MetricsRegistry::counter(const std::string& name, const std::string& help, const Labels& labels) {
     std::lock_guard lk(m_);
-    auto& f = families_[name];
-    f.help = help;
-    f.type = "counter";
-    auto& slot = f.counters[labels];
-    if (!slot) slot = &counters_.emplace_back();
-    return *slot;
+    return metric(family(families_, name, help, "counter").counters, counters_, labels);
 }
 
 Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help, const Labels& labels, double divisor) {
     std::lock_guard lk(m_);
-    auto& f = families_[name];
-    f.help = help;
-    f.type = "gauge";
+    auto& f = family(families_, name, help, "gauge");
     f.gauge_divisor = divisor;
-    auto& slot = f.gauges[labels];
-    if (!slot) slot = &gauges_.emplace_back();
-    return *slot;
+    return metric(f.gauges, gauges_, labels);
 }
 
 Histogram& MetricsRegistry::histogram(const std::string& name, const std::string& help, const Labels& labels) {
     std::lock_guard lk(m_);
-    auto& f = families_[name];
-    f.help = help;
-    f.type = "histogram";
-    auto& slot = f.histograms[labels];
-    if (!slot) slot = &histograms_.emplace_back();
-    return *slot;
+    return metric(family(families_, name, help, "histogram").histograms, histograms_, labels);
 }
 
 namespace {

@@ -17,10 +17,9 @@ const char* const kSizeHint = "a size: a number and a unit (B, KiB, MiB, GiB, KB
 const char* const kDurationHint =
     "a duration: numbers each followed by a unit (ns, us, ms, s, m, h, d), like \"500ms\", \"5s\" or \"1h30m\", or a number of seconds";
 
-// How a value is named in an error: a string by its text, anything else by its type.
-std::string value_text(const toml::node& n) {
-    if (auto s = n.as_string()) return json_quote(s->get());
+const char* toml_type_name(const toml::node& n) {
     switch (n.type()) {
+        case toml::node_type::string: return "a string";
         case toml::node_type::integer: return "an integer";
         case toml::node_type::floating_point: return "a float";
         case toml::node_type::boolean: return "a boolean";
@@ -28,6 +27,12 @@ std::string value_text(const toml::node& n) {
         case toml::node_type::table: return "a table";
         default: return "a date/time";
     }
+}
+
+// How a value is named in an error: a string by its text, anything else by its type.
+std::string value_text(const toml::node& n) {
+    if (auto s = n.as_string()) return json_quote(s->get());
+    return toml_type_name(n);
 }
 
 }  // namespace
@@ -446,17 +451,6 @@ std::string type_hint(OptType t) {
     return "?";
 }
 
-const char* toml_type_name(const toml::node& n) {
-    switch (n.type()) {
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a float";
-        case toml::node_type::boolean: return "a boolean";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::table: return "a table";
-        default: return "a date/time";
-    }
-}
 }  // namespace
 
 void check_table(const toml::table& tbl, const std::vector<OptionSpec>& schema, const std::string& what,

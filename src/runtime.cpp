@@ -378,10 +378,7 @@ void Runtime::hand_over(Apply& a, Node& old) {
                 moved += events;
                 continue;
             }
-            std::string why = fmt::format("reload: the new version of output '{}' refused the hand-over", old.decl->name);
-            fail_events(old, events, "reload", fmt::format("{} events: {}", events, why));
-            in[i]->mark(AckStatus::failed, why);
-            in[i].reset();
+            fail_batch(old, in[i], "reload", fmt::format("reload: the new version of output '{}' refused the hand-over", old.decl->name));
         }
     }
     if (moved) old.ctx->log().info("reload: handed {} queued events to the new version's disk buffer", moved);
@@ -548,6 +545,14 @@ void Runtime::fail_events(Node& n, size_t events, const char* label, const std::
     log_limited(n.fail_rl, n.ctx->log(), spdlog::level::err, "{}; reported failed to the input", why);
 }
 
+void Runtime::fail_batch(Node& n, BatchPtr& b, const char* label, const std::string& why) {
+    const size_t events = b->size();
+    fail_events(n, events, label, fmt::format("{} events: {}", events, why));
+    b->mark(AckStatus::failed, why);
+    b.reset();
+}
+
+// One count and one log line for everything left in the queue, not one a batch.
 void Runtime::fail_queued(Node& n, const std::string& why) {
     if (!n.queue) return;
     n.queue->seal();
@@ -569,10 +574,7 @@ void Runtime::fail_queued(Node& n, const std::string& why) {
 
 bool Runtime::aborted(Node& n, BatchPtr& b, const char* what) {
     if (!n.ctx->abort_flag().load()) return false;
-    std::string why = fmt::format("shutdown timeout: still queued for {} '{}'", what, n.decl->name);
-    fail_events(n, b->size(), "shutdown_timeout", fmt::format("{} events: {}", b->size(), why));
-    b->mark(AckStatus::failed, why);
-    b.reset();
+    fail_batch(n, b, "shutdown_timeout", fmt::format("shutdown timeout: still queued for {} '{}'", what, n.decl->name));
     return true;
 }
 

@@ -115,6 +115,8 @@ private:
     void guarded(Node& n, std::vector<AckRef>& guard, Batch& b, const char* what, F&& call);
     // Fails what the stage did not finish: counted, logged (rate limited), reported to the inputs.
     void fail_events(Node& n, size_t events, const char* label, const std::string& why);
+    // The same for one batch, which is then marked failed with `why` and released.
+    void fail_batch(Node& n, BatchPtr& b, const char* label, const std::string& why);
     // After an abort, a batch taken from the queue but not yet started reports failed (true).
     bool aborted(Node& n, BatchPtr& b, const char* what);
     // The stage drains no more: later pushes are refused, and every batch left in its queue

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <map>
 #include <simdjson.h>
+#include <variant>
 
 #include "batch.h"
 #include "json_util.h"
@@ -93,6 +94,73 @@ TapReply error(int code, const std::string& msg) {
     return {code, body + "}"};
 }
 
+// Index of `p` among up's ports, counted from 1; -1 for none (the stage itself), -2 unknown.
+int port_index(const StageSnapshot& up, const std::string& p) {
+    if (p.empty()) return -1;
+    auto f = std::find(up.ports.begin(), up.ports.end(), p);
+    return f == up.ports.end() ? -2 : 1 + int(f - up.ports.begin());
+}
+
+using RunningStages = std::map<std::string, const StageSnapshot*>;
+
+// An output emits nothing: its tap is what it receives, from each stage it reads.
+void tap_output_inputs(const StageSnapshot& n, const RunningStages& by_name, Subscription& sub) {
+    for (const auto& in : n.inputs) {
+        auto dot = in.find('.');
+        std::string up_name = in.substr(0, dot), up_port = dot == std::string::npos ? "" : in.substr(dot + 1);
+        auto up = by_name.find(up_name);
+        if (up == by_name.end()) continue;
+        int pi = port_index(*up->second, up_port);
+        up->second->tap->add(sub.sub, pi < 0 ? 0 : pi);
+        sub.points.push_back(up->second->tap);
+    }
+}
+
+// Adds sub to the tap points of `stage` ("name" or "name.port"); an error reply when there is
+// no such running stage or port.
+std::optional<TapReply> attach(Runtime& rt, const std::string& stage, Subscription& sub) {
+    std::string name = stage, port;
+    if (auto dot = stage.find('.'); dot != std::string::npos) name = stage.substr(0, dot), port = stage.substr(dot + 1);
+    PipelineSnapshot snap = rt.snapshot();
+    RunningStages by_name;
+    std::string names;
+    for (const auto& n : snap.stages) {
+        if (n.retiring) continue;
+        by_name[n.name] = &n;
+        names += (names.empty() ? "" : ", ") + n.name;
+    }
+    auto it = by_name.find(name);
+    if (it == by_name.end()) return error(404, fmt::format("unknown stage '{}'; running stages: {}", name, names));
+    const StageSnapshot& n = *it->second;
+    if (n.kind == StageKind::output) {
+        if (!port.empty()) return error(404, fmt::format("output '{}' has no ports", name));
+        tap_output_inputs(n, by_name, sub);
+        return std::nullopt;
+    }
+    int pi = port_index(n, port);
+    if (pi == -2) {
+        std::string ports;
+        for (const auto& p : n.ports) ports += (ports.empty() ? "" : ", ") + p;
+        return error(404, fmt::format("'{}' names no port of {}{}", stage, name, ports.empty() ? " (it has none)" : "; its ports: " + ports));
+    }
+    n.tap->add(sub.sub, pi);
+    sub.points.push_back(n.tap);
+    return std::nullopt;
+}
+
+// A new subscriber, with its --where condition compiled; an error reply when it does not compile.
+std::variant<std::shared_ptr<TapSubscriber>, TapReply> make_subscriber(const std::string& where) {
+    auto s = std::make_shared<TapSubscriber>();
+    if (where.empty()) return s;
+    if (!tap_filter_compiler()) return error(400, "--where is not available in this build");
+    try {
+        s->where = tap_filter_compiler()(where);
+    } catch (const std::exception& e) {
+        return error(400, fmt::format("invalid --where condition: {}", e.what()));
+    }
+    return s;
+}
+
 TapReply subscribe(Runtime& rt, std::string_view body) {
     std::string stage, where;
     try {
@@ -103,58 +171,10 @@ TapReply subscribe(Runtime& rt, std::string_view body) {
     } catch (const simdjson::simdjson_error&) {
         return error(400, "the body must be {\"stage\": \"NAME\", \"where\": \"CONDITION\"}");
     }
-    auto s = std::make_shared<TapSubscriber>();
-    if (!where.empty()) {
-        if (!tap_filter_compiler()) return error(400, "--where is not available in this build");
-        try {
-            s->where = tap_filter_compiler()(where);
-        } catch (const std::exception& e) {
-            return error(400, fmt::format("invalid --where condition: {}", e.what()));
-        }
-    }
-    std::string name = stage, port;
-    if (auto dot = stage.find('.'); dot != std::string::npos) name = stage.substr(0, dot), port = stage.substr(dot + 1);
-    Subscription sub{s, {}, stage, std::chrono::steady_clock::now()};
-    {
-        PipelineSnapshot snap = rt.snapshot();
-        std::map<std::string, const StageSnapshot*> by_name;
-        std::string names;
-        for (const auto& n : snap.stages) {
-            if (n.retiring) continue;
-            by_name[n.name] = &n;
-            names += (names.empty() ? "" : ", ") + n.name;
-        }
-        auto it = by_name.find(name);
-        if (it == by_name.end()) return error(404, fmt::format("unknown stage '{}'; running stages: {}", name, names));
-        const StageSnapshot& n = *it->second;
-        auto port_index = [](const StageSnapshot& up, const std::string& p) -> int {
-            if (p.empty()) return -1;
-            auto f = std::find(up.ports.begin(), up.ports.end(), p);
-            return f == up.ports.end() ? -2 : 1 + int(f - up.ports.begin());
-        };
-        if (n.kind == StageKind::output) {
-            // An output emits nothing: its tap is what it receives, from each stage it reads.
-            if (!port.empty()) return error(404, fmt::format("output '{}' has no ports", name));
-            for (const auto& in : n.inputs) {
-                auto dot = in.find('.');
-                std::string up_name = in.substr(0, dot), up_port = dot == std::string::npos ? "" : in.substr(dot + 1);
-                auto up = by_name.find(up_name);
-                if (up == by_name.end()) continue;
-                int pi = port_index(*up->second, up_port);
-                up->second->tap->add(s, pi < 0 ? 0 : pi);
-                sub.points.push_back(up->second->tap);
-            }
-        } else {
-            int pi = port_index(n, port);
-            if (pi == -2) {
-                std::string ports;
-                for (const auto& p : n.ports) ports += (ports.empty() ? "" : ", ") + p;
-                return error(404, fmt::format("'{}' names no port of {}{}", stage, name, ports.empty() ? " (it has none)" : "; its ports: " + ports));
-            }
-            n.tap->add(s, pi);
-            sub.points.push_back(n.tap);
-        }
-    }
+    auto made = make_subscriber(where);
+    if (auto* e = std::get_if<TapReply>(&made)) return *e;
+    Subscription sub{std::get<std::shared_ptr<TapSubscriber>>(made), {}, stage, std::chrono::steady_clock::now()};
+    if (auto e = attach(rt, stage, sub)) return *e;
     std::lock_guard lk(g_m);
     uint64_t id = g_next_id++;
     g_subs.emplace(id, std::move(sub));

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fmt/format.h>
+#include <optional>
 #include <simdjson.h>
 #include <thread>
 
@@ -56,15 +57,9 @@ std::string error_of(const std::string& body) {
 
 volatile std::sig_atomic_t g_stop = 0;
 
-int run_tap(const std::string& stage, const std::string& address, int64_t limit, const std::string& where) {
-    std::string host;
-    unsigned short port = 0;
-    try {
-        std::tie(host, port) = split_host_port(address);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "tap: %s\n", e.what());
-        return 1;
-    }
+// POST /tap: the id of a new tap on `stage`, or nullopt (the reason printed).
+std::optional<uint64_t> open_tap(const std::string& host, unsigned short port, const std::string& address, const std::string& stage,
+                                 const std::string& where) {
     std::string body = "{\"stage\":";
     append_json_string(body, stage);
     if (!where.empty()) {
@@ -77,29 +72,86 @@ int run_tap(const std::string& stage, const std::string& address, int64_t limit,
         r = request(host, port, http::verb::post, "/tap", body);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "tap: cannot reach hbforward's API at %s: %s (is [service] api_address set?)\n", address.c_str(), e.what());
-        return 1;
+        return std::nullopt;
     }
     if (r.code != 200) {
         std::fprintf(stderr, "tap: %s\n", error_of(r.body).c_str());
-        return 1;
+        return std::nullopt;
     }
     uint64_t id = 0;
-    {
-        simdjson::dom::parser p;
-        if (p.parse(r.body)["id"].get(id)) {
-            std::fprintf(stderr, "tap: unexpected answer from %s: %s\n", address.c_str(), r.body.c_str());
-            return 1;
+    simdjson::dom::parser p;
+    if (p.parse(r.body)["id"].get(id)) {
+        std::fprintf(stderr, "tap: unexpected answer from %s: %s\n", address.c_str(), r.body.c_str());
+        return std::nullopt;
+    }
+    return id;
+}
+
+// Prints what GET /tap/ID answers (a header line, then one event a line) up to a limit, and
+// notes on stderr, at most once a second, how many events the sampling skipped.
+class TapPrinter {
+public:
+    explicit TapPrinter(int64_t limit) : limit_(limit) {}
+
+    bool done() const { return limit_ > 0 && printed_ >= limit_; }
+
+    void print(const std::string& body) {
+        size_t nl = body.find('\n');
+        if (nl != std::string::npos) {
+            simdjson::dom::parser p;
+            auto head = p.parse(body.data(), nl);
+            uint64_t k = 0;
+            if (!head.error() && !head["skipped"].get(k)) skipped_ += k;
+        }
+        size_t pos = nl == std::string::npos ? body.size() : nl + 1;
+        while (pos < body.size() && !done()) {
+            size_t end = body.find('\n', pos);
+            if (end == std::string::npos) end = body.size();
+            if (std::fwrite(body.data() + pos, 1, end - pos, stdout) != end - pos || std::fputc('\n', stdout) == EOF) {
+                g_stop = 1;  // the reader went away (a closed pipe)
+                break;
+            }
+            ++printed_;
+            pos = end + 1;
+        }
+        std::fflush(stdout);
+        note_skipped();
+    }
+
+private:
+    void note_skipped() {
+        auto now = std::chrono::steady_clock::now();
+        if (skipped_ && now >= next_note_) {
+            std::fprintf(stderr, "tap: %llu events skipped (sampling under load)\n", static_cast<unsigned long long>(skipped_));
+            skipped_ = 0;
+            next_note_ = now + std::chrono::seconds(1);
         }
     }
-    std::string path = "/tap/" + std::to_string(id);
+
+    int64_t limit_;
+    int64_t printed_ = 0;
+    uint64_t skipped_ = 0;
+    std::chrono::steady_clock::time_point next_note_ = std::chrono::steady_clock::now();
+};
+
+int run_tap(const std::string& stage, const std::string& address, int64_t limit, const std::string& where) {
+    std::string host;
+    unsigned short port = 0;
+    try {
+        std::tie(host, port) = split_host_port(address);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "tap: %s\n", e.what());
+        return 1;
+    }
+    auto id = open_tap(host, port, address, stage, where);
+    if (!id) return 1;
+    std::string path = "/tap/" + std::to_string(*id);
     std::signal(SIGINT, [](int) { g_stop = 1; });
     std::signal(SIGTERM, [](int) { g_stop = 1; });
     std::signal(SIGPIPE, SIG_IGN);
-    int64_t printed = 0;
-    uint64_t skipped = 0;
-    auto next_note = std::chrono::steady_clock::now();
-    int rc = 0;
-    while (!g_stop && (limit <= 0 || printed < limit)) {
+    TapPrinter printer(limit);
+    while (!g_stop && !printer.done()) {
+        Reply r;
         try {
             r = request(host, port, http::verb::get, path);
         } catch (const std::exception& e) {
@@ -110,39 +162,15 @@ int run_tap(const std::string& stage, const std::string& address, int64_t limit,
             std::fprintf(stderr, "tap: %s\n", error_of(r.body).c_str());
             return 1;
         }
-        size_t nl = r.body.find('\n');
-        if (nl != std::string::npos) {
-            simdjson::dom::parser p;
-            auto head = p.parse(r.body.data(), nl);
-            uint64_t k = 0;
-            if (!head.error() && !head["skipped"].get(k)) skipped += k;
-        }
-        size_t pos = nl == std::string::npos ? r.body.size() : nl + 1;
-        while (pos < r.body.size() && (limit <= 0 || printed < limit)) {
-            size_t end = r.body.find('\n', pos);
-            if (end == std::string::npos) end = r.body.size();
-            if (std::fwrite(r.body.data() + pos, 1, end - pos, stdout) != end - pos || std::fputc('\n', stdout) == EOF) {
-                g_stop = 1;  // the reader went away (a closed pipe)
-                break;
-            }
-            ++printed;
-            pos = end + 1;
-        }
-        std::fflush(stdout);
-        auto now = std::chrono::steady_clock::now();
-        if (skipped && now >= next_note) {
-            std::fprintf(stderr, "tap: %llu events skipped (sampling under load)\n", static_cast<unsigned long long>(skipped));
-            skipped = 0;
-            next_note = now + std::chrono::seconds(1);
-        }
-        if (limit > 0 && printed >= limit) break;
+        printer.print(r.body);
+        if (printer.done()) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     try {
         request(host, port, http::verb::delete_, path);
     } catch (...) {
     }
-    return rc;
+    return 0;
 }
 
 const CommandRegistrar tap_command{Command{

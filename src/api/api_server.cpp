@@ -11,6 +11,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "host_port.h"
 #include "json_util.h"
 #include "runtime.h"
 #include "tap.h"
@@ -24,19 +25,13 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 std::pair<std::string, unsigned short> split_host_port(const std::string& address) {
-    auto colon = address.rfind(':');
-    if (colon == std::string::npos || colon + 1 == address.size())
-        throw std::invalid_argument("address '" + address + "' must be host:port");
-    std::string host = address.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    int port = 0;
-    try {
-        port = std::stoi(address.substr(colon + 1));
-    } catch (...) {
-        port = -1;
+    HostPort hp;
+    switch (parse_host_port(address, hp)) {
+        case HostPortError::no_port: throw std::invalid_argument("address '" + address + "' must be host:port");
+        case HostPortError::bad_port: throw std::invalid_argument("address '" + address + "' has an invalid port");
+        case HostPortError::none: break;
     }
-    if (port < 0 || port > 65535) throw std::invalid_argument("address '" + address + "' has an invalid port");
-    return {host.empty() ? "0.0.0.0" : host, static_cast<unsigned short>(port)};
+    return {hp.host.empty() ? "0.0.0.0" : hp.host, hp.port};
 }
 
 namespace {

@@ -177,16 +177,8 @@ void restore_terminal() {
     std::fflush(stdout);
 }
 
-int run_top(const std::string& address, int iterations) {
-    std::string host;
-    unsigned short port = 0;
-    try {
-        std::tie(host, port) = split_host_port(address);
-        parse(http_get(host, port, "/pipeline"));  // before taking over the screen: say why not in one line
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "hbforward top: %s\n", e.what());
-        return 1;
-    }
+// Keys are read one at a time, unechoed, when stdin is a terminal.
+void enter_raw_mode() {
     if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &g_saved) == 0) {
         termios raw = g_saved;
         raw.c_lflag &= ~tcflag_t(ICANON | ECHO);
@@ -197,6 +189,72 @@ int run_top(const std::string& address, int iterations) {
     }
     std::signal(SIGINT, [](int) { restore_terminal(); _exit(0); });
     std::fputs("\x1b[?1049h\x1b[?25l", stdout);
+}
+
+// Waits a second for a key; true when it is q.
+bool quit_pressed() {
+    pollfd pfd{STDIN_FILENO, POLLIN, 0};
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (std::chrono::steady_clock::now() < until) {
+        int ms = int(std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count());
+        if (::poll(&pfd, 1, std::max(ms, 0)) > 0) {
+            char c = 0;
+            if (::read(STDIN_FILENO, &c, 1) <= 0) break;  // EOF: keep refreshing
+            if (c == 'q' || c == 'Q') return true;
+        }
+    }
+    return false;
+}
+
+// One stage's row; rates from the counters of `before` (null: none), dt seconds earlier.
+std::string stage_row(const Row& r, const Row* before, double dt) {
+    double rin = 0, rout = 0;
+    if (before && dt > 0) {
+        rin = double(r.in - std::min(r.in, before->in)) / dt;
+        rout = double(r.out - std::min(r.out, before->out)) / dt;
+    }
+    std::string bar;
+    if (r.disk && r.buf_max > 0) bar = fill_bar(double(r.buf_bytes) / double(r.buf_max));  // the disk buffer is its queue
+    else if (r.qcap > 0) bar = fill_bar(double(r.q) / double(r.qcap));
+    std::string name = r.name + (r.status == "running" ? "" : " (" + r.status + ")");
+    std::string row = fmt::format("{:<16} {:<7} {:<10} {:>11} {:>11} {:>8} {:>9}  {}\r\n", name, r.kind, r.type,
+                                  r.kind == "input" ? "-" : human(rin), human(rout), r.errors, r.dropped, bar);
+    if (r.disk)
+        row += fmt::format("  disk buffer: {} events, {} / {}, oldest {}{}\r\n", r.buf_events, human_bytes(r.buf_bytes),
+                           human_bytes(r.buf_max), human_age(r.buf_oldest_s), r.buf_error.empty() ? "" : ", error: " + r.buf_error);
+    return row;
+}
+
+// The screen for snapshot `s`; `prev` (null: none) was taken dt seconds before.
+std::string render(const Snapshot& s, const Snapshot* prev, double dt, const std::string& address) {
+    double cpu_pct = prev && dt > 0 ? 100.0 * (s.cpu - prev->cpu) / dt : 0;
+    int up = int(s.uptime);
+    std::string screen =
+        fmt::format("\x1b[1mhbforward {}\x1b[0m  {}  generation {}  uptime {:02}:{:02}:{:02}  CPU {:.0f}%  RSS {:.1f} MB\r\n\r\n", s.version,
+                    address, s.generation, up / 3600, up / 60 % 60, up % 60, cpu_pct, double(s.rss) / 1048576);
+    screen += fmt::format("\x1b[7m{:<16} {:<7} {:<10} {:>11} {:>11} {:>8} {:>9}  {:<24}\x1b[0m\r\n", "STAGE", "KIND", "TYPE", "IN/s",
+                          "OUT/s", "ERRORS", "DROPPED", "QUEUE");
+    std::map<std::string, const Row*> before;
+    if (prev)
+        for (auto& r : prev->rows) before[r.name] = &r;
+    for (auto& r : s.rows) {
+        auto it = before.find(r.name);
+        screen += stage_row(r, it == before.end() ? nullptr : it->second, dt);
+    }
+    return screen;
+}
+
+int run_top(const std::string& address, int iterations) {
+    std::string host;
+    unsigned short port = 0;
+    try {
+        std::tie(host, port) = split_host_port(address);
+        parse(http_get(host, port, "/pipeline"));  // before taking over the screen: say why not in one line
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "hbforward top: %s\n", e.what());
+        return 1;
+    }
+    enter_raw_mode();
     Snapshot prev;
     bool have_prev = false;
     auto prev_t = std::chrono::steady_clock::now();
@@ -205,32 +263,7 @@ int run_top(const std::string& address, int iterations) {
         auto now = std::chrono::steady_clock::now();
         try {
             Snapshot s = parse(http_get(host, port, "/pipeline"));
-            double dt = std::chrono::duration<double>(now - prev_t).count();
-            double cpu_pct = have_prev && dt > 0 ? 100.0 * (s.cpu - prev.cpu) / dt : 0;
-            int up = int(s.uptime);
-            screen += fmt::format("\x1b[1mhbforward {}\x1b[0m  {}  generation {}  uptime {:02}:{:02}:{:02}  CPU {:.0f}%  RSS {:.1f} MB\r\n\r\n",
-                                  s.version, address, s.generation, up / 3600, up / 60 % 60, up % 60, cpu_pct, double(s.rss) / 1048576);
-            screen += fmt::format("\x1b[7m{:<16} {:<7} {:<10} {:>11} {:>11} {:>8} {:>9}  {:<24}\x1b[0m\r\n", "STAGE", "KIND", "TYPE",
-                                  "IN/s", "OUT/s", "ERRORS", "DROPPED", "QUEUE");
-            std::map<std::string, Row> before;
-            for (auto& r : prev.rows) before[r.name] = r;
-            for (auto& r : s.rows) {
-                double rin = 0, rout = 0;
-                if (auto it = before.find(r.name); have_prev && it != before.end() && dt > 0) {
-                    rin = double(r.in - std::min(r.in, it->second.in)) / dt;
-                    rout = double(r.out - std::min(r.out, it->second.out)) / dt;
-                }
-                std::string bar;
-                if (r.disk && r.buf_max > 0) bar = fill_bar(double(r.buf_bytes) / double(r.buf_max));  // the disk buffer is its queue
-                else if (r.qcap > 0) bar = fill_bar(double(r.q) / double(r.qcap));
-                std::string name = r.name + (r.status == "running" ? "" : " (" + r.status + ")");
-                screen += fmt::format("{:<16} {:<7} {:<10} {:>11} {:>11} {:>8} {:>9}  {}\r\n", name, r.kind, r.type,
-                                      r.kind == "input" ? "-" : human(rin), human(rout), r.errors, r.dropped, bar);
-                if (r.disk)
-                    screen += fmt::format("  disk buffer: {} events, {} / {}, oldest {}{}\r\n", r.buf_events, human_bytes(r.buf_bytes),
-                                          human_bytes(r.buf_max), human_age(r.buf_oldest_s),
-                                          r.buf_error.empty() ? "" : ", error: " + r.buf_error);
-            }
+            screen += render(s, have_prev ? &prev : nullptr, std::chrono::duration<double>(now - prev_t).count(), address);
             prev = std::move(s);
             have_prev = true;
             prev_t = now;
@@ -241,19 +274,7 @@ int run_top(const std::string& address, int iterations) {
         screen += "\r\nq: quit\r\n";
         std::fputs(screen.c_str(), stdout);
         std::fflush(stdout);
-        pollfd pfd{STDIN_FILENO, POLLIN, 0};
-        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-        while (std::chrono::steady_clock::now() < until) {
-            int ms = int(std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count());
-            if (::poll(&pfd, 1, std::max(ms, 0)) > 0) {
-                char c = 0;
-                if (::read(STDIN_FILENO, &c, 1) <= 0) break;  // EOF: keep refreshing
-                if (c == 'q' || c == 'Q') {
-                    restore_terminal();
-                    return 0;
-                }
-            }
-        }
+        if (quit_pressed()) break;
     }
     restore_terminal();
     return 0;

@@ -341,6 +341,19 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
         return Admit::taken;
     }
 
+    // One attempt: taken (written soon, or with when_full = drop_newest dropped when full),
+    // closed, or full.
+    Admit offer(BatchPtr& b) {
+        Admit a = admit(b);
+        if (a == Admit::taken) {
+            after_admit();
+        } else if (a == Admit::full && o.when_full == WhenFull::drop_newest) {
+            drop(b);
+            a = Admit::taken;
+        }
+        return a;
+    }
+
     void drop(BatchPtr& b) {
         m.dropped_events.add(b->size());
         log_limited(rl_drop, *log, spdlog::level::warn, "disk buffer {} is full ({} of max_size {} bytes{}): dropping new events (when_full = drop_newest)",
@@ -453,65 +466,87 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                     return false;
                 }
             }
-            staging.clear();
-            size_t j = i;
-            uint64_t events = 0, admitted = 0;
-            while (j < work.size()) {
-                uint64_t sz = record_bytes(*work[j]);
-                if (j > i && wsize + staging.size() + sz > segment_bytes) break;
-                if (staging.empty()) {
-                    std::lock_guard lk(mu);
-                    if (segs.back().first_received_ns == 0) segs.back().first_received_ns = work[j]->received_ns;
-                }
-                append_record(staging, *work[j], next_seq + (j - i));
-                events += work[j]->size();
-                admitted += sz;
-                ++j;
-            }
+            Staged s = stage_records(work, i);
             int err = o.inject_write_error ? o.inject_write_error() : 0;
             if (!err) err = pwrite_all(wfd, staging.data(), staging.size(), wsize);
             if (err) {
-                if (::ftruncate(wfd, off_t(wsize)) != 0) {}  // a torn record past wsize is overwritten by the next write anyway
-                release_written(work, i);
-                write_failed(fmt::format("cannot write {}: {}", path(segs_back_first()), std::strerror(err)), work, i);
-                // Seal the segment: once the output settles what it holds, it is deleted, which is
-                // how a full disk gets room back (a segment being written is never deleted).
-                std::string ignored;
-                if (wsize > 0) new_segment(ignored);
+                write_error(err, work, i);
                 return false;
             }
-            dirty = o.sync != SyncMode::none;
-            wsize += staging.size();
-            bool recovered = false;
-            {
-                std::lock_guard lk(mu);
-                segs.back().size = wsize;
-                next_seq += j - i;
-                segs.back().end_seq = next_seq;
-                unsettled_events += events;
-                pending_events -= std::min(pending_events, events);
-                pending_bytes -= admitted;
-                pend_bytes.store(pending_bytes, std::memory_order_relaxed);
-                disk_bytes += staging.size();
-                if (!error.empty()) {
-                    recovered = true;
-                    error.clear();
-                    failing.store(false);
-                }
-                publish_gauges_locked();
-            }
-            if (recovered) {
-                log->info("disk buffer {}: writes succeed again", o.dir);
-                if (o.on_error) o.on_error("");
-            }
-            reader_cv.notify_one();
-            space_cv.notify_all();
-            m.written_events.add(events);
-            i = j;
+            publish_written(s);
+            i += s.records;
         }
         release_written(work, work.size());
         work.clear();
         return true;
+    }
+
+    struct Staged {
+        size_t records = 0;
+        uint64_t events = 0, admitted = 0;  // admitted: their record_bytes, counted in pending_bytes
+    };
+
+    // Encodes work[i, ...) into `staging`: as many batches as the current segment holds, at least one.
+    Staged stage_records(const std::vector<BatchPtr>& work, size_t i) {
+        staging.clear();
+        Staged s;
+        for (size_t j = i; j < work.size(); ++j) {
+            uint64_t sz = record_bytes(*work[j]);
+            if (j > i && wsize + staging.size() + sz > segment_bytes) break;
+            if (staging.empty()) {
+                std::lock_guard lk(mu);
+                if (segs.back().first_received_ns == 0) segs.back().first_received_ns = work[j]->received_ns;
+            }
+            append_record(staging, *work[j], next_seq + (j - i));
+            s.events += work[j]->size();
+            s.admitted += sz;
+            ++s.records;
+        }
+        return s;
+    }
+
+    // A write of work[i, ...) failed with errno `err`: what was written before is settled, the
+    // rest goes back to `pending`.
+    void write_error(int err, std::vector<BatchPtr>& work, size_t i) {
+        if (::ftruncate(wfd, off_t(wsize)) != 0) {}  // a torn record past wsize is overwritten by the next write anyway
+        release_written(work, i);
+        write_failed(fmt::format("cannot write {}: {}", path(segs_back_first()), std::strerror(err)), work, i);
+        // Seal the segment: once the output settles what it holds, it is deleted, which is
+        // how a full disk gets room back (a segment being written is never deleted).
+        std::string ignored;
+        if (wsize > 0) new_segment(ignored);
+    }
+
+    // The staged records are in the segment: readers may have them, and a failing buffer has
+    // recovered.
+    void publish_written(const Staged& s) {
+        dirty = o.sync != SyncMode::none;
+        wsize += staging.size();
+        bool recovered = false;
+        {
+            std::lock_guard lk(mu);
+            segs.back().size = wsize;
+            next_seq += s.records;
+            segs.back().end_seq = next_seq;
+            unsettled_events += s.events;
+            pending_events -= std::min(pending_events, s.events);
+            pending_bytes -= s.admitted;
+            pend_bytes.store(pending_bytes, std::memory_order_relaxed);
+            disk_bytes += staging.size();
+            if (!error.empty()) {
+                recovered = true;
+                error.clear();
+                failing.store(false);
+            }
+            publish_gauges_locked();
+        }
+        if (recovered) {
+            log->info("disk buffer {}: writes succeed again", o.dir);
+            if (o.on_error) o.on_error("");
+        }
+        reader_cv.notify_one();
+        space_cv.notify_all();
+        m.written_events.add(s.events);
     }
 
     // Settles work[0, n) upstream: written, and with sync = "batch" synced first. A failed
@@ -681,31 +716,53 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
 
     bool unread_locked() const { return read_seq < next_seq; }
 
+    // The consumer's next records: retries that are due first, then records never handed out,
+    // up to n, waiting up to `timeout` for either.
     size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) {
-        const auto deadline = Clock::now() + timeout;
-        due_now.clear();
-        {
-            std::unique_lock lk(mu);
-            for (;;) {
-                if (closing) return 0;
-                auto now = Clock::now();
-                auto wake = deadline;
-                if (retries_waiting)
-                    for (auto& f : inflight)
-                        if (f.state == Inflight::retry) {
-                            if (f.due <= now && due_now.size() < n) due_now.push_back(&f);
-                            else wake = std::min(wake, f.due);
-                        }
-                if (!due_now.empty() || unread_locked() || now >= deadline) break;
-                reader_cv.wait_until(lk, wake);
-            }
-            for (auto* f : due_now) {
-                f->state = Inflight::out;
-                --retries_waiting;
-            }
-        }
-        size_t k = 0;
+        if (!wait_for_records(n, Clock::now() + timeout)) return 0;
         reads.clear();
+        size_t k = reread_due(out);
+        const size_t retried = k;
+        uint64_t next = 0;
+        {
+            std::lock_guard lk(mu);
+            next = read_seq;
+        }
+        k = read_new(out, k, n, next);
+        note_handed_out(retried, next);
+        if (k == 0) return 0;
+        attach_settle_acks(out, k);
+        return k;
+    }
+
+    // Waits until a retry is due, a record is unread, or the deadline; the due retries (at most
+    // n) are in `due_now`, marked out. False when the buffer is closing.
+    bool wait_for_records(size_t n, Clock::time_point deadline) {
+        due_now.clear();
+        std::unique_lock lk(mu);
+        for (;;) {
+            if (closing) return false;
+            auto now = Clock::now();
+            auto wake = deadline;
+            if (retries_waiting)
+                for (auto& f : inflight)
+                    if (f.state == Inflight::retry) {
+                        if (f.due <= now && due_now.size() < n) due_now.push_back(&f);
+                        else wake = std::min(wake, f.due);
+                    }
+            if (!due_now.empty() || unread_locked() || now >= deadline) break;
+            reader_cv.wait_until(lk, wake);
+        }
+        for (auto* f : due_now) {
+            f->state = Inflight::out;
+            --retries_waiting;
+        }
+        return true;
+    }
+
+    // Reads the retries in `due_now` again into out[0, k); one that cannot be read is dropped.
+    size_t reread_due(BatchPtr* out) {
+        size_t k = 0;
         for (auto* f : due_now) {  // entries stay put: only settle() erases them, and they are not settled
             BatchPtr b = Batch::make();
             if (reread(*f, *b)) {
@@ -715,46 +772,62 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 settle(f->seq, AckStatus::dropped);
             }
         }
-        const size_t retried = k;
-        uint64_t next = 0;
-        {
-            std::lock_guard lk(mu);
-            next = read_seq;
+        return k;
+    }
+
+    // The segment the consumer reads, as the writer has published it.
+    struct ReadView {
+        uint64_t end = 0, end_seq = 0;  // readable size, the seq after its last record
+        bool has_next = false;
+        uint64_t next_first = 0;
+    };
+
+    // Points rfd at the first segment at or after rseg (opening it when it changed). False when
+    // there is none.
+    bool view_read_segment(ReadView& v) {
+        std::lock_guard lk(mu);
+        Segment* seg = nullptr;
+        if (!view_locked(rseg, seg, v.has_next, v.next_first)) return false;
+        if (seg->first_seq != rseg || rfd < 0) {
+            if (rfd >= 0) ::close(rfd);
+            rseg = seg->first_seq;
+            roff = 0;
+            rbad = seg->bad;
+            rfd = ::open(path(rseg).c_str(), O_RDONLY | O_CLOEXEC);
         }
+        v.end = seg->size;
+        v.end_seq = seg->end_seq;
+        return true;
+    }
+
+    // Moves the consumer to the segment after the one it reads; false when there is none.
+    bool next_read_segment(const ReadView& v) {
+        if (!v.has_next) return false;
+        if (rfd >= 0) ::close(rfd);
+        rfd = -1;
+        rseg = v.next_first;
+        return true;
+    }
+
+    // Reads records at or after `next` (moved past what it reads) into out[k, n), across
+    // segments, skipping damaged ones. Returns the new k.
+    size_t read_new(BatchPtr* out, size_t k, size_t n, uint64_t& next) {
         while (k < n) {
-            Segment* seg = nullptr;
-            bool has_next = false;
-            uint64_t next_first = 0, end = 0, end_seq = 0;
-            {
-                std::lock_guard lk(mu);
-                if (!view_locked(rseg, seg, has_next, next_first)) break;
-                if (seg->first_seq != rseg || rfd < 0) {
-                    if (rfd >= 0) ::close(rfd);
-                    rseg = seg->first_seq;
-                    roff = 0;
-                    rbad = seg->bad;
-                    rfd = ::open(path(rseg).c_str(), O_RDONLY | O_CLOEXEC);
-                }
-                end = seg->size;
-                end_seq = seg->end_seq;
-            }
+            ReadView v;
+            if (!view_read_segment(v)) break;
             if (rfd < 0) {
                 log->error("disk buffer {}: cannot open {}: {}; skipping it", o.dir, path(rseg), std::strerror(errno));
-                if (!has_next) break;
-                rseg = next_first;
+                if (!next_read_segment(v)) break;
                 continue;
             }
-            if (roff >= end) {
-                next = std::max(next, end_seq);  // past damaged records too
-                if (!has_next) break;
-                ::close(rfd);
-                rfd = -1;
-                rseg = next_first;
+            if (roff >= v.end) {
+                next = std::max(next, v.end_seq);  // past damaged records too
+                if (!next_read_segment(v)) break;
                 continue;
             }
             BatchPtr b = Batch::make();
             RecordHeader h;
-            ReadStatus st = read_record(rfd, roff, end, *b, h);
+            ReadStatus st = read_record(rfd, roff, v.end, *b, h);
             if (st == ReadStatus::ok && h.seq >= rseg) {
                 const uint64_t at = roff;
                 roff += kHeaderBytes + h.len;
@@ -764,18 +837,30 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 out[k++] = std::move(b);
                 continue;
             }
-            auto known = std::find_if(rbad.begin(), rbad.end(), [&](auto& r) { return r.first == roff; });
-            if (known != rbad.end()) {
-                roff = known->second;
-                continue;
-            }
-            uint64_t skip_to = next_valid_record(rfd, roff + 1, end, next, *scratch);
-            m.corrupted_records.add();
-            log_limited(rl_corrupt, *log, spdlog::level::err, "disk buffer {}: {}: damaged record at offset {}: {} bytes skipped", o.dir,
-                        path(rseg), roff, skip_to - roff);
-            roff = skip_to;
+            skip_damaged(v.end, next);
         }
-        uint64_t events = 0, replayed = 0;
+        return k;
+    }
+
+    // Moves roff past a damaged record: to the end of a range found at open, or to the next
+    // record that reads whole.
+    void skip_damaged(uint64_t end, uint64_t next) {
+        auto known = std::find_if(rbad.begin(), rbad.end(), [&](auto& r) { return r.first == roff; });
+        if (known != rbad.end()) {
+            roff = known->second;
+            return;
+        }
+        uint64_t skip_to = next_valid_record(rfd, roff + 1, end, next, *scratch);
+        m.corrupted_records.add();
+        log_limited(rl_corrupt, *log, spdlog::level::err, "disk buffer {}: {}: damaged record at offset {}: {} bytes skipped", o.dir,
+                    path(rseg), roff, skip_to - roff);
+        roff = skip_to;
+    }
+
+    // Records the new reads (reads[retried, end)) as in flight and the read position as `next`;
+    // with nothing in flight, what was read past is settled.
+    void note_handed_out(size_t retried, uint64_t next) {
+        uint64_t replayed = 0;
         {
             std::lock_guard lk(mu);
             for (size_t i = retried; i < reads.size(); ++i) {
@@ -791,7 +876,12 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
             }
             persist_locked();
         }
-        if (k == 0) return 0;
+        if (replayed) m.replayed_events.add(replayed);
+    }
+
+    // Each batch handed out settles its record when the output is done with it.
+    void attach_settle_acks(BatchPtr* out, size_t k) {
+        uint64_t events = 0;
         for (size_t i = 0; i < k; ++i) {
             events += out[i]->size();
             uint64_t seq = reads[i].seq;
@@ -799,8 +889,6 @@ struct DiskBuffer::Impl : std::enable_shared_from_this<Impl> {
                 make_outcome_ack([self = shared_from_this(), seq](const AckOutcome& r) { self->settle(seq, r.status, r.final, r.reason); }));
         }
         m.read_events.add(events);
-        if (replayed) m.replayed_events.add(replayed);
-        return k;
     }
 
     // Reads a record handed out before, for a retry.
@@ -867,15 +955,8 @@ DiskBuffer::~DiskBuffer() { close(); }
 bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
     if (!b || b->empty()) return true;
     for (;;) {
-        switch (impl_->admit(b)) {
-            case Impl::Admit::taken: impl_->after_admit(); return true;
-            case Impl::Admit::closed: return false;
-            case Impl::Admit::full: break;
-        }
-        if (impl_->o.when_full == WhenFull::drop_newest) {
-            impl_->drop(b);
-            return true;
-        }
+        Impl::Admit a = impl_->offer(b);
+        if (a != Impl::Admit::full) return a == Impl::Admit::taken;
         if (abort.load(std::memory_order_relaxed)) return false;
         std::unique_lock lk(impl_->mu);
         impl_->space_cv.wait_for(lk, std::chrono::milliseconds(5));
@@ -884,16 +965,7 @@ bool DiskBuffer::push(BatchPtr& b, const std::atomic<bool>& abort) {
 
 bool DiskBuffer::try_push(BatchPtr& b) {
     if (!b || b->empty()) return true;
-    switch (impl_->admit(b)) {
-        case Impl::Admit::taken: impl_->after_admit(); return true;
-        case Impl::Admit::closed: return false;
-        case Impl::Admit::full: break;
-    }
-    if (impl_->o.when_full == WhenFull::drop_newest) {
-        impl_->drop(b);
-        return true;
-    }
-    return false;
+    return impl_->offer(b) == Impl::Admit::taken;
 }
 
 bool DiskBuffer::full() const { return impl_->full(); }

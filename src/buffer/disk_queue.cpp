@@ -22,6 +22,12 @@ std::mutex g_open_m;
 std::set<std::string> g_open;
 std::map<std::string, int> g_data_dir_locks;  // data_dir -> its flock'ed `lock`, held until exit
 
+// The directory is no longer open in this process: another version may open it.
+void release_dir(const std::string& dir) {
+    std::lock_guard lk(g_open_m);
+    g_open.erase(dir);
+}
+
 // One process per data_dir: the first disk buffer this process opens takes <data_dir>/lock (an
 // flock, released by the kernel when the process ends, kill -9 included) and writes its pid there,
 // so the second process can name the first. Each buffer directory has its own lock as well.
@@ -77,8 +83,7 @@ void DiskQueue::open() {
         buf_ = std::make_unique<DiskBuffer>(opts_, ctx_.logger(), BufferMetrics(ctx_.name(), ctx_.type()));
         open_.store(buf_.get());
     } catch (...) {
-        std::lock_guard lk(g_open_m);
-        g_open.erase(opts_.dir);
+        release_dir(opts_.dir);
         throw;
     }
 }
@@ -95,10 +100,7 @@ void DiskQueue::close() {
             ctx_.clear_failed();
         }
     }
-    {
-        std::lock_guard lk(g_open_m);
-        g_open.erase(opts_.dir);
-    }
+    release_dir(opts_.dir);
     // buf_ stays: describe_json() and the gauges may still be read; its files are closed.
 }
 
@@ -185,10 +187,7 @@ void BacklogQueue::try_open_backlog() {
         o.sync = SyncMode::none;
         backlog_ = std::make_unique<DiskBuffer>(o, ctx_.logger(), BufferMetrics(ctx_.name(), ctx_.type()));
     } catch (const std::exception& e) {
-        {
-            std::lock_guard lk(g_open_m);
-            g_open.erase(dir_);
-        }
+        release_dir(dir_);
         log_limited(open_rl_, ctx_.log(), spdlog::level::err, "disk buffer {}: cannot open what is left in it: {} (retrying)", dir_,
                     e.what());
         next_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -205,10 +204,7 @@ void BacklogQueue::finish_backlog() {
     open_.store(nullptr);
     finished_ = true;
     uint64_t kept = backlog_->close();
-    {
-        std::lock_guard lk(g_open_m);
-        g_open.erase(dir_);
-    }
+    release_dir(dir_);
     if (kept) return;  // cannot happen while open: settled means none kept
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -234,8 +230,7 @@ void BacklogQueue::close() {
     DiskBuffer* b = open_.exchange(nullptr);
     if (!b) return;
     if (uint64_t kept = b->close()) ctx_.log().info("disk buffer {}: kept {} events for the next start", dir_, kept);
-    std::lock_guard lk(g_open_m);
-    g_open.erase(dir_);
+    release_dir(dir_);
 }
 
 std::string BacklogQueue::describe_json() const {

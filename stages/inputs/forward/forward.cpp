@@ -1,9 +1,9 @@
 // input "forward": the Fluent Forward protocol v1 server (Fluent Bit's and Fluentd's
 // out_forward, fluent-logger clients, Docker's fluentd log driver). See decoder.h for the
 // frames it reads and server.h for connections, acks and backpressure.
-#include <charconv>
 #include <unistd.h>
 
+#include "net/listen_address.h"
 #include "net/server_tls.h"
 #include "registry.h"
 #include "server.h"
@@ -45,19 +45,6 @@ const OptionSchema<FO> kForwardSchema{
     {"tls", &FO::tls, "{ cert = \"server.pem\", key = \"server.key\" }: serve TLS with these PEM files."},
 };
 
-void parse_address(const StageConfig& c, const std::string& a, forward::ServerOptions& o) {
-    size_t colon = a.rfind(':');
-    if (colon == std::string::npos || colon + 1 == a.size())
-        return c.problem("address", "address must be host:port, e.g. \"0.0.0.0:24224\"");
-    std::string host = a.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    unsigned port = 0;
-    auto [p, ec] = std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
-    if (ec != std::errc() || p != a.data() + a.size() || port > 65535) return c.problem("address", "address has a bad port: " + a);
-    o.host = host.empty() ? "0.0.0.0" : host;
-    o.port = uint16_t(port);
-}
-
 std::string host_name() {
     char buf[256] = "";
     if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "hbforward";
@@ -66,7 +53,7 @@ std::string host_name() {
 
 forward::ServerOptions parse_options(const ForwardInOptions& in, const StageConfig& c) {
     forward::ServerOptions o;
-    parse_address(c, in.address, o);
+    net::read_listen_address(c, in.address, "0.0.0.0:24224", o.host, o.port);
     o.unix_path = in.unix_path;
     o.max_frame = in.max_frame;
     o.max_connections = size_t(in.max_connections);
@@ -86,16 +73,9 @@ forward::ServerOptions parse_options(const ForwardInOptions& in, const StageConf
     return o;
 }
 
-class ForwardInput final : public Input {
+class ForwardInput final : public net::ServerInput {
 public:
-    ForwardInput(const ForwardInOptions& in, const StageConfig& c) : server_(parse_options(in, c)) {}
-
-    void start(StageContext& ctx) override { server_.listen(ctx); }
-    void run(StageContext&, Emitter& out) override { server_.run(out); }
-    void stop() override { server_.stop(); }
-
-private:
-    forward::Server server_;
+    ForwardInput(const ForwardInOptions& in, const StageConfig& c) : ServerInput(forward::make_server(parse_options(in, c))) {}
 };
 
 HBF_REGISTER_INPUT("forward", ForwardInput, kForwardSchema,

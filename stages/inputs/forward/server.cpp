@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "forward/handshake.h"
+#include "net/accept_loop.h"
 #include "net/fd_limit.h"
 #include "net/server_tls.h"
 
@@ -66,10 +67,16 @@ struct Waiter {
     std::string chunk;
 };
 
-struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
-    explicit Impl(ServerOptions o) : opts(std::move(o)), decoder(opts.decoder), sweep_timer(io), accept_retry(io) {}
+struct Server final : net::Server, std::enable_shared_from_this<Server> {
+    explicit Server(ServerOptions o)
+        : opts(std::move(o)), decoder(opts.decoder), sweep_timer(io),
+          accepting(io, {[this] { return stopped.load(); }, [this] { return conns.size(); },
+                         [this](gproto::socket s) { adopt(std::move(s)); }}) {}
 
-    void do_accept();
+    void listen(StageContext& ctx) override;
+    void run(Emitter& out) override;
+    void stop() override;
+
     void adopt(gproto::socket s);
     void remove(Conn* c);
     void flush();
@@ -89,7 +96,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     ServerOptions opts;
     asio::io_context io{1};
     ForwardDecoder decoder;
-    asio::steady_timer sweep_timer, accept_retry;
+    asio::steady_timer sweep_timer;
+    net::AcceptLoop<gproto> accepting;
     std::optional<asio::basic_socket_acceptor<gproto>> acceptor;
     std::optional<asio::ssl::context> tls;
     StageContext* ctx = nullptr;
@@ -104,12 +112,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     Gauge* open_gauge = nullptr;
     Counter *bad_frames = nullptr, *acks_sent = nullptr, *auth_failures = nullptr, *refused = nullptr, *tls_failures = nullptr,
             *nacked = nullptr;
-    RateLimit rl_bad, rl_auth, rl_accept, rl_tls, rl_nack;
+    RateLimit rl_bad, rl_auth, rl_tls, rl_nack;
 };
 
 class Conn : public std::enable_shared_from_this<Conn> {
 public:
-    Conn(Server::Impl& s, gproto::socket sock) : srv_(s), sock_(std::move(sock)), scanner_(s.opts.max_frame) {
+    Conn(Server& s, gproto::socket sock) : srv_(s), sock_(std::move(sock)), scanner_(s.opts.max_frame) {
         peer_ = peer_of(sock_.native_handle());
         int one = 1;
         ::setsockopt(sock_.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // acks go out at once; fails harmlessly on unix sockets
@@ -300,7 +308,7 @@ public:
     }
 
 private:
-    Server::Impl& srv_;
+    Server& srv_;
     gproto::socket sock_;
     std::unique_ptr<asio::ssl::stream<gproto::socket&>> tls_;
     MsgpackScanner scanner_;
@@ -311,7 +319,7 @@ private:
     bool authed_ = false, writing_ = false, closed_ = false, close_after_write_ = false;
 };
 
-void Server::Impl::adopt(gproto::socket s) {
+void Server::adopt(gproto::socket s) {
     auto c = std::make_shared<Conn>(*this, std::move(s));
     c->slot = conns.size();
     conns.push_back(c.get());
@@ -319,7 +327,7 @@ void Server::Impl::adopt(gproto::socket s) {
     c->start();
 }
 
-void Server::Impl::remove(Conn* c) {
+void Server::remove(Conn* c) {
     size_t i = c->slot;
     if (i < conns.size() && conns[i] == c) {
         conns[i] = conns.back();
@@ -329,7 +337,7 @@ void Server::Impl::remove(Conn* c) {
     open_gauge->add(-1);
 }
 
-void Server::Impl::flush() {
+void Server::flush() {
     flush_posted = false;
     std::shared_ptr<std::vector<Waiter>> group;
     if (!waiters.empty()) {
@@ -357,7 +365,7 @@ void Server::Impl::flush() {
     }
 }
 
-void Server::Impl::settle(std::vector<Waiter>& group, AckStatus s, const std::string& why) {
+void Server::settle(std::vector<Waiter>& group, AckStatus s, const std::string& why) {
     for (auto& w : group) {
         auto c = w.conn.lock();
         if (!c) continue;
@@ -373,7 +381,7 @@ void Server::Impl::settle(std::vector<Waiter>& group, AckStatus s, const std::st
     }
 }
 
-void Server::Impl::sweep() {
+void Server::sweep() {
     int64_t now = mono_ns();
     std::vector<std::shared_ptr<Conn>> snap;
     snap.reserve(conns.size());
@@ -386,12 +394,12 @@ void Server::Impl::sweep() {
     });
 }
 
-void Server::Impl::drain() {
+void Server::drain() {
     draining = true;
     drain_deadline = mono_ns() + kDrainNs;
     boost::system::error_code ec;
     if (acceptor) acceptor->close(ec);
-    accept_retry.cancel();
+    accepting.cancel();
     flush();
     std::vector<std::shared_ptr<Conn>> snap;
     for (Conn* c : conns) snap.push_back(c->shared_from_this());
@@ -399,37 +407,10 @@ void Server::Impl::drain() {
     if (conns.empty()) sweep_timer.cancel();
 }
 
-void Server::Impl::do_accept() {
-    if (stopped.load()) return;
-    acceptor->async_accept(io, [self = shared_from_this()](const boost::system::error_code& ec, gproto::socket s) {
-        if (ec) {
-            if (ec == asio::error::operation_aborted || self->stopped.load()) return;
-            log_limited(self->rl_accept, self->ctx->log(), spdlog::level::err, "accept failed: {}", ec.message());
-            self->accept_retry.expires_after(std::chrono::milliseconds(100));
-            self->accept_retry.async_wait([self](const boost::system::error_code& e) {
-                if (!e) self->do_accept();
-            });
-            return;
-        }
-        if (self->conns.size() >= self->opts.max_connections) {
-            self->refused->add();
-            log_limited(self->rl_accept, self->ctx->log(), spdlog::level::warn, "refused a connection: max_connections ({}) reached",
-                        self->opts.max_connections);
-            boost::system::error_code e;
-            s.close(e);
-        } else {
-            self->adopt(std::move(s));
-        }
-        self->do_accept();
-    });
-}
-
-Server::Server(ServerOptions opts) : impl_(std::make_shared<Impl>(std::move(opts))) {}
-
-Server::~Server() = default;
+std::shared_ptr<net::Server> make_server(ServerOptions opts) { return std::make_shared<Server>(std::move(opts)); }
 
 void Server::listen(StageContext& ctx) {
-    Impl& s = *impl_;
+    Server& s = *this;
     s.acceptor.reset();
     s.ctx = &ctx;
     auto& reg = MetricsRegistry::global();
@@ -469,21 +450,22 @@ void Server::listen(StageContext& ctx) {
         s.acceptor.reset();
         throw std::runtime_error(fmt::format("cannot listen on {}: {}", where, ec.message()));
     }
+    s.accepting.bind(*s.acceptor, ctx.log(), *s.refused, s.opts.max_connections);
     ctx.log().info("listening on {}{}{}", where, s.tls ? " with TLS" : "", s.opts.shared_key.empty() ? "" : " (shared_key handshake)");
 }
 
 void Server::run(Emitter& out) {
-    auto s = impl_;
+    auto s = shared_from_this();
     s->emitter = &out;
     asio::post(s->io, [s] { s->sweep(); });
-    asio::post(s->io, [s] { s->do_accept(); });
+    asio::post(s->io, [s] { s->accepting.next(s); });
     s->io.run();
     if (!s->opts.unix_path.empty()) ::unlink(s->opts.unix_path.c_str());
     s->ctx->log().info("stopped: every connection closed");
 }
 
 void Server::stop() {
-    auto s = impl_;
+    auto s = shared_from_this();
     if (s->stopped.exchange(true)) return;
     asio::post(s->io, [s] { s->drain(); });
 }

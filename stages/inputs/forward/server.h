@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "decoder.h"
-#include "stage.h"
+#include "net/server_input.h"
 
 namespace hbf::forward {
 
@@ -34,21 +34,9 @@ struct ServerOptions {
     DecoderOptions decoder;
 };
 
-class Server {
-public:
-    explicit Server(ServerOptions opts);
-    ~Server();
-    // Loads TLS files and binds; throws std::runtime_error naming the file or the address.
-    void listen(StageContext& ctx);
-    // Runs the event loop until stop() and the drain finish.
-    void run(Emitter& out);
-    // Any thread: stop accepting and reading, wait briefly for outstanding acks, close.
-    void stop();
-
-    struct Impl;
-
-private:
-    std::shared_ptr<Impl> impl_;
-};
+// The server (net::Server): listen() loads the TLS files and binds; run() runs the event loop
+// until stop() and the drain finish; stop() stops accepting and reading, waits briefly for
+// outstanding acks, and closes.
+std::shared_ptr<net::Server> make_server(ServerOptions opts);
 
 }  // namespace hbf::forward

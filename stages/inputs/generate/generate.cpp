@@ -7,9 +7,11 @@
 // row. About 1% of messages carry quotes, backslashes, non-ASCII text or ~1 KB of text.
 // Documents are written the way HealthBot's Python serializer writes them: sorted keys, ", " and
 // ": " separators. Deterministic for a given seed.
+#include <array>
 #include <cstring>
 #include <fmt/format.h>
 #include <iterator>
+#include <string_view>
 #include <thread>
 
 #include "json_util.h"
@@ -32,66 +34,73 @@ struct Rng {
 
 enum class KeyKind { interface, neighbor4, neighbor6, slot, fpc, rpm, isis, none, lsp };
 
+// The rule set, one rule a line: topic | rule | trigger | playbook | instance | key kind | the
+// major, minor ("-": none) and normal message templates ({k} is the key value) | weight.
+// Parsed at compile time: a malformed line is a compile error.
+constexpr std::string_view kRuleTable = R"(
+interface.statistics | check-interface-status | link-state | interface-kpis-playbook | edge-intf | interface | {k} operational state is DOWN while admin state is UP | - | {k} operational state is UP | 14
+interface.statistics | check-interface-flaps | link-flaps | interface-kpis-playbook | edge-intf | interface | {k} flapped 12 times in the last 5 minutes | {k} flapped 4 times in the last 5 minutes | {k} is stable | 8
+interface.statistics | check-in-errors | in-errors | interface-kpis-playbook | edge-intf | interface | {k} input errors 1532 per second, above high threshold | {k} input errors 88 per second, above low threshold | {k} input errors are normal | 7
+interface.statistics | check-interface-utilization | tx-utilization | interface-kpis-playbook | edge-intf | interface | {k} transmit utilization 97 percent exceeds 90 percent | {k} transmit utilization 83 percent exceeds 80 percent | {k} transmit utilization is normal | 6
+protocol.bgp | check-bgp-session-state | neigbor-state | bgp-session-stats-playbook | core-bgp | neighbor4 | BGP peer {k} left Established (state now Active) | - | BGP peer {k} is Established | 6
+protocol.bgp | check-bgp-session-state | neigbor-state | bgp-session-stats-playbook | core-bgp | neighbor6 | BGP peer {k} left Established (state now Idle) | - | BGP peer {k} is Established | 4
+protocol.bgp | check-bgp-prefix-count | received-prefixes | bgp-session-stats-playbook | core-bgp | neighbor4 | BGP peer {k} received prefixes 0, below the minimum 1 | BGP peer {k} received prefixes dropped by 40 percent | BGP peer {k} received prefixes are normal | 3
+protocol.isis | check-isis-adjacency | adjacency-state | isis-playbook | core-isis | isis | IS-IS adjacency on {k} is Down | - | IS-IS adjacency on {k} is Up | 4
+protocol.mpls | check-lsp-state | lsp-state | mpls-lsp-playbook | core-mpls | lsp | LSP {k} is Dn | - | LSP {k} is Up | 3
+protocol.rpm | check-rpm-rtt | rtt-threshold | playbook-rpm | rpm-all | rpm | RPM test {k} round-trip time 182 ms over threshold 100 ms | RPM test {k} round-trip time 91 ms above 80 ms | RPM test {k} round-trip time is normal | 4
+system.cpu | check-system-cpu-load-average | cpu-utilization-5min | system-kpis-playbook | default | slot | RE{k} 5-minute CPU load 93 percent, above critical level 85 | RE{k} 5-minute CPU load 74 percent, above warning level 60 | RE{k} 5-minute CPU load is normal | 5
+system.memory | check-system-memory | memory-utilization | system-kpis-playbook | default | slot | RE{k} memory utilization 96 percent is above high threshold | RE{k} memory utilization 82 percent is above low threshold | RE{k} memory utilization is normal | 4
+system.storage | check-storage | storage-utilization | system-kpis-playbook | default | none | /var utilization 95 percent is above high threshold | /var utilization 81 percent is above low threshold | /var utilization is normal | 2
+linecard.fpc | check-fpc-memory | fpc-heap-utilization | fpc-linecard-playbook | lc-health | fpc | FPC {k} heap utilization 91 percent is above high threshold | FPC {k} heap utilization 78 percent is above low threshold | FPC {k} heap utilization is normal | 5
+linecard.fpc | check-fpc-cpu | fpc-cpu-utilization | fpc-linecard-playbook | lc-health | fpc | FPC {k} CPU utilization 95 percent is above high threshold | FPC {k} CPU utilization 81 percent is above low threshold | FPC {k} CPU utilization is normal | 3
+chassis.power | check-power-supply | psu-status | chassis-playbook | chassis | slot | Power supply {k} status is Failed | - | Power supply {k} status is OK | 2
+chassis.environment | check-temperature | temperature | chassis-playbook | chassis | slot | Slot {k} temperature 78 C is above high threshold 70 C | Slot {k} temperature 64 C is above low threshold 60 C | Slot {k} temperature is normal | 2
+)";
+
 struct Rule {
-    const char* topic;
-    const char* rule;
-    const char* trigger;
-    const char* playbook;
-    const char* instance;
-    KeyKind keys;
-    const char* major;  // message templates; {k} is the key value
-    const char* minor;
-    const char* normal;
-    int weight;
+    std::string_view topic, rule, trigger, playbook, instance;
+    KeyKind keys = KeyKind::none;
+    std::string_view major, minor, normal;  // minor empty: the rule has no minor level
+    int weight = 0;
 };
 
-constexpr Rule kRules[] = {
-    {"interface.statistics", "check-interface-status", "link-state", "interface-kpis-playbook", "edge-intf", KeyKind::interface,
-     "{k} operational state is DOWN while admin state is UP", nullptr, "{k} operational state is UP", 14},
-    {"interface.statistics", "check-interface-flaps", "link-flaps", "interface-kpis-playbook", "edge-intf", KeyKind::interface,
-     "{k} flapped 12 times in the last 5 minutes", "{k} flapped 4 times in the last 5 minutes", "{k} is stable", 8},
-    {"interface.statistics", "check-in-errors", "in-errors", "interface-kpis-playbook", "edge-intf", KeyKind::interface,
-     "{k} input errors 1532 per second, above high threshold", "{k} input errors 88 per second, above low threshold",
-     "{k} input errors are normal", 7},
-    {"interface.statistics", "check-interface-utilization", "tx-utilization", "interface-kpis-playbook", "edge-intf", KeyKind::interface,
-     "{k} transmit utilization 97 percent exceeds 90 percent", "{k} transmit utilization 83 percent exceeds 80 percent",
-     "{k} transmit utilization is normal", 6},
-    {"protocol.bgp", "check-bgp-session-state", "neigbor-state", "bgp-session-stats-playbook", "core-bgp", KeyKind::neighbor4,
-     "BGP peer {k} left Established (state now Active)", nullptr, "BGP peer {k} is Established", 6},
-    {"protocol.bgp", "check-bgp-session-state", "neigbor-state", "bgp-session-stats-playbook", "core-bgp", KeyKind::neighbor6,
-     "BGP peer {k} left Established (state now Idle)", nullptr, "BGP peer {k} is Established", 4},
-    {"protocol.bgp", "check-bgp-prefix-count", "received-prefixes", "bgp-session-stats-playbook", "core-bgp", KeyKind::neighbor4,
-     "BGP peer {k} received prefixes 0, below the minimum 1", "BGP peer {k} received prefixes dropped by 40 percent",
-     "BGP peer {k} received prefixes are normal", 3},
-    {"protocol.isis", "check-isis-adjacency", "adjacency-state", "isis-playbook", "core-isis", KeyKind::isis,
-     "IS-IS adjacency on {k} is Down", nullptr, "IS-IS adjacency on {k} is Up", 4},
-    {"protocol.mpls", "check-lsp-state", "lsp-state", "mpls-lsp-playbook", "core-mpls", KeyKind::lsp,
-     "LSP {k} is Dn", nullptr, "LSP {k} is Up", 3},
-    {"protocol.rpm", "check-rpm-rtt", "rtt-threshold", "playbook-rpm", "rpm-all", KeyKind::rpm,
-     "RPM test {k} round-trip time 182 ms over threshold 100 ms", "RPM test {k} round-trip time 91 ms above 80 ms",
-     "RPM test {k} round-trip time is normal", 4},
-    {"system.cpu", "check-system-cpu-load-average", "cpu-utilization-5min", "system-kpis-playbook", "default", KeyKind::slot,
-     "RE{k} 5-minute CPU load 93 percent, above critical level 85", "RE{k} 5-minute CPU load 74 percent, above warning level 60",
-     "RE{k} 5-minute CPU load is normal", 5},
-    {"system.memory", "check-system-memory", "memory-utilization", "system-kpis-playbook", "default", KeyKind::slot,
-     "RE{k} memory utilization 96 percent is above high threshold", "RE{k} memory utilization 82 percent is above low threshold",
-     "RE{k} memory utilization is normal", 4},
-    {"system.storage", "check-storage", "storage-utilization", "system-kpis-playbook", "default", KeyKind::none,
-     "/var utilization 95 percent is above high threshold", "/var utilization 81 percent is above low threshold",
-     "/var utilization is normal", 2},
-    {"linecard.fpc", "check-fpc-memory", "fpc-heap-utilization", "fpc-linecard-playbook", "lc-health", KeyKind::fpc,
-     "FPC {k} heap utilization 91 percent is above high threshold", "FPC {k} heap utilization 78 percent is above low threshold",
-     "FPC {k} heap utilization is normal", 5},
-    {"linecard.fpc", "check-fpc-cpu", "fpc-cpu-utilization", "fpc-linecard-playbook", "lc-health", KeyKind::fpc,
-     "FPC {k} CPU utilization 95 percent is above high threshold", "FPC {k} CPU utilization 81 percent is above low threshold",
-     "FPC {k} CPU utilization is normal", 3},
-    {"chassis.power", "check-power-supply", "psu-status", "chassis-playbook", "chassis", KeyKind::slot,
-     "Power supply {k} status is Failed", nullptr, "Power supply {k} status is OK", 2},
-    {"chassis.environment", "check-temperature", "temperature", "chassis-playbook", "chassis", KeyKind::slot,
-     "Slot {k} temperature 78 C is above high threshold 70 C", "Slot {k} temperature 64 C is above low threshold 60 C",
-     "Slot {k} temperature is normal", 2},
-};
-constexpr size_t kNumRules = sizeof(kRules) / sizeof(kRules[0]);
+constexpr KeyKind key_kind(std::string_view name) {
+    constexpr std::pair<std::string_view, KeyKind> kKinds[] = {
+        {"interface", KeyKind::interface}, {"neighbor4", KeyKind::neighbor4}, {"neighbor6", KeyKind::neighbor6},
+        {"slot", KeyKind::slot},           {"fpc", KeyKind::fpc},             {"rpm", KeyKind::rpm},
+        {"isis", KeyKind::isis},           {"none", KeyKind::none},           {"lsp", KeyKind::lsp}};
+    for (const auto& [n, k] : kKinds)
+        if (n == name) return k;
+    throw "unknown key kind in kRuleTable";
+}
+
+constexpr size_t kNumRules = [] {
+    size_t lines = 0;
+    for (char c : kRuleTable) lines += c == '\n';
+    return lines - 1;  // the table starts and ends with a line break
+}();
+
+constexpr std::array<Rule, kNumRules> parse_rules() {
+    std::array<Rule, kNumRules> rules{};
+    std::string_view text = kRuleTable.substr(1);
+    for (Rule& r : rules) {
+        std::string_view line = text.substr(0, text.find('\n'));
+        text.remove_prefix(line.size() + 1);
+        std::string_view f[10];
+        for (auto& field : f) {
+            size_t bar = line.find(" | ");
+            field = line.substr(0, bar);
+            line.remove_prefix(bar == std::string_view::npos ? line.size() : bar + 3);
+        }
+        if (!line.empty() || f[9].empty()) throw "a line of kRuleTable does not have 10 fields";
+        int weight = 0;
+        for (char c : f[9]) weight = weight * 10 + (c - '0');
+        r = {f[0], f[1], f[2], f[3], f[4], key_kind(f[5]), f[6], f[7] == "-" ? std::string_view{} : f[7], f[8], weight};
+    }
+    return rules;
+}
+
+constexpr std::array<Rule, kNumRules> kRules = parse_rules();
 
 constexpr const char* kModels[] = {"mx480", "mx960", "mx10003", "mx204", "ptx10008", "ptx5000", "acx7100", "acx5448", "qfx5120", "qfx10002", "srx4600", "srx1500"};
 constexpr const char* kRoles[] = {"pe", "core", "agg", "edge", "leaf", "spine", "fw", "br"};
@@ -218,7 +227,7 @@ private:
             inst = rng_.below(8);
             uint32_t id = (dev * uint32_t(kNumRules) + ri) * 8 + inst;
             uint8_t& st = state_[id];
-            bool has_minor = kRules[ri].minor != nullptr;
+            bool has_minor = !kRules[ri].minor.empty();
             if (st == 0) {
                 next = (!has_minor || rng_.below(100) < 48) ? 1 : 2;
                 active_.push_back(id);
@@ -229,14 +238,14 @@ private:
         }
         const Rule& rule = kRules[ri];
         const char* sev = next == 0 ? "normal" : next == 1 ? "major" : "minor";
-        const char* tmpl = next == 0 ? rule.normal : next == 1 ? rule.major : rule.minor;
+        std::string_view tmpl = next == 0 ? rule.normal : next == 1 ? rule.major : rule.minor;
 
         key_.clear();
         key_value(rule.keys, inst + dev * 3, key_);
         msg_.clear();
-        for (const char* p = tmpl; *p; ++p) {
-            if (p[0] == '{' && p[1] == 'k' && p[2] == '}') { msg_ += key_; p += 2; }
-            else msg_.push_back(*p);
+        for (size_t i = 0; i < tmpl.size(); ++i) {
+            if (tmpl.substr(i, 3) == "{k}") { msg_ += key_; i += 2; }
+            else msg_.push_back(tmpl[i]);
         }
         uint32_t odd = rng_.below(100);
         if (odd == 0) {

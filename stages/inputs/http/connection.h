@@ -74,7 +74,7 @@ private:
     void linger();
 
     Worker& w_;
-    Server::Impl& srv_;
+    Server& srv_;
     tcp::socket sock_;
     std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
     boost::beast::flat_buffer rbuf_;

@@ -1,31 +1,17 @@
 // input "http": the HealthBot (Paragon Insights) webhook. HealthBot POSTs one JSON document per
 // notification; this stage validates each body completely, queues its events, and answers 200
 // only for events that were queued (or, with ack = "delivered", that every output settled).
-#include <charconv>
 #include <cstring>
 #include <memory>
 
 #include "body.h"
+#include "net/listen_address.h"
 #include "net/server_tls.h"
 #include "registry.h"
 #include "server.h"
 
 namespace hbf::stages {
 namespace {
-
-// "0.0.0.0:8080", "[::1]:8080", "localhost:8080".
-void parse_address(const StageConfig& c, const std::string& a, http::ServerOptions& o) {
-    size_t colon = a.rfind(':');
-    if (colon == std::string::npos || colon + 1 == a.size())
-        return c.problem("address", "address must be host:port, e.g. \"0.0.0.0:8080\"");
-    std::string host = a.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    unsigned port = 0;
-    auto [p, ec] = std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
-    if (ec != std::errc() || p != a.data() + a.size() || port > 65535) return c.problem("address", "address has a bad port: " + a);
-    o.host = host.empty() ? "0.0.0.0" : host;
-    o.port = uint16_t(port);
-}
 
 void parse_auth(const StageConfig& c, const StringMap& auth, http::ServerOptions& o) {
     std::string type, user, pass, token;
@@ -103,7 +89,7 @@ const OptionSchema<O> kHttpSchema{
 
 http::ServerOptions server_options(const HttpInputOptions& in, const StageConfig& c) {
     http::ServerOptions o;
-    parse_address(c, in.address, o);
+    net::read_listen_address(c, in.address, "0.0.0.0:8080", o.host, o.port);
     o.paths = in.paths;
     if (o.paths.empty()) c.problem("paths", "paths must name at least one path, e.g. [\"/healthbot\"]");
     for (const auto& p : o.paths)
@@ -128,16 +114,9 @@ http::ServerOptions server_options(const HttpInputOptions& in, const StageConfig
     return o;
 }
 
-class HttpInput final : public Input {
+class HttpInput final : public net::ServerInput {
 public:
-    HttpInput(const HttpInputOptions& o, const StageConfig& c) : server_(server_options(o, c)) {}
-
-    void start(StageContext& ctx) override { server_.listen(ctx); }
-    void run(StageContext&, Emitter& out) override { server_.run(out); }
-    void stop() override { server_.stop(); }
-
-private:
-    http::Server server_;
+    HttpInput(const HttpInputOptions& o, const StageConfig& c) : ServerInput(http::make_server(server_options(o, c))) {}
 };
 
 HBF_REGISTER_INPUT("http", HttpInput, kHttpSchema,

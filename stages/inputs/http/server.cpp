@@ -15,7 +15,7 @@
 
 namespace hbf::http {
 
-Server::Impl::Impl(ServerOptions o) : opts(std::move(o)) {
+Server::Server(ServerOptions o) : opts(std::move(o)) {
     if (!opts.auth_header.empty()) {
         size_t sp = opts.auth_header.find(' ');
         auth_scheme = opts.auth_header.substr(0, sp);
@@ -32,7 +32,7 @@ Server::Impl::Impl(ServerOptions o) : opts(std::move(o)) {
     if (!opts.remote_addr_field.empty()) append_json_string(remote_field_q, opts.remote_addr_field);
 }
 
-void Server::Impl::do_accept() {
+void Server::do_accept() {
     if (stopped.load()) return;
     Worker& target = *workers[next_worker % workers.size()];
     acceptor->async_accept(target.io, [this, &target](const boost::system::error_code& ec, tcp::socket s) {
@@ -62,12 +62,10 @@ void Server::Impl::do_accept() {
     });
 }
 
-Server::Server(ServerOptions opts) : impl_(std::make_unique<Impl>(std::move(opts))) {}
-
-Server::~Server() = default;
+std::shared_ptr<net::Server> make_server(ServerOptions opts) { return std::make_shared<Server>(std::move(opts)); }
 
 void Server::listen(StageContext& ctx) {
-    Impl& s = *impl_;
+    Server& s = *this;
     // A failed attempt (a reload retries once the old version freed the port) leaves nothing behind.
     s.accept_retry.reset();
     s.acceptor.reset();
@@ -108,7 +106,7 @@ void Server::listen(StageContext& ctx) {
 }
 
 void Server::run(Emitter& out) {
-    Impl& s = *impl_;
+    Server& s = *this;
     s.emitter = &out;
     for (auto& w : s.workers) asio::post(w->io, [w] { w->sweep(); });
     asio::post(s.workers[0]->io, [&s] { s.do_accept(); });
@@ -120,7 +118,7 @@ void Server::run(Emitter& out) {
 }
 
 void Server::stop() {
-    Impl& s = *impl_;
+    Server& s = *this;
     if (s.stopped.exchange(true)) return;
     if (s.workers.empty()) return;
     asio::post(s.workers[0]->io, [&s] {

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "stage.h"
+#include "net/server_input.h"
 
 namespace hbf::http {
 
@@ -40,22 +40,9 @@ struct ServerOptions {
     std::string tls_cert, tls_key;     // PEM files; both empty = plain HTTP
 };
 
-class Server {
-public:
-    explicit Server(ServerOptions opts);
-    ~Server();
-    // Loads the TLS certificate and key (if any), binds and listens; throws std::runtime_error
-    // naming the file or the address on failure.
-    void listen(StageContext& ctx);
-    // Runs the I/O threads (this one included) until stop() and the drain finish.
-    void run(Emitter& out);
-    // Any thread: stop accepting, close idle connections, finish in-flight requests.
-    void stop();
-
-    struct Impl;
-
-private:
-    std::unique_ptr<Impl> impl_;
-};
+// The server (net::Server): listen() loads the TLS certificate and key (if any), binds and
+// listens; run() runs the I/O threads (this one included); stop() stops accepting, closes idle
+// connections and finishes in-flight requests.
+std::shared_ptr<net::Server> make_server(ServerOptions opts);
 
 }  // namespace hbf::http

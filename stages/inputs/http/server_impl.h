@@ -1,6 +1,6 @@
 // What the http input's connections and I/O threads share: the options as they are used per
 // request, the listening socket, the TLS context, the counters and the rate-limited log lines.
-// Set up by Server::listen() before any thread runs; afterwards only `open`, `stopped` and
+// Set up by listen() before any thread runs; afterwards only `open`, `stopped` and
 // `next_worker` (the acceptor's, on I/O thread 0) change.
 #pragma once
 
@@ -24,8 +24,12 @@ using tcp = asio::ip::tcp;
 
 struct Worker;
 
-struct Server::Impl {
-    explicit Impl(ServerOptions o);
+struct Server final : net::Server {
+    explicit Server(ServerOptions o);
+
+    void listen(StageContext& ctx) override;
+    void run(Emitter& out) override;
+    void stop() override;
 
     // Accepts the next connection onto the next I/O thread, round robin (I/O thread 0).
     void do_accept();

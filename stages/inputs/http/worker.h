@@ -29,7 +29,7 @@ struct Waiter {
 };
 
 struct Worker : std::enable_shared_from_this<Worker> {
-    explicit Worker(Server::Impl& s) : srv(s), io(1), sweep_timer(io) {}
+    explicit Worker(Server& s) : srv(s), io(1), sweep_timer(io) {}
 
     void adopt(tcp::socket s);
     void remove(Conn* c);
@@ -51,7 +51,7 @@ struct Worker : std::enable_shared_from_this<Worker> {
     // The request's events are in the round's batch: flush() answers it.
     void wait_for_flush(std::shared_ptr<Conn> c, uint64_t id, uint32_t events);
 
-    Server::Impl& srv;
+    Server& srv;
     asio::io_context io;
     asio::steady_timer sweep_timer;
     BodyParsers parsers;

@@ -7,12 +7,13 @@
 // its size, are dropped by) the kernel's receive buffer.
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
-#include <charconv>
 #include <cstring>
 #include <fmt/format.h>
 #include <netinet/tcp.h>
 
 #include "framing.h"
+#include "net/accept_loop.h"
+#include "net/listen_address.h"
 #include "net/server_tls.h"
 #include "parser.h"
 #include "registry.h"
@@ -59,19 +60,7 @@ const OptionSchema<SO> kSyslogSchema{
 
 Options parse_options(const SyslogOptions& in, const StageConfig& c) {
     Options o;
-    const std::string& a = in.address;
-    size_t colon = a.rfind(':');
-    if (colon == std::string::npos || colon + 1 == a.size()) {
-        c.problem("address", "address must be host:port, e.g. \"0.0.0.0:5514\"");
-    } else {
-        o.host = a.substr(0, colon);
-        if (o.host.size() >= 2 && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
-        if (o.host.empty()) o.host = "0.0.0.0";
-        unsigned port = 0;
-        auto [p, ec] = std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
-        if (ec != std::errc() || p != a.data() + a.size() || port > 65535) c.problem("address", "address has a bad port: " + a);
-        o.port = uint16_t(port);
-    }
+    net::read_listen_address(c, in.address, "0.0.0.0:5514", o.host, o.port);
     if (in.mode == "udp") o.udp = true;
     else if (in.mode != "tcp") c.problem("mode", "mode must be \"tcp\" or \"udp\", not \"" + in.mode + "\"");
     if (c.has("tls")) {
@@ -150,6 +139,7 @@ public:
             if (!ec) acceptor_->bind(ep, ec);
             if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
             if (ec) throw std::runtime_error(fmt::format("cannot listen on tcp {}: {}", where, ec.message()));
+            accepting_.bind(*acceptor_, ctx.log(), *refused_, o_.max_connections);
         }
         ctx.log().info("listening for syslog on {} {}{}", o_.udp ? "udp" : "tcp", where, tls_ ? " with TLS" : "");
     }
@@ -157,7 +147,7 @@ public:
     void run(StageContext&, Emitter& out) override {
         out_ = &out;
         if (udp_) asio::post(io_, [this] { receive(); });
-        else asio::post(io_, [this] { accept(); });
+        else asio::post(io_, [this] { accepting_.next(); });
         io_.run();
         flush();
         ctx_->log().info("stopped");
@@ -168,6 +158,7 @@ public:
         asio::post(io_, [this] {
             boost::system::error_code ec;
             if (acceptor_) acceptor_->close(ec);
+            accepting_.cancel();
             if (udp_) udp_->close(ec);
             std::vector<std::shared_ptr<Conn>> snap;
             for (Conn* c : conns_) snap.push_back(c->shared_from_this());
@@ -245,29 +236,6 @@ private:
         return *pending_;
     }
 
-    void accept() {
-        if (stopped_) return;
-        acceptor_->async_accept([this](const boost::system::error_code& ec, tcp::socket s) {
-            if (ec) {
-                if (ec == asio::error::operation_aborted || stopped_) return;
-                log_limited(accept_rl_, ctx_->log(), spdlog::level::err, "accept failed: {}", ec.message());
-                auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
-                t->async_wait([this, t](const boost::system::error_code&) { accept(); });
-                return;
-            }
-            if (conns_.size() >= o_.max_connections) {
-                refused_->add();
-                log_limited(accept_rl_, ctx_->log(), spdlog::level::warn, "refused a connection: max_connections ({}) reached",
-                            o_.max_connections);
-                boost::system::error_code e;
-                s.close(e);
-            } else {
-                std::make_shared<Conn>(*this, std::move(s))->start();
-            }
-            accept();
-        });
-    }
-
     void receive() {
         if (stopped_) return;
         udp_->async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
@@ -306,9 +274,11 @@ private:
     bool flush_posted_ = false;
     std::vector<Conn*> conns_;
     std::atomic<bool> stopped_{false};
+    net::AcceptLoop<tcp> accepting_{io_, {[this] { return stopped_.load(); }, [this] { return conns_.size(); },
+                                          [this](tcp::socket s) { std::make_shared<Conn>(*this, std::move(s))->start(); }}};
     Counter *messages_ = nullptr, *parse_errors_ = nullptr, *too_long_ = nullptr, *truncated_ = nullptr, *refused_ = nullptr;
     Gauge* open_ = nullptr;
-    RateLimit parse_rl_, long_rl_, accept_rl_;
+    RateLimit parse_rl_, long_rl_;
 };
 
 Conn::Conn(SyslogInput& in, tcp::socket s) : in_(in), sock_(std::move(s)), framer_(in.o_.max_line) {

@@ -8,11 +8,12 @@
 // protocol: lines are taken once read.
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
-#include <charconv>
 #include <fmt/format.h>
 #include <optional>
 
 #include "lines.h"
+#include "net/accept_loop.h"
+#include "net/listen_address.h"
 #include "net/server_tls.h"
 #include "registry.h"
 
@@ -50,19 +51,7 @@ const OptionSchema<TcpInOptions> kTcpSchema{
 
 TcpOptions parse(const TcpInOptions& in, const StageConfig& c) {
     TcpOptions o;
-    const std::string& a = in.address;
-    size_t colon = a.rfind(':');
-    unsigned port = 0;
-    auto r = colon == std::string::npos ? std::from_chars_result{nullptr, std::errc::invalid_argument}
-                                        : std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
-    if (colon == std::string::npos || r.ec != std::errc() || r.ptr != a.data() + a.size() || port > 65535) {
-        c.problem("address", "address must be host:port, e.g. \"0.0.0.0:5170\"");
-    } else {
-        o.host = a.substr(0, colon);
-        if (o.host.size() >= 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
-        if (o.host.empty()) o.host = "0.0.0.0";
-        o.port = uint16_t(port);
-    }
+    net::read_listen_address(c, in.address, "0.0.0.0:5170", o.host, o.port);
     o.max_line = in.max_line;
     o.max_connections = size_t(in.max_connections);
     if (c.has("tls"))
@@ -93,32 +82,13 @@ private:
 struct Loop : std::enable_shared_from_this<Loop> {
     explicit Loop(TcpOptions o) : opts(std::move(o)) {}
 
-    void accept() {
-        acceptor->async_accept([self = shared_from_this()](const boost::system::error_code& ec, tcp::socket s) {
-            if (ec) {
-                if (ec == asio::error::operation_aborted || self->stopped.load()) return;
-                log_limited(self->rl_accept, self->ctx->log(), spdlog::level::err, "accept failed: {}", ec.message());
-                self->retry.expires_after(std::chrono::milliseconds(100));
-                self->retry.async_wait([self](const boost::system::error_code& e) {
-                    if (!e) self->accept();
-                });
-                return;
-            }
-            if (self->conns.size() >= self->opts.max_connections) {
-                self->refused->add();
-                log_limited(self->rl_accept, self->ctx->log(), spdlog::level::warn, "refused a connection: max_connections ({}) reached",
-                            self->opts.max_connections);
-                boost::system::error_code e;
-                s.close(e);
-            } else {
-                auto c = std::make_shared<Conn>(*self, std::move(s));
-                c->slot = self->conns.size();
-                self->conns.push_back(c.get());
-                self->open->add(1);
-                c->start();
-            }
-            self->accept();
-        });
+    // A connection within max_connections: it reads lines from now on.
+    void adopt(tcp::socket s) {
+        auto c = std::make_shared<Conn>(*this, std::move(s));
+        c->slot = conns.size();
+        conns.push_back(c.get());
+        open->add(1);
+        c->start();
     }
 
     Batch& batch() {
@@ -152,7 +122,8 @@ struct Loop : std::enable_shared_from_this<Loop> {
 
     TcpOptions opts;
     asio::io_context io{1};
-    asio::steady_timer retry{io};
+    net::AcceptLoop<tcp> accepting{io, {[this] { return stopped.load(); }, [this] { return conns.size(); },
+                                        [this](tcp::socket s) { adopt(std::move(s)); }}};
     std::optional<tcp::acceptor> acceptor;
     std::optional<asio::ssl::context> tls;
     StageContext* ctx = nullptr;
@@ -163,7 +134,7 @@ struct Loop : std::enable_shared_from_this<Loop> {
     std::atomic<bool> stopped{false};
     Gauge* open = nullptr;
     Counter *too_long = nullptr, *refused = nullptr;
-    RateLimit rl_accept, rl_long, rl_tls;
+    RateLimit rl_long, rl_tls;
 };
 
 Conn::Conn(Loop& l, tcp::socket s) : loop_(l), sock_(std::move(s)), lines_(l.opts.max_line) {
@@ -245,13 +216,14 @@ public:
             l.acceptor.reset();
             throw std::runtime_error(fmt::format("cannot listen on {}: {}", where, ec.message()));
         }
+        l.accepting.bind(*l.acceptor, ctx.log(), *l.refused, l.opts.max_connections);
         ctx.log().info("listening on {}{} for NDJSON lines", where, l.tls ? " with TLS" : "");
     }
 
     void run(StageContext& ctx, Emitter& out) override {
         auto l = loop_;
         l->emitter = &out;
-        asio::post(l->io, [l] { l->accept(); });
+        asio::post(l->io, [l] { l->accepting.next(l); });
         l->io.run();
         ctx.log().info("stopped: every connection closed");
     }
@@ -262,7 +234,7 @@ public:
         asio::post(l->io, [l] {
             boost::system::error_code ec;
             if (l->acceptor) l->acceptor->close(ec);
-            l->retry.cancel();
+            l->accepting.cancel();
             std::vector<std::shared_ptr<Conn>> snap;
             for (Conn* c : l->conns) snap.push_back(c->shared_from_this());
             for (auto& c : snap) c->close_now();  // what was read is in the round's batch

@@ -10,7 +10,6 @@
 // frame is delivered once written to the socket. A batch's acks settle when all its frames did.
 // Everything runs on the output's thread: write() returns once the batch's frames are sent and
 // no more than kMaxInflight await acks, so a slow or absent server backs the pipeline up.
-#include <charconv>
 #include <deque>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -25,6 +24,7 @@
 #include "forward/handshake.h"
 #include "forward/scan.h"
 #include "json_msgpack.h"
+#include "host_port.h"
 #include "net/link.h"
 #include "registry.h"
 
@@ -117,18 +117,14 @@ class ForwardOut final : public Output {
 public:
     ForwardOut(const ForwardOutOptions& o, const StageConfig& c) {
         for (const auto& s : o.servers) {
-            size_t colon = s.rfind(':');
-            unsigned port = 0;
-            auto r = colon == std::string::npos ? std::from_chars_result{nullptr, std::errc::invalid_argument}
-                                                : std::from_chars(s.data() + colon + 1, s.data() + s.size(), port);
-            if (colon == std::string::npos || r.ec != std::errc() || r.ptr != s.data() + s.size() || port == 0 || port > 65535) {
+            HostPort hp;
+            if (parse_host_port(s, hp) != HostPortError::none || hp.port == 0) {
                 c.problem("servers", "each server must be host:port, e.g. \"10.0.0.7:24224\": \"" + s + "\"");
                 continue;
             }
             auto& p = peers_.emplace_back(std::make_unique<Peer>());
-            p->host = s.substr(0, colon);
-            if (p->host.size() >= 2 && p->host.front() == '[') p->host = p->host.substr(1, p->host.size() - 2);
-            p->port = uint16_t(port);
+            p->host = hp.host;
+            p->port = hp.port;
             p->name = s;
         }
         if (o.servers.empty()) c.problem("servers", "servers must name at least one host:port");

@@ -5,10 +5,10 @@
 // are lost, as with any plain TCP sender. A failed write closes the connection, and the whole
 // batch is written again on a new one after a backoff (200 ms doubling to 10 s); while the
 // server is away the output holds the batch and the pipeline backs up.
-#include <charconv>
 #include <openssl/ssl.h>
 #include <unistd.h>
 
+#include "host_port.h"
 #include "net/link.h"
 #include "registry.h"
 
@@ -32,16 +32,11 @@ class TcpOut final : public Output {
 public:
     TcpOut(const TcpOutOptions& o, const StageConfig& c) {
         const std::string& a = o.address;
-        size_t colon = a.rfind(':');
-        unsigned port = 0;
-        auto r = colon == std::string::npos ? std::from_chars_result{nullptr, std::errc::invalid_argument}
-                                            : std::from_chars(a.data() + colon + 1, a.data() + a.size(), port);
-        if (colon == std::string::npos || colon == 0 || r.ec != std::errc() || r.ptr != a.data() + a.size() || port == 0 || port > 65535)
+        HostPort hp;
+        if (parse_host_port(a, hp) != HostPortError::none || hp.host.empty() || hp.port == 0)
             c.problem("address", "address must be host:port, e.g. \"10.0.0.9:5170\"");
-        else
-            host_ = a.substr(0, colon);
-        if (host_.size() >= 2 && host_.front() == '[') host_ = host_.substr(1, host_.size() - 2);
-        port_ = uint16_t(port);
+        host_ = hp.host;
+        port_ = hp.port;
         name_ = a;
         if (c.has("tls")) {
             std::vector<std::string> problems;
