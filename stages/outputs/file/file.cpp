@@ -183,7 +183,7 @@ private:
         }
         if (!have_size && ::fstat(fd_, &st) != 0) return fail_io(errno, why);
         int err = write_batch(fd_, b);
-        if (!err && fsync_every_.count() == 0) err = ::fsync(fd_) == 0 ? 0 : errno;
+        if (!err && fsync_every_.count() == 0) err = sync_errno(fd_);
         if (!err) {
             size_ = uint64_t(st.st_size) + b.bytes() + b.size();  // each event and its newline
             return 0;
@@ -301,10 +301,16 @@ private:
         }
     }
 
+    // fsync's error, where a FIFO or a device that has nothing to sync (EINVAL, EROFS) is no failure.
+    static int sync_errno(int fd) {
+        if (::fsync(fd) == 0) return 0;
+        return errno == EINVAL || errno == EROFS ? 0 : errno;
+    }
+
     void sync() {
-        if (fd_ >= 0 && dirty_ && ::fsync(fd_) != 0) {
+        if (int err = fd_ >= 0 && dirty_ ? sync_errno(fd_) : 0) {
             ctx_->metrics().errors.add();
-            log_limited(sync_rl_, ctx_->log(), spdlog::level::err, "fsync of {} failed: {}", cur_path_, std::strerror(errno));
+            log_limited(sync_rl_, ctx_->log(), spdlog::level::err, "fsync of {} failed: {}", cur_path_, std::strerror(err));
         }
         dirty_ = false;
         next_sync_ = Clock::now() + fsync_every_;
