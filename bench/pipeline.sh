@@ -4,11 +4,15 @@
 # beside `cat FILE > OUT` in the same run as the ceiling. Prints the median of RUNS runs:
 # events/s, MB/s, CPU seconds, peak RSS, and the ratio to cat.
 # Usage: bench/pipeline.sh [RUNS]   (build first: ninja -C build)
+# WORKERS=N puts `workers = N` on the json filter of both pipelines (enrich runs inline below it,
+# on the same workers); unset, the config has no `workers` key, so binaries from before it run too.
 set -eu
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 N=1000000
 HBF=${HBF:-$PWD/build/hbforward}  # HBF=/path/to/hbforward measures another binary
+WORKERS_LINE=""
+[ -n "${WORKERS:-}" ] && WORKERS_LINE="workers = $WORKERS"
 W=$(mktemp -d /tmp/hbf-bench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 DATA=${HBF_BENCH_DATA:-/tmp/hbf-bench-healthbot-1m.ndjson}
@@ -38,6 +42,7 @@ devices = 2000
 [filters.parse]
 type = "json"
 inputs = ["gen"]
+$WORKERS_LINE
 [filters.tag]
 type = "enrich"
 inputs = ["parse"]
@@ -54,6 +59,7 @@ path = "$DATA"
 [filters.parse]
 type = "json"
 inputs = ["f"]
+$WORKERS_LINE
 [filters.tag]
 type = "enrich"
 inputs = ["parse"]
@@ -79,7 +85,7 @@ for i in $(seq "$RUNS"); do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-printf "%d events, %.0f MB, median of %d runs\n" "$N" "$(echo "$BYTES/1000000" | bc -l)" "$RUNS"
+printf "%d events, %.0f MB, median of %d runs, json workers: %s\n" "$N" "$(echo "$BYTES/1000000" | bc -l)" "$RUNS" "${WORKERS:-1 (no key)}"
 printf "%-34s %12s %9s %8s %9s %9s\n" pipeline events/s MB/s cpu_s rss_MB vs_cat
 cat_wall=$(awk '{print $1}' "$W/cat" | median)
 for name in cat file gen; do

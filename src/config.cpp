@@ -176,13 +176,40 @@ void read_inputs(PipelineConfig& cfg, StageDecl& d, const std::string& what) {
     }
 }
 
-// The stage's options against its schema, its buffer, its inputs and its ports.
+// `workers = N` on a filter: N threads run it, and the filters inline below it, on successive
+// batches at once; the order is restored before the next queue (src/ordered.h). Only a filter
+// that keeps nothing from one batch to the next may have more than one.
+int load_workers(const StageDecl& d, const std::string& what, PipelineConfig& cfg) {
+    const toml::node* n = d.tbl->get("workers");
+    if (!n) return 1;
+    auto v = n->value_exact<int64_t>();
+    if (!v || *v < 1 || *v > StageDecl::kMaxWorkers) {
+        cfg.diags.push_back({location_of(*n, cfg.file),
+                             fmt::format("'workers' of {} must be an integer from 1 to {}", what, StageDecl::kMaxWorkers)});
+        return 1;
+    }
+    if (*v > 1 && !d.info->stateless) {
+        std::vector<std::string> ok;
+        for (const auto& [type, info] : Registry::get().all(StageKind::filter))
+            if (info.stateless) ok.push_back(type);
+        cfg.diags.push_back({location_of(*n, cfg.file),
+                             fmt::format("{} cannot run on several workers: a {} filter keeps state from one batch to the next "
+                                         "(filters that can: {})",
+                                         what, d.type, join(ok))});
+        return 1;
+    }
+    return int(*v);
+}
+
+// The stage's options against its schema, its buffer, its workers, its inputs and its ports.
 void read_options(PipelineConfig& cfg, StageDecl& d, const std::string& what) {
     std::vector<std::string> reserved = {"type"};
     if (d.kind != StageKind::input) reserved.push_back("inputs");
     if (d.kind == StageKind::output) reserved.push_back("buffer");
+    if (d.kind == StageKind::filter) reserved.push_back("workers");
     size_t before = cfg.diags.size();
     check_table(*d.tbl, d.info->options, what, cfg.file, d.loc, reserved, cfg.diags);
+    if (d.kind == StageKind::filter) d.workers = load_workers(d, what, cfg);
     if (d.kind == StageKind::output) d.buffer = buffer::load_buffer_config(*d.tbl, what, cfg.file, cfg.diags);
     d.cfg = std::make_unique<StageConfig>(d.name, d.type, d.tbl, cfg.file, d.loc);
     if (d.kind != StageKind::input) read_inputs(cfg, d, what);

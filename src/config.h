@@ -48,6 +48,8 @@ struct StageDecl {
     std::string fingerprint;         // the table as text, less `inputs`: equal = unchanged stage
     std::unique_ptr<StageConfig> cfg;
     buffer::BufferConfig buffer;     // outputs: `buffer = { ... }`; memory unless it says disk
+    int workers = 1;                 // filters: `workers = N` runs it and the filters inline below it on N threads
+    static constexpr int kMaxWorkers = 16;
     bool options_ok = false;  // its table passed the schema check (build_stages builds no stage without it)
 };
 

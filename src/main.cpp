@@ -17,6 +17,7 @@
 #include "log.h"
 #include "manpage.h"
 #include "notify.h"
+#include "ordered.h"
 #include "registry.h"
 #include "runtime.h"
 #include "version.h"
@@ -49,7 +50,7 @@ void print_schema(const std::string& title, const std::vector<OptionSpec>& opts)
 
 // The README's stage reference: one block per stage type, between markers that
 // scripts/update-reference.py replaces and tests/e2e/test_reference.py compares.
-std::string markdown_table(const std::string& marker, const std::vector<OptionSpec>& opts, bool with_inputs) {
+std::string markdown_table(const std::string& marker, const std::vector<OptionSpec>& opts, bool with_inputs, bool with_workers = false) {
     auto cell = [](std::string s) {
         std::string out;
         for (char ch : s) {
@@ -68,13 +69,14 @@ std::string markdown_table(const std::string& marker, const std::vector<OptionSp
         out += fmt::format("| `{}` | {} | {} | {} |\n", o.name, to_string(o.type), cell(def), cell(o.doc));
     }
     if (with_inputs) out += "| `inputs` | list of strings | required | Stages to read from. |\n";
+    if (with_workers) out += fmt::format("| `workers` | integer | `1` | {} |\n", kWorkersDoc);
     return out + "<!-- end options -->\n";
 }
 
 int cmd_stages_markdown() {
     for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output})
         for (const auto& [type, info] : Registry::get().all(k))
-            std::printf("%s\n", markdown_table(fmt::format("{} {}", to_string(k), type), info.options, k != StageKind::input).c_str());
+            std::printf("%s\n", markdown_table(fmt::format("{} {}", to_string(k), type), info.options, k != StageKind::input, info.stateless).c_str());
     std::printf("%s", markdown_table("service", service_schema().specs(), false).c_str());
     return 0;
 }
@@ -105,6 +107,7 @@ int cmd_stages(const std::string& only) {
             if (!only.empty() && only != type) continue;
             print_schema(fmt::format("{} {}: {}", to_string(k), type, info.doc), info.options);
             if (k != StageKind::input) std::printf("    %-20s %-16s %-22s %s\n", "inputs", "list of strings", "required", "Stages to read from.");
+            if (info.stateless) std::printf("    %-20s %-16s %-22s %s\n", "workers", "integer", "default 1", kWorkersDoc);
             std::printf("\n");
         }
     }

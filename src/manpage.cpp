@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "config.h"
+#include "ordered.h"
 #include "registry.h"
 #include "version.h"
 
@@ -24,12 +25,13 @@ std::string roff(std::string_view s) {
     return out;
 }
 
-void options_of(std::string& out, const std::vector<OptionSpec>& opts, bool with_inputs) {
+void options_of(std::string& out, const std::vector<OptionSpec>& opts, bool with_inputs, bool with_workers = false) {
     for (const auto& o : opts) {
         std::string def = o.required ? "required" : (o.default_text.empty() ? "" : "default " + o.default_text);
         out += fmt::format(".TP\n.B {}\n({}{}{}) {}\n", roff(o.name), to_string(o.type), def.empty() ? "" : ", ", roff(def), roff(o.doc));
     }
     if (with_inputs) out += ".TP\n.B inputs\n(list of strings, required) Stages to read from.\n";
+    if (with_workers) out += fmt::format(".TP\n.B workers\n(integer, default 1) {}\n", roff(kWorkersDoc));
 }
 
 void command(std::string& out, const CLI::App& sub) {
@@ -74,7 +76,7 @@ std::string render_manpage(const CLI::App& app) {
     for (StageKind k : {StageKind::input, StageKind::filter, StageKind::output}) {
         for (const auto& [type, info] : Registry::get().all(k)) {
             out += fmt::format(".SS {} {}\n{}\n", to_string(k), roff(type), roff(info.doc));
-            options_of(out, info.options, k != StageKind::input);
+            options_of(out, info.options, k != StageKind::input, info.stateless);
         }
     }
     out += ".SH SIGNALS\n.TP\n.B SIGHUP\nReload the config file; an invalid one keeps the running pipeline.\n"

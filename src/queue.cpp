@@ -1,6 +1,27 @@
 #include "queue.h"
 
+#include <memory>
+#include <unordered_map>
+
+#include "ordered.h"
+
 namespace hbf {
+
+namespace {
+// The workers of an ordered pool (src/ordered.h) push from several threads, one at a time in
+// ticket order. moodycamel's queue is FIFO per producer only (each thread is an implicit producer
+// of its own), so those pushes share one explicit producer token per queue, under a lock: the
+// consumer then takes them in the order they were pushed. The tokens live beside the queues, not
+// in them, so that queue.h (included everywhere) stays as it is; ~BatchQueue drops its token.
+struct OrderedTokens {
+    std::mutex m;
+    std::unordered_map<const BatchQueue*, std::unique_ptr<moodycamel::ProducerToken>> by_queue;
+};
+OrderedTokens& ordered_tokens() {
+    static auto* t = new OrderedTokens;  // never destroyed: queues may outlive static destruction
+    return *t;
+}
+}  // namespace
 
 bool BatchQueue::admit(BatchPtr& b) {
     const int64_t n = static_cast<int64_t>(b->size());
@@ -14,6 +35,14 @@ bool BatchQueue::admit(BatchPtr& b) {
         return false;
     }
     if (!b->acks.empty()) b->settle_accepted();  // queued: what the webhook's ack = "accepted" waits for
+    if (OrderedSection::current()) {
+        OrderedTokens& t = ordered_tokens();
+        std::lock_guard lk(t.m);
+        auto& tok = t.by_queue[this];
+        if (!tok) tok = std::make_unique<moodycamel::ProducerToken>(q_);
+        q_.enqueue(*tok, b.release());
+        return true;
+    }
     q_.enqueue(b.release());
     return true;
 }
@@ -82,6 +111,11 @@ void BatchQueue::fail_sealed() {
 void BatchQueue::wake_consumer() { q_.enqueue(nullptr); }
 
 BatchQueue::~BatchQueue() {
+    {
+        OrderedTokens& t = ordered_tokens();
+        std::lock_guard lk(t.m);
+        t.by_queue.erase(this);
+    }
     Batch* b = nullptr;
     while (q_.try_dequeue(b))
         if (b) BatchPtr(b).reset();

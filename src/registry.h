@@ -33,6 +33,9 @@ struct StageInfo {
     // What the stage holds while it runs (resource.h), from its options struct's resources();
     // empty for a stage whose options declare none.
     std::function<std::vector<Resource>(const StageConfig&, const StagePlace&)> resources;
+    // A filter that keeps nothing from one batch to the next (json, enrich): the runtime may run
+    // an instance of it per worker on successive batches at once (`workers`, src/ordered.h).
+    bool stateless = false;
 };
 
 class Registry {
@@ -69,6 +72,13 @@ struct Registrar {
         ::hbf::StageKind::filter, TYPE, DOC, ::hbf::specs_of(SCHEMA), nullptr,                                \
         [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Filter, CLASS>(SCHEMA, c); },       \
         nullptr, nullptr, ::hbf::declared_resources(SCHEMA)})
+
+// A filter that keeps no state between batches (see StageInfo::stateless).
+#define HBF_REGISTER_STATELESS_FILTER(TYPE, CLASS, SCHEMA, DOC)                                              \
+    static ::hbf::Registrar HBF_CONCAT(hbf_registrar_, __LINE__)(::hbf::StageInfo{                            \
+        ::hbf::StageKind::filter, TYPE, DOC, ::hbf::specs_of(SCHEMA), nullptr,                                \
+        [](const ::hbf::StageConfig& c) { return ::hbf::make_stage<::hbf::Filter, CLASS>(SCHEMA, c); },       \
+        nullptr, nullptr, ::hbf::declared_resources(SCHEMA), true})
 
 // A filter with named ports: PORTS is a callable (const StageConfig&) -> std::vector<std::string>.
 #define HBF_REGISTER_FILTER_PORTS(TYPE, CLASS, SCHEMA, DOC, PORTS)                                           \

@@ -1,8 +1,10 @@
 #include "runtime.h"
 
 #include "buffer/disk_queue.h"
+#include "ordered.h"
 
 #include <algorithm>
+#include <array>
 #include <fmt/format.h>
 #include <map>
 #include <set>
@@ -17,10 +19,18 @@ constexpr size_t kPopMax = 32;
 constexpr size_t kLingerBelow = 256;  // events: a hand-over smaller than this lingers
 }  // namespace
 
+// One object of a filter and what runs it. A filter has one; a stateless filter that runs in the
+// workers of an ordered pool has one more per worker, made the first time that worker needs it.
+struct Runtime::Instance {
+    Filter* filter = nullptr;
+    std::unique_ptr<Filter> own;  // the extra instances
+    std::mutex m;                 // an instance runs one batch at a time
+    std::vector<AckRef> guard;    // see Runtime::guarded()
+};
+
 struct Runtime::Node final : InlineConsumer {
     Runtime* rt = nullptr;
-    std::mutex proc_m;  // a filter runs one batch at a time, inline or on its thread
-    void consume(BatchPtr b) override { rt->process_filter(*this, std::move(b)); }
+    void consume(BatchPtr b) override { rt->take(*this, std::move(b)); }
     bool downstream_full() const override { return emitter->any_full(); }
 
     const StageDecl* decl = nullptr;
@@ -36,8 +46,22 @@ struct Runtime::Node final : InlineConsumer {
     std::atomic<bool> started{false};   // its thread runs
     std::atomic<bool> retiring{false};  // removed by a reload, draining
     std::chrono::steady_clock::time_point retire_deadline{};  // then what it still holds fails
-    std::vector<AckRef> guard;          // see Runtime::guarded()
     RateLimit fail_rl;
+    std::vector<AckRef> out_guard;      // outputs, see Runtime::guarded()
+
+    // Filters: `workers` > 1 runs batches through `pool` (src/ordered.h). instances[0] is
+    // built.filter; instances[k] is the one worker k of a pool uses, for a stateless filter.
+    int workers = 1;
+    bool stateless = false;
+    std::array<std::atomic<Instance*>, StageDecl::kMaxWorkers + 1> instances{};
+    std::vector<std::unique_ptr<Instance>> owned;  // under inst_m
+    std::mutex inst_m;
+    // What more instances are made from: the decl this node was built from (a reload that keeps
+    // the stage points `decl` at the new config's equal copy).
+    std::shared_ptr<const PipelineConfig> made_cfg;
+    const StageDecl* made_decl = nullptr;
+    std::atomic<bool> instance_failed{false};
+    std::unique_ptr<OrderedPool> pool;  // last: its threads end before what they use goes
 };
 
 // One plan being applied, and what the executor made of it so far.
@@ -73,6 +97,15 @@ std::unique_ptr<Runtime::Node> Runtime::make_node(BuiltStage b, const std::share
     n->emitter = std::make_unique<Emitter>(*n->ctx);
     n->ctx->targets.resize(1 + n->decl->ports.size());
     n->rt = this;
+    if (n->built.filter) {
+        n->workers = n->decl->workers;
+        n->stateless = n->decl->info && n->decl->info->stateless;
+        n->made_cfg = cfg;
+        n->made_decl = n->decl;
+        n->owned.push_back(std::make_unique<Instance>());
+        n->owned.back()->filter = n->built.filter.get();
+        n->instances[0] = n->owned.back().get();
+    }
     return n;
 }
 
@@ -103,7 +136,12 @@ void Runtime::start_stage(Node& n) {
         n.queue->open();  // a disk buffer's directory: fails the start with its path
         n.built.output->start(*n.ctx);
     }
-    if (n.built.filter) n.built.filter->start(*n.ctx);
+    if (n.built.filter) {
+        n.built.filter->start(*n.ctx);
+        if (n.workers > 1)
+            n.pool = std::make_unique<OrderedPool>(size_t(n.workers), 2 * size_t(n.workers),
+                                                   [this, &n](BatchPtr b) { process_filter(n, std::move(b)); });
+    }
     if (n.built.input) n.built.input->start(*n.ctx);
     n.object_started = true;
 }
@@ -249,7 +287,7 @@ void Runtime::roll_back(Apply& a, Node& failed, const std::string& why) {
             m->built.output->stop();
             m->queue->close();
         }
-        if (m->built.filter) m->built.filter->stop();
+        if (m->built.filter) stop_filter(*m);
         if (m->built.input) m->built.input->stop();
     }
     a.holds.clear();
@@ -472,8 +510,7 @@ void Runtime::run_input(Node& n) {
 }
 
 template <typename F>
-void Runtime::guarded(Node& n, Batch& b, const char* what, F&& call) {
-    auto& guard = n.guard;
+void Runtime::guarded(Node& n, std::vector<AckRef>& guard, Batch& b, const char* what, F&& call) {
     guard.clear();
     for (auto& a : b.acks) {
         a.reopen();
@@ -541,15 +578,58 @@ bool Runtime::aborted(Node& n, BatchPtr& b, const char* what) {
     return true;
 }
 
+// A filter with workers hands its batches to its pool, unless the caller is already a worker of
+// a pool above it (then the chain runs on in that worker).
+void Runtime::take(Node& n, BatchPtr b) {
+    if (n.pool && !OrderedSection::current()) n.pool->submit(std::move(b));
+    else process_filter(n, std::move(b));
+}
+
+// In a pool's worker, a stateless filter runs the worker's own instance, at once; a filter that
+// keeps state waits for the batch's turn and runs its one instance, in order.
+Runtime::Instance& Runtime::instance_for(Node& n) {
+    OrderedSection* s = OrderedSection::current();
+    if (!s) return *n.instances[0].load(std::memory_order_relaxed);
+    if (n.stateless && !n.instance_failed.load(std::memory_order_relaxed) && s->slot() < n.instances.size()) {
+        if (Instance* i = n.instances[s->slot()].load(std::memory_order_acquire)) return *i;
+        std::lock_guard lk(n.inst_m);
+        if (Instance* i = n.instances[s->slot()].load(std::memory_order_acquire)) return *i;
+        try {
+            auto inst = std::make_unique<Instance>();
+            inst->own = n.made_decl->info->make_filter(*n.made_decl->cfg);
+            inst->own->start(*n.ctx);
+            inst->filter = inst->own.get();
+            n.owned.push_back(std::move(inst));
+            n.instances[s->slot()].store(n.owned.back().get(), std::memory_order_release);
+            return *n.owned.back();
+        } catch (const std::exception& e) {
+            // Cannot happen for a config that built once; if it does, the filter runs in order.
+            n.ctx->log().error("cannot make an instance for worker {}: {}; running one batch at a time", s->slot(), e.what());
+            n.instance_failed = true;
+        }
+    }
+    s->enter();
+    return *n.instances[0].load(std::memory_order_relaxed);
+}
+
 void Runtime::process_filter(Node& n, BatchPtr b) {
-    std::lock_guard lk(n.proc_m);
+    Instance& inst = instance_for(n);
+    std::lock_guard lk(inst.m);
     auto& m = n.ctx->metrics();
     m.events_in.add(b->size());
     m.bytes_in.add(b->bytes());
     int64_t t0 = b->received_ns;
     Batch& ref = *b;
-    guarded(n, ref, "filter", [&] { n.built.filter->process(std::move(b), *n.emitter); });
+    guarded(n, inst.guard, ref, "filter", [&] { inst.filter->process(std::move(b), *n.emitter); });
     m.latency.observe_ns(now_ns() - t0);
+}
+
+// Every instance of the filter stops; its pool finished first.
+void Runtime::stop_filter(Node& n) {
+    if (n.pool) n.pool->stop();
+    if (!n.object_started) return;
+    std::lock_guard lk(n.inst_m);
+    for (auto& i : n.owned) i->filter->stop();
 }
 
 void Runtime::run_filter(Node& n) {
@@ -560,14 +640,15 @@ void Runtime::run_filter(Node& n) {
         for (size_t i = 0; i < got; ++i) {
             events += in[i]->size();
             if (aborted(n, in[i], "filter")) continue;
-            process_filter(n, std::move(in[i]));
+            take(n, std::move(in[i]));
         }
         linger(got, events);
-        if (got == 0 && n.queue->producers() == 0 && n.queue->events() == 0) break;
+        if (got == 0 && n.queue->producers() == 0 && n.queue->events() == 0 && (!n.pool || n.pool->idle())) break;
         if (n.ctx->abort_flag().load()) break;
     }
+    if (n.pool) n.pool->stop();  // what it holds goes on (or fails, aborted) before the queue is sealed
     fail_queued(n, fmt::format("shutdown timeout: still queued for filter '{}'", n.decl->name));
-    if (n.object_started) n.built.filter->stop();
+    stop_filter(n);
     finish_node(n);
 }
 
@@ -593,7 +674,7 @@ void Runtime::run_output(Node& n) {
             m.latency.observe_ns(now_ns() - in[i]->received_ns);
             if (aborted(n, in[i], "output")) continue;
             Batch& b = *in[i];
-            guarded(n, b, "output", [&] { n.built.output->write(std::move(in[i])); });
+            guarded(n, n.out_guard, b, "output", [&] { n.built.output->write(std::move(in[i])); });
             in[i].reset();
         }
         linger(got, events);

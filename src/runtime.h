@@ -80,6 +80,7 @@ public:
 
 private:
     struct Node;
+    struct Instance;
     struct Apply;  // one plan being applied
 
     std::unique_ptr<Node> make_node(BuiltStage b, const std::shared_ptr<const PipelineConfig>& cfg);
@@ -101,14 +102,17 @@ private:
     void wait_done(Node& n, std::chrono::steady_clock::time_point deadline) const;
     void run_input(Node& n);
     void run_filter(Node& n);
+    void take(Node& n, BatchPtr b);  // a batch for a filter: its pool, or process_filter()
+    Instance& instance_for(Node& n);
     void process_filter(Node& n, BatchPtr b);
+    void stop_filter(Node& n);
     void set_inline(Node& n, bool on);
     void run_output(Node& n);
     void close_output(Node& n);
     // Runs a stage's process()/write() on `b`: the batch's holds are reopened for this stage, and
     // an exception fails them with its text instead of letting the unwinding release them.
     template <typename F>
-    void guarded(Node& n, Batch& b, const char* what, F&& call);
+    void guarded(Node& n, std::vector<AckRef>& guard, Batch& b, const char* what, F&& call);
     // Fails what the stage did not finish: counted, logged (rate limited), reported to the inputs.
     void fail_events(Node& n, size_t events, const char* label, const std::string& why);
     // The same for one batch, which is then marked failed with `why` and released.

@@ -1,5 +1,6 @@
 #include "stage.h"
 
+#include "ordered.h"
 #include "queue.h"
 
 #include <algorithm>
@@ -93,6 +94,15 @@ bool Emitter::deliver_all(BatchPtr b, size_t port) {
         if (qs)
             for (auto* q : *qs) left += !handed_to(handed, q);
         if (left == 0 || (!b && !spare)) break;
+        // In a worker of an ordered pool (src/ordered.h), nothing goes into a queue before the
+        // batch's turn: the next stage gets the batches in the order they came.
+        if (OrderedSection* s = OrderedSection::current(); s && !s->entered() && std::any_of(qs->begin(), qs->end(), [&](BatchQueue* q) {
+                return !handed_to(handed, q) && !q->inline_consumer.load(std::memory_order_acquire);
+            })) {
+            lk.unlock();
+            s->enter();
+            continue;
+        }
         bool refused = false;
         for (BatchQueue* q : *qs) {
             if (handed_to(handed, q)) continue;
@@ -133,9 +143,15 @@ bool Emitter::deliver_all(BatchPtr b, size_t port) {
     return true;
 }
 
+// A tap sees the batches in order too (see deliver_all).
+static void offer_to_tap(StageContext& ctx, const Batch& b, size_t port) {
+    if (OrderedSection* s = OrderedSection::current()) s->enter();
+    ctx.tap->offer(b, port);
+}
+
 bool Emitter::emit(BatchPtr b, size_t port) {
     if (!b || emptied(*b)) return true;
-    if (ctx_.tap->active()) ctx_.tap->offer(*b, port);
+    if (ctx_.tap->active()) offer_to_tap(ctx_, *b, port);
     return deliver_all(std::move(b), port);
 }
 
@@ -150,7 +166,7 @@ bool Emitter::try_emit(BatchPtr& b, size_t port) {
             for (auto* q : ctx_.targets[port])
                 if (queue_full(q)) return false;
     }
-    if (ctx_.tap->active()) ctx_.tap->offer(*b, port);
+    if (ctx_.tap->active()) offer_to_tap(ctx_, *b, port);
     // Room was checked: a race with another producer only overshoots the budget a little. A push
     // still blocks if the room was taken meanwhile. Handed over (partly as failed when aborted):
     // the caller must not offer it again.

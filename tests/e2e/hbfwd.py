@@ -112,6 +112,7 @@ class FakeServer:
     def __init__(self, port, ack=lambda n: True, shared_key=None, hostname="fake-server"):
         self.port, self.ack, self.shared_key, self.hostname = port, ack, shared_key, hostname
         self.frames, self.events, self.conns = [], [], []
+        self.answered = 0  # frames handled to the end, their ack (if any) sent
         self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
         self.listener.settimeout(0.2)
@@ -166,10 +167,16 @@ class FakeServer:
                     self.events.extend(unpack_entries(raw))
                 if "chunk" in opt and self.ack(n):
                     c.sendall(msgpack.packb({"ack": opt["chunk"]}))
+                with self.lock:
+                    self.answered += 1
 
     def records(self):
         with self.lock:
             return [e[1] for e in self.events]
+
+    def all_answered(self):
+        with self.lock:
+            return self.answered == len(self.frames)
 
     def drop_connections(self):
         """Closes the open connections, as a server closing idle keep-alive connections does."""

@@ -84,6 +84,34 @@ def test_sigterm_while_reading_a_file_writes_a_prefix_of_it(hbf, tmp_path):
     assert [e["n"] for e in out] == list(range(len(out)))
 
 
+def test_sigterm_stops_a_file_input_before_the_end_and_logs_the_byte(hbf, tmp_path):
+    # The output is a FIFO this test reads slowly, so backpressure holds the input near the start
+    # of its file when SIGTERM comes: it must stop there, not read the other 40 MB first.
+    src = tmp_path / "in.ndjson"
+    data = "".join(json.dumps({"n": i, "pad": "x" * 200}) + "\n" for i in range(200000)).encode()
+    src.write_bytes(data)
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(r, True)
+    got = bytearray()
+    try:
+        h = hbf(f'[inputs.f]\ntype = "file"\npath = "{src}"\n[outputs.o]\ntype = "file"\ninputs = ["f"]\npath = "{fifo}"\n')
+        while len(got) < (1 << 20):
+            got += os.read(r, 65536)
+        h.signal(signal.SIGTERM)
+        while chunk := os.read(r, 1 << 20):  # the output drains what was read, then the process exits
+            got += chunk
+    finally:
+        os.close(r)
+    assert h.wait(30) == 0, h.log()
+    m = re.search(r"stopped reading \S+ at byte (\d+) of (\d+)", h.log())
+    assert m, h.log()
+    assert int(m.group(2)) == len(data) and int(m.group(1)) < len(data) // 2
+    assert bytes(got) == data[:int(m.group(1))]  # exactly the lines before that byte, once each
+    assert "error" not in h.log(), h.log()  # a FIFO has nothing to fsync: no failure
+
+
 def test_fan_out_gives_every_output_every_event_and_fan_in_merges(hbf, tmp_path):
     h = hbf("""
 [inputs.a]

@@ -77,11 +77,15 @@ class Load(threading.Thread):
                 time.sleep(0.01)
 
 
-def run_load(port, seconds, clients=4, per=20, before_stop=None, first_cid=0):
+def run_load(port, seconds, clients=4, per=20, before_stop=None, first_cid=0, min_acked=0):
+    """Sends for `seconds`, and on until `min_acked` events got a 200 (at most 20 s more: a loaded machine is slow)."""
     loads = [Load(port, first_cid + c, per) for c in range(clients)]
     for l in loads:
         l.start()
     time.sleep(seconds)
+    until = time.monotonic() + 20
+    while sum(len(l.acked) for l in loads) < min_acked and time.monotonic() < until:
+        time.sleep(0.05)
     if before_stop:
         before_stop()
     for l in loads:
@@ -109,7 +113,7 @@ def test_kill_9_under_load_loses_no_event_that_got_a_200_file_output(hbf, tmp_pa
                  '{ type = "disk", max_size = "64MiB", sync = "batch" }')
     h = hbf(cfg, name="first")
     listening(port)
-    loads = run_load(port, random.uniform(0.5, 2.0), before_stop=lambda: h.proc.send_signal(signal.SIGKILL))
+    loads = run_load(port, random.uniform(0.5, 2.0), before_stop=lambda: h.proc.send_signal(signal.SIGKILL), min_acked=1001)
     h.wait(10)
     acked = {s for l in loads for s in l.acked}
     assert len(acked) > 1000, [l.statuses for l in loads]
@@ -129,7 +133,7 @@ def test_kill_9_during_a_broker_outage_loses_no_event_that_got_a_200_kafka_outpu
     listening(port)
     before = run_load(port, 0.5)  # delivered while the broker is up
     broker.control("down 1")
-    during = run_load(port, random.uniform(1.0, 2.0), before_stop=lambda: h.proc.send_signal(signal.SIGKILL))
+    during = run_load(port, random.uniform(1.0, 2.0), before_stop=lambda: h.proc.send_signal(signal.SIGKILL), min_acked=501)
     h.wait(10)
     acked = {s for l in before + during for s in l.acked}
     acked_during = {s for l in during for s in l.acked}

@@ -249,9 +249,10 @@ def test_an_idle_connection_the_server_closed_is_reopened_quietly(tmp_path):
         sent = lines(20)
         tx.stdin.write("".join(json.dumps(e) + "\n" for e in sent[:10]).encode())
         tx.stdin.flush()
-        wait_for(lambda: len(srv.records()) == 10, what="the first events")
+        wait_for(lambda: len(srv.records()) == 10 and srv.all_answered(), what="the first events, acked")
+        time.sleep(0.2)                                # the sender reads the ack
         srv.drop_connections()
-        time.sleep(0.5)                                # the sender notices the close while idle
+        time.sleep(1.0)                                # the sender notices the close while idle
         tx.stdin.write("".join(json.dumps(e) + "\n" for e in sent[10:]).encode())
         tx.stdin.close()
         assert tx.wait(30) == 0

@@ -142,7 +142,7 @@ private:
     StageContext* ctx_ = nullptr;
 };
 
-HBF_REGISTER_FILTER("enrich", Enrich, kEnrichSchema, "Adds static fields, the host name and the receive time, by splicing.");
+HBF_REGISTER_STATELESS_FILTER("enrich", Enrich, kEnrichSchema, "Adds static fields, the host name and the receive time, by splicing.");
 
 }  // namespace
 }  // namespace hbf::stages

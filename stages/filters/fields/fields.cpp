@@ -460,7 +460,7 @@ private:
     RateLimit rl_;
 };
 
-HBF_REGISTER_FILTER("fields", Fields, kFieldsSchema, "Renames, removes, keeps, sets, flattens and parses members of each event, by splicing.");
+HBF_REGISTER_STATELESS_FILTER("fields", Fields, kFieldsSchema, "Renames, removes, keeps, sets, flattens and parses members of each event, by splicing.");
 
 }  // namespace
 }  // namespace hbf::stages

@@ -83,7 +83,7 @@ private:
     RateLimit rl_;
 };
 
-HBF_REGISTER_FILTER("json", Json, kJsonSchema, "Validates each event as a JSON object (simdjson) and makes it compact.");
+HBF_REGISTER_STATELESS_FILTER("json", Json, kJsonSchema, "Validates each event as a JSON object (simdjson) and makes it compact.");
 
 }  // namespace
 }  // namespace hbf::stages

@@ -50,7 +50,7 @@ private:
     Counter* dropped_ = nullptr;
 };
 
-HBF_REGISTER_FILTER("select", Select, kSelectSchema, "Keeps (where) or drops (drop_where) events matching a condition.");
+HBF_REGISTER_STATELESS_FILTER("select", Select, kSelectSchema, "Keeps (where) or drops (drop_where) events matching a condition.");
 
 }  // namespace
 }  // namespace hbf::stages

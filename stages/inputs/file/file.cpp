@@ -127,11 +127,18 @@ public:
             }
         }
         for (auto& [p, f] : files_) {
-            if (!follow_) {  // the last line may lack its newline
-                BatchPtr b = Batch::make();
-                f.lines->finish(*b);
-                emit(f, std::move(b), f.offset, out);
+            if (follow_) continue;
+            if (f.fd >= 0 && ctx.stopping()) {  // stopped before the end: no checkpoint, so say where
+                struct stat st{};
+                if (::fstat(f.fd, &st) == 0 && f.offset < uint64_t(st.st_size)) {
+                    ctx.log().info("stopped reading {} at byte {} of {}: without follow there is no checkpoint, "
+                                   "a restart reads it from the start", f.path, f.offset - f.lines->pending(), st.st_size);
+                    continue;
+                }
             }
+            BatchPtr b = Batch::make();  // the last line may lack its newline
+            f.lines->finish(*b);
+            emit(f, std::move(b), f.offset, out);
         }
         if (follow_) {
             // Give in-flight batches a moment to settle so the checkpoint is current.
@@ -213,7 +220,7 @@ private:
         bool any = false;
         BatchPtr b = Batch::make();
         for (;;) {
-            if (ctx_->stopping() && follow_) break;
+            if (ctx_->stopping()) break;
             ssize_t n = ::read(f.fd, buf_.data(), buf_.size());
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;

@@ -13,6 +13,7 @@
 //
 // A file renamed or removed underneath it (logrotate's `create` mode) is noticed before the next
 // batch (one stat per batch) or within a second when idle, and a new one is opened at the path.
+// That stat of the path also gives the size a failed write is cut back to: no fstat per batch.
 // With `rotate`, the output rotates the file itself (rotation.h).
 #include <cerrno>
 #include <cstring>
@@ -171,17 +172,18 @@ private:
     // One try at writing the whole batch; 0, or errno with `why` set. What a failed try wrote is
     // cut off again.
     int attempt(const Batch& b, std::string& why) {
-        std::string p = now_path();
+        const std::string& p = now_path();
+        struct stat st{};
+        bool have_size = false;  // st is the open file's, taken just now
         if (fd_ < 0 || p != cur_path_) open_for(p);
-        else reopen_if_moved();
+        else have_size = !reopen_if_moved(st);
         if (fd_ < 0) {
             why = "cannot open " + cur_path_ + ": " + std::strerror(open_errno_);
             return open_errno_;
         }
-        struct stat st{};
-        if (::fstat(fd_, &st) != 0) return fail_io(errno, why);
+        if (!have_size && ::fstat(fd_, &st) != 0) return fail_io(errno, why);
         int err = write_batch(fd_, b);
-        if (!err && fsync_every_.count() == 0) err = ::fsync(fd_) == 0 ? 0 : errno;
+        if (!err && fsync_every_.count() == 0) err = sync_errno(fd_);
         if (!err) {
             size_ = uint64_t(st.st_size) + b.bytes() + b.size();  // each event and its newline
             return 0;
@@ -199,14 +201,17 @@ private:
         return err;
     }
 
-    std::string now_path() const {
+    // The path for now; valid until the next call (no allocation per batch).
+    const std::string& now_path() {
         if (!templated_) return path_tmpl_;
         std::time_t t = std::time(nullptr);
         std::tm tm;
         gmtime_r(&t, &tm);
         char buf[4096];
         size_t n = std::strftime(buf, sizeof buf, path_tmpl_.c_str(), &tm);
-        return n ? std::string(buf, n) : path_tmpl_;
+        if (n) path_now_.assign(buf, n);
+        else path_now_ = path_tmpl_;
+        return path_now_;
     }
 
     void open_for(const std::string& p) {
@@ -234,14 +239,21 @@ private:
     }
 
     // A path that no longer names the open file (renamed, removed, replaced) gets a new file.
-    void reopen_if_moved() {
-        if (fd_ < 0 || !moved()) return;
+    // Returns true when it reopened (or the file is not open); false leaves in `st` the path's
+    // stat, which is the open file's.
+    bool reopen_if_moved(struct stat& st) {
+        if (fd_ < 0) return true;
+        if (!moved(st)) return false;
         ctx_->log().info("{} was renamed or removed: writing to a new file there", cur_path_);
         open_for(cur_path_);
+        return true;
+    }
+    void reopen_if_moved() {
+        struct stat st{};
+        reopen_if_moved(st);
     }
 
-    bool moved() const {
-        struct stat st{};
+    bool moved(struct stat& st) const {
         if (::stat(cur_path_.c_str(), &st) != 0) return true;
         return st.st_ino != ino_ || st.st_dev != dev_;
     }
@@ -289,16 +301,22 @@ private:
         }
     }
 
+    // fsync's error, where a FIFO or a device that has nothing to sync (EINVAL, EROFS) is no failure.
+    static int sync_errno(int fd) {
+        if (::fsync(fd) == 0) return 0;
+        return errno == EINVAL || errno == EROFS ? 0 : errno;
+    }
+
     void sync() {
-        if (fd_ >= 0 && dirty_ && ::fsync(fd_) != 0) {
+        if (int err = fd_ >= 0 && dirty_ ? sync_errno(fd_) : 0) {
             ctx_->metrics().errors.add();
-            log_limited(sync_rl_, ctx_->log(), spdlog::level::err, "fsync of {} failed: {}", cur_path_, std::strerror(errno));
+            log_limited(sync_rl_, ctx_->log(), spdlog::level::err, "fsync of {} failed: {}", cur_path_, std::strerror(err));
         }
         dirty_ = false;
         next_sync_ = Clock::now() + fsync_every_;
     }
 
-    std::string path_tmpl_, cur_path_;
+    std::string path_tmpl_, cur_path_, path_now_;
     bool templated_ = false;
     std::chrono::nanoseconds fsync_every_;
     int mode_ = 0644;
