@@ -8,6 +8,7 @@
 # on the same workers); unset, the config has no `workers` key, so binaries from before it run too.
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${1:-3}
 N=1000000
 HBF=${HBF:-$PWD/build/hbforward}  # HBF=/path/to/hbforward measures another binary
@@ -84,7 +85,6 @@ for i in $(seq "$RUNS"); do
   run gen "$HBF" run -c "$W/gen.toml"
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf "%d events, %.0f MB, median of %d runs, json workers: %s\n" "$N" "$(echo "$BYTES/1000000" | bc -l)" "$RUNS" "${WORKERS:-1 (no key)}"
 printf "%-34s %12s %9s %8s %9s %9s\n" pipeline events/s MB/s cpu_s rss_MB vs_cat
 cat_wall=$(awk '{print $1}' "$W/cat" | median)

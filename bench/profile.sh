@@ -13,6 +13,7 @@
 # has no debug info), so the call graphs are partial; the self time per symbol is exact enough.
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 WHAT=${1:?webhook, file or kafka}
 BUILD=${2:-build}
 TOP=${TOP:-25}
@@ -25,8 +26,6 @@ trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$W
 DATA=${HBF_BENCH_DATA:-/tmp/hbf-bench-healthbot-1m.ndjson}
 N=1000000
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 make_data() {
   [ -s "$DATA" ] && return

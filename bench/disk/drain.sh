@@ -13,6 +13,7 @@
 # Usage: bench/disk/drain.sh [BUILD_DIR]   env: RUNS=3 SIZE_MIB=1024 LIMIT=300
 set -eu
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 BUILD=${1:-build}
 RUNS=${RUNS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
@@ -20,7 +21,6 @@ LIMIT=${LIMIT:-300}
 ninja -C "$BUILD" -j2 hbforward >/dev/null
 TMP=$(mktemp -d /tmp/hbf-drainbench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 DATA=${HBF_BENCH_DRAIN_DATA:-/tmp/hbf-bench-drain-${SIZE_MIB}m.ndjson}
 if [ ! -s "$DATA" ]; then

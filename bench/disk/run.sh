@@ -8,6 +8,7 @@
 # Usage: bench/disk/run.sh [BUILD_DIR]   env: RUNS=3 DURATION=5 CONNS=32
 set -eu
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 BUILD=${1:-build}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
@@ -18,11 +19,6 @@ TMP=$(mktemp -d /tmp/hbf-diskbench.XXXXXX)
 PIDS=""
 trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^"n"\\{" {s += $2} END {printf "%d\n", s}'; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 "$BUILD/hbforward" dev-broker --port 0 >"$TMP/broker.out" 2>"$TMP/broker.log" &
 PIDS="$PIDS $!"
@@ -78,15 +74,15 @@ for r in $(seq "$RUNS"); do
   done
 done
 M=$(median <"$TMP/rps_memory"); B=$(median <"$TMP/rps_batch"); N=$(median <"$TMP/rps_none")
-REQS_B=$(metric "$API_batch" hbf_buffer_written_events_total)
-SYNCS_B=$(metric "$API_batch" hbf_buffer_syncs_total)
+REQS_B=$(metric_sum "$API_batch" hbf_buffer_written_events_total)
+SYNCS_B=$(metric_sum "$API_batch" hbf_buffer_syncs_total)
 echo
 echo "webhook -> kafka, medians of $RUNS runs (wrk -t1 -c$CONNS -d${DURATION}s, ack = accepted):"
 printf "  memory buffer           : %7.0f req/s  peak RSS %6s KiB\n" "$M" "$(hwm_kb "$PID_memory")"
 printf "  disk, sync = batch      : %7.0f req/s  peak RSS %6s KiB  ratio %.2f  fdatasync %d (%.1f events each)\n" "$B" "$(hwm_kb "$PID_batch")" \
   "$(echo "$B $M" | awk '{print $1/$2}')" "$SYNCS_B" "$(echo "$REQS_B $SYNCS_B" | awk '{print $2 ? $1/$2 : 0}')"
 printf "  disk, sync = none       : %7.0f req/s  peak RSS %6s KiB  ratio %.2f  fdatasync %d\n" "$N" "$(hwm_kb "$PID_none")" \
-  "$(echo "$N $M" | awk '{print $1/$2}')" "$(metric "$API_none" hbf_buffer_syncs_total)"
+  "$(echo "$N $M" | awk '{print $1/$2}')" "$(metric_sum "$API_none" hbf_buffer_syncs_total)"
 
 # 2. file -> json -> enrich -> file, 1M events, memory vs disk.
 DATA=${HBF_BENCH_DATA:-/tmp/hbf-bench-healthbot-1m.ndjson}

@@ -10,6 +10,7 @@
 # Usage: bench/forward/run.sh [RUNS]   (build first: ninja -C build)
 set -eu
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 RUNS=${1:-3}
 N=1000000
 HBF=$PWD/build/hbforward
@@ -106,7 +107,6 @@ for i in $(seq "$RUNS"); do
   awk -v rx="$(echo "$c1 - $c0" | bc -l)" '{print $1, $2 + $3, rx}' "$W/t" >> "$W/out"
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 printf "%d events, median of %d runs\n" "$N" "$RUNS"
 printf "%-46s %12s %10s %12s %8s\n" pipeline events/s cpu_s rx_cpu_s vs_base
 base_wall=$(awk '{print $1}' "$W/base" | median)

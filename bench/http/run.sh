@@ -9,6 +9,7 @@
 #   env: RUNS=3 DURATION=10 CONNS=32 THREADS=1 (hbforward I/O threads) ACK=accepted|delivered
 set -eu
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 BUILD=${1:-build}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
@@ -23,10 +24,6 @@ TMP=$(mktemp -d)
 PIDS=""
 trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 BARE_PORT=$(free_port)
 "$BUILD/bench/http_bare_responder" "$BARE_PORT" &
@@ -94,7 +91,6 @@ one_run() {
   echo "$line" | awk -v dc=$((c1 - c0)) -v hz="$HZ" '{printf "%.0f %d %d %.1f %d\n", $2/$3, $4, $5, dc/hz*1e6/$2, $6}'
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 : >"$TMP/bare"; : >"$TMP/file"; : >"$TMP/kafka"; : >"$TMP/broker_cpu"
 for r in $(seq "$RUNS"); do

@@ -9,6 +9,7 @@
 #   bash bench/http_out/run.sh [RUNS=3] [EVENTS=500000]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 RUNS=${1:-3}
 EVENTS=${2:-500000}
 HBF=$PWD/build/hbforward
@@ -16,7 +17,6 @@ W=$(mktemp -d /tmp/hbf-bench-httpout.XXXXXX)
 DATA=$W/in.ndjson
 RPID=""
 trap '[ -n "$RPID" ] && kill $RPID 2>/dev/null; rm -rf "$W"' EXIT
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 cat > "$W/gen.toml" <<EOT
 [inputs.gen]
@@ -100,7 +100,6 @@ for r in $(seq "$RUNS"); do
   for n in $NAMES; do run "$n"; done
   echo "run $r: $(for n in $NAMES; do awk -v n="$n" -v e="$EVENTS" 'END {printf "%s %.0f/s  ", n, e/$1}' "$W/$n.t"; done)"
 done
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 file_wall=$(awk '{print $1}' "$W/file.t" | median)
 printf "%d events, %.0f MB; medians of %d runs (sender CPU only; the receiver runs beside it)\n" "$EVENTS" "$(echo "$BYTES/1000000" | bc -l)" "$RUNS"
 printf "%-46s %12s %8s %10s\n" pipeline events/s cpu_s vs_file

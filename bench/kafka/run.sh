@@ -10,6 +10,7 @@
 # be tried with HBF_KAFKA_EXTRA='"linger.ms" = "20"' (lines for [outputs.k.librdkafka]).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 RUNS=${1:-3}
 COMPRESSION=${COMPRESSION:-lz4}
 EVENTS=${2:-1000000}
@@ -94,9 +95,8 @@ EOT
     "$(echo "$LINES / ${HBF_T[-1]}" | bc -l)" "$(echo "$BYTES / ${HBF_T[-1]} / 1000000" | bc -l)" "$n"
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-KM=$(median "${KCAT_T[@]}")
-HM=$(median "${HBF_T[@]}")
+KM=$(printf '%s\n' "${KCAT_T[@]}" | median)
+HM=$(printf '%s\n' "${HBF_T[@]}" | median)
 printf 'median kcat -P:    %.3f s  %.0f events/s  %.1f MB/s\n' "$KM" "$(echo "$LINES / $KM" | bc -l)" "$(echo "$BYTES / $KM / 1000000" | bc -l)"
 printf 'median hbforward:  %.3f s  %.0f events/s  %.1f MB/s\n' "$HM" "$(echo "$LINES / $HM" | bc -l)" "$(echo "$BYTES / $HM / 1000000" | bc -l)"
 printf 'ratio hbforward/kcat: %.2f\n' "$(echo "$KM / $HM" | bc -l)"

@@ -11,6 +11,7 @@
 #   env: MINUTES=10 RELOAD_EVERY=10 RELOADS= RATE=<req/s, default half the measured maximum> KEEP=1 (keep the temp dir)
 set -eu
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 BUILD=${1:-build}
 MINUTES=${MINUTES:-10}
 RELOAD_EVERY=${RELOAD_EVERY:-10}
@@ -20,10 +21,6 @@ TMP=$(mktemp -d)
 PIDS=""
 trap 'kill $PIDS 2>/dev/null || true; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-metric() { curl -s "http://127.0.0.1:$API/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 PORT=$(free_port)
 API=$(free_port)
@@ -99,7 +96,7 @@ while :; do
   if [ "$elapsed" -ge "$next_minute" ]; then
     rss=$(rss_mib $HBF)
     [ -n "$RSS_FIRST" ] || RSS_FIRST=$rss
-    echo "minute $((elapsed / 60)): RSS $rss MiB, $gen reloads, $(metric 'hbf_events_out_total{stage="out",type="file"}') events written"
+    echo "minute $((elapsed / 60)): RSS $rss MiB, $gen reloads, $(metric_value "$API" 'hbf_events_out_total{stage="out",type="file"}') events written"
     fold_old
     next_minute=$((next_minute + 60))
   fi

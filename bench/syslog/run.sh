@@ -6,19 +6,18 @@
 #   bash bench/syslog/run.sh [RUNS=3] [TOTAL=2000000] [CONNS=8]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 RUNS=${1:-3}
 TOTAL=${2:-2000000}
 CONNS=${3:-8}
 HBF=$PWD/build/hbforward
 BLAST=$PWD/build/bench/syslog_blast
 W=$(mktemp -d /tmp/hbf-bench-syslog.XXXXXX)
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CLK=$(getconf CLK_TCK)
 PID=""
 trap '[ -n "$PID" ] && kill $PID 2>/dev/null; rm -rf "$W"' EXIT
 
 out_events() { curl -s "http://127.0.0.1:$API/metrics" | awk '/^hbf_events_out_total\{.*stage="out"/ {print $2}' | head -1; }
-cpu_ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 
 for r in $(seq "$RUNS"); do
   PORT=$(free_port); API=$(free_port)
@@ -48,5 +47,4 @@ EOT
   awk -v n="$TOTAL" -v t0="$t0" -v t1="$t1" -v c="$((c1 - c0))" -v k="$CLK" -v r="$r" \
     'BEGIN { printf "run %d: %10.0f events/s  %6.2f us CPU/event  (%.2f s, %.2f CPU s)\n", r, n/(t1-t0), c/k*1e6/n, t1-t0, c/k }' | tee -a "$W/runs"
 done
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "median of $RUNS: $(awk '{print $3}' "$W/runs" | median) events/s, $(awk '{print $5}' "$W/runs" | median) us CPU/event ($TOTAL messages, $CONNS connections, syslog -> file)"
