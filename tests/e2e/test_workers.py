@@ -3,7 +3,7 @@ threads, and the file output still gets exactly the input's lines, in the input'
 
 from pathlib import Path
 
-from conftest import run_cli
+from conftest import run_cli, wait_for
 
 PIPE = """
 [service]
@@ -85,6 +85,9 @@ type = "null"
 inputs = ["parse", "a_filter_with_a_long_name"]
 """)
     h.wait_log("running")
-    names = {p.read_text().strip() for p in Path(f"/proc/{h.proc.pid}/task").glob("*/comm")}
-    assert {"gen", "parse/1", "parse/2", "out", "a_filter_with_a"} <= names, names
+
+    def names():
+        return {p.read_text().strip() for p in Path(f"/proc/{h.proc.pid}/task").glob("*/comm")}
+    want = {"gen", "parse/1", "parse/2", "out", "a_filter_with_a"}  # a thread names itself as it starts
+    wait_for(lambda: want <= names(), what=f"threads named {want}")
     assert h.stop() == 0, h.log()
