@@ -5,12 +5,13 @@
 #include <fmt/format.h>
 
 #include "config.h"
+#include "host_port.h"
 
 namespace hbf {
 
 std::string to_string(const Resource& r) {
     switch (r.kind) {
-    case Resource::Kind::listen: return "address " + r.value;
+    case Resource::Kind::listen: return (r.protocol == Resource::Protocol::udp ? "UDP address " : "address ") + r.value;
     case Resource::Kind::file: return "file " + r.value;
     case Resource::Kind::directory: return "directory " + r.value;
     }
@@ -27,14 +28,13 @@ bool contains(const std::vector<T>& v, const T& x) {
 }  // namespace
 
 bool clashes(const Resource& a, const Resource& b) {
-    if (a.kind != b.kind) return false;
+    if (a.kind != b.kind || a.protocol != b.protocol) return false;
     if (a == b) return true;
     if (a.kind != Resource::Kind::listen) return false;
-    auto ca = a.value.rfind(':'), cb = b.value.rfind(':');
-    if (ca == std::string::npos || cb == std::string::npos) return false;
-    if (a.value.substr(ca) != b.value.substr(cb)) return false;
-    std::string_view ha(a.value.data(), ca), hb(b.value.data(), cb);
-    return wildcard(ha) || wildcard(hb);
+    HostPort ha, hb;
+    if (parse_host_port(a.value, ha) != HostPortError::none || parse_host_port(b.value, hb) != HostPortError::none) return false;
+    if (ha.port != hb.port) return false;
+    return wildcard(ha.host) || wildcard(hb.host);
 }
 
 std::vector<Resource> resources_of(const StageDecl& d, const ServiceConfig& service) {

@@ -12,8 +12,10 @@ namespace hbf {
 
 struct Resource {
     enum class Kind { listen, file, directory };
+    enum class Protocol { tcp, udp };  // of a listen address: a TCP and a UDP socket may share a port
     Kind kind;
     std::string value;  // "host:port", a path (or a path template), a directory
+    Protocol protocol = Protocol::tcp;
     bool operator==(const Resource&) const = default;
 };
 

@@ -1,5 +1,6 @@
 """The syslog input against the real senders on every Linux box: util-linux's `logger` and rsyslogd
 (omfwd, TCP and UDP), plus raw sockets for Junos structured data, TLS and malformed messages."""
+import signal
 import socket
 import ssl
 import subprocess
@@ -66,6 +67,46 @@ def test_syslog_tcp_from_logger_rfc5424_octet_counted_lf_framed_and_rfc3164(hbf,
     assert c == {"facility": "auth", "severity": "info", "timestamp": c["timestamp"], "hostname": socket.gethostname(),
                  "app_name": "sshd", "procid": "77", "message": "bsd style"}
     assert c["timestamp"].endswith("Z")  # TZ is unset here: the local zone is UTC
+
+
+def test_a_udp_syslog_input_shares_its_port_with_a_tcp_input_and_a_reload_does_not_stop_one_for_the_other(hbf, tmp_path):
+    """A UDP and a TCP socket on one port do not conflict: both inputs start, and a reload that
+    changes the syslog input and removes the tcp one does not make the new syslog input wait for
+    the tcp input (only for its own old version, which holds its UDP socket)."""
+    port = free_port()
+    both = f"""
+[service]
+log_level = "info"
+[inputs.sl]
+type = "syslog"
+address = "127.0.0.1:{port}"
+mode = "udp"
+[inputs.t]
+type = "tcp"
+address = "127.0.0.1:{port}"
+[outputs.out]
+type = "file"
+inputs = ["sl", "t"]
+path = "out.ndjson"
+"""
+    h = hbf(both)
+    started(h, port, "udp")
+    h.wait_log(f"listening on 127.0.0.1:{port} for NDJSON lines")
+    logger(port, "--udp", "--rfc5424", "-t", "rpd", "over udp")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b'{"over": "tcp"}\n')
+    ev = events(tmp_path, 2)
+    assert {e.get("message", e.get("over")) for e in ev} == {"over udp", "tcp"}
+    h.config.write_text(both.replace('inputs = ["sl", "t"]', 'inputs = ["sl"]')
+                        .replace(f'[inputs.t]\ntype = "tcp"\naddress = "127.0.0.1:{port}"\n', "")
+                        .replace('mode = "udp"', 'mode = "udp"\nmax_line = 4096'))
+    h.signal(signal.SIGHUP)
+    h.wait_log("reloaded")
+    assert "[sl] stopping before its new version starts" in h.log()
+    assert "[t] stopping before its new version starts" not in h.log()
+    logger(port, "--udp", "--rfc5424", "-t", "rpd", "after the reload")
+    assert events(tmp_path, 3)[-1]["message"] == "after the reload"
+    assert h.stop() == 0
 
 
 def test_syslog_udp_from_logger_both_formats(hbf, tmp_path):

@@ -396,6 +396,41 @@ TEST_CASE("plan: listen addresses clash on one port when either host is a wildca
     CHECK_FALSE(clashes({K::file, "a.ndjson"}, {K::file, "b.ndjson"}));
 }
 
+TEST_CASE("plan: a UDP and a TCP listener on one port do not clash; the syslog input declares its protocol") {
+    using K = Resource::Kind;
+    using P = Resource::Protocol;
+    CHECK_FALSE(clashes({K::listen, "0.0.0.0:5514", P::udp}, {K::listen, "0.0.0.0:5514", P::tcp}));
+    CHECK_FALSE(clashes({K::listen, "127.0.0.1:5514", P::udp}, {K::listen, "0.0.0.0:5514"}));
+    CHECK(clashes({K::listen, "0.0.0.0:5514", P::udp}, {K::listen, "127.0.0.1:5514", P::udp}));
+    const char* tcp_only = R"(
+[inputs.t]
+type = "tcp"
+address = "127.0.0.1:5514"
+[outputs.out]
+type = "null"
+inputs = ["t"]
+)";
+    const char* syslog_udp = R"(
+[inputs.s]
+type = "syslog"
+address = "127.0.0.1:5514"
+mode = "udp"
+[outputs.out]
+type = "null"
+inputs = ["s"]
+)";
+    CHECK(startup(syslog_udp).stage("s")->resources == std::vector<Resource>{{K::listen, "127.0.0.1:5514", P::udp}});
+    CHECK(startup(with(syslog_udp, "mode = \"udp\"", "mode = \"tcp\"")).stage("s")->resources ==
+          std::vector<Resource>{{K::listen, "127.0.0.1:5514", P::tcp}});
+    CHECK(to_string(Resource{K::listen, "127.0.0.1:5514", P::udp}) == "UDP address 127.0.0.1:5514");
+    // A UDP syslog input replacing a TCP input on its port starts beside it; a TCP one waits.
+    auto udp = reload(tcp_only, syslog_udp);
+    CHECK(udp.added == Names{"s"});
+    CHECK(udp.conflicts.empty());
+    auto tcp = reload(tcp_only, with(syslog_udp, "mode = \"udp\"", "mode = \"tcp\""));
+    CHECK(stops_before(tcp, "s") == Names{"t"});
+}
+
 TEST_CASE("plan: a changed webhook input on the same address stops its old version first (e2e)") {
     auto p = reload(webhook("127.0.0.1:8099", R"(["/healthbot"])"), webhook("127.0.0.1:8099", R"(["/healthbot", "/hb2"])"));
     CHECK(p.changed == Names{"hb"});

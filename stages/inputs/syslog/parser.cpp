@@ -3,6 +3,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "civil_time.h"
+
 namespace hbf::syslog {
 
 namespace {
@@ -15,6 +17,14 @@ constexpr const char* kMonths = "JanFebMarAprMayJunJulAugSepOctNovDec";
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool printable(char c) { return c >= 33 && c <= 126; }
+
+// The SD-NAME (an SD-ID or a PARAM-NAME: printable, no '=', ']' or '"') at pos, which moves past
+// it; empty when there is none.
+std::string_view read_sd_name(std::string_view s, size_t& pos) {
+    const size_t at = pos;
+    while (pos < s.size() && printable(s[pos]) && s[pos] != '=' && s[pos] != ']' && s[pos] != '"') ++pos;
+    return s.substr(at, pos - at);
+}
 
 // "<PRI>": the value 0..191 and the position after '>', or -1.
 int read_pri(std::string_view s, size_t& pos) {
@@ -96,15 +106,6 @@ void put_time(std::string& b, int year, int month, int day, int h, int m, int s,
     b.push_back(':');
     put_2(b, (a / 60) % 60);
     b.push_back('"');
-}
-
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-    y -= m <= 2;
-    const int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = unsigned(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + int64_t(doe) - 719468;
 }
 
 // Length of a valid UTF-8 sequence at p (1-4), or 0.
@@ -256,26 +257,23 @@ bool Parser::parse_5424(std::string_view s, int pri, Batch& out) {
         bool first_id = true;
         while (pos < s.size() && s[pos] == '[') {
             ++pos;
-            size_t id0 = pos;
-            while (pos < s.size() && printable(s[pos]) && s[pos] != '=' && s[pos] != ']' && s[pos] != '"') ++pos;
-            if (pos == id0 || pos >= s.size()) {
+            std::string_view id = read_sd_name(s, pos);
+            if (id.empty() || pos >= s.size()) {
                 out.cancel_event();
                 return error_ = "RFC 5424: invalid SD-ID in STRUCTURED-DATA", false;
             }
             if (!first_id) b.push_back(',');
             first_id = false;
-            append_json_text(b, s.substr(id0, pos - id0));
+            append_json_text(b, id);
             b.append(":{");
             bool first_param = true;
             while (pos < s.size() && s[pos] == ' ') {
                 ++pos;
-                size_t n0 = pos;
-                while (pos < s.size() && printable(s[pos]) && s[pos] != '=' && s[pos] != ']' && s[pos] != '"') ++pos;
-                if (pos == n0 || pos + 1 >= s.size() || s[pos] != '=' || s[pos + 1] != '"') {
+                std::string_view name = read_sd_name(s, pos);
+                if (name.empty() || pos + 1 >= s.size() || s[pos] != '=' || s[pos + 1] != '"') {
                     out.cancel_event();
                     return error_ = "RFC 5424: invalid SD-PARAM (expected name=\"value\")", false;
                 }
-                std::string_view name = s.substr(n0, pos - n0);
                 pos += 2;
                 bool closed = false;
                 std::string_view value;

@@ -45,7 +45,9 @@ struct SyslogOptions {
     Size max_line{64 << 10};
     int64_t max_connections = 1024;
     std::string timezone = "local";
-    std::vector<Resource> resources(const StagePlace&) const { return {{Resource::Kind::listen, address}}; }
+    std::vector<Resource> resources(const StagePlace&) const {
+        return {{Resource::Kind::listen, address, mode == "udp" ? Resource::Protocol::udp : Resource::Protocol::tcp}};
+    }
 };
 
 using SO = SyslogOptions;

@@ -23,33 +23,36 @@ void put_str(std::string& out, std::string_view s) {
     out.append(s);
 }
 
-bool object_to(ondemand::object obj, std::string& out) {
+// A map or an array of what `put` writes for each member: the header is a placeholder until the
+// count is known. False when a member does not convert.
+template <class Members, class Put>
+bool container_to(Members& members, std::string& out, bool map, Put&& put) {
     const size_t at = out.size();
     out.push_back('\0');
     uint32_t n = 0;
-    for (auto field : obj) {
+    for (auto m : members) {
+        if (!put(m)) return false;
+        ++n;
+    }
+    put_count(out, at, n, map);
+    return true;
+}
+
+bool object_to(ondemand::object obj, std::string& out) {
+    return container_to(obj, out, true, [&out](auto& field) {
         std::string_view key;
         if (field.unescaped_key().get(key) != SUCCESS) return false;
         put_str(out, key);
         ondemand::value v;
-        if (field.value().get(v) != SUCCESS || !json_to_msgpack(v, out)) return false;
-        ++n;
-    }
-    put_count(out, at, n, true);
-    return true;
+        return field.value().get(v) == SUCCESS && json_to_msgpack(v, out);
+    });
 }
 
 bool array_to(ondemand::array arr, std::string& out) {
-    const size_t at = out.size();
-    out.push_back('\0');
-    uint32_t n = 0;
-    for (auto el : arr) {
+    return container_to(arr, out, false, [&out](auto& el) {
         ondemand::value v;
-        if (el.get(v) != SUCCESS || !json_to_msgpack(v, out)) return false;
-        ++n;
-    }
-    put_count(out, at, n, false);
-    return true;
+        return el.get(v) == SUCCESS && json_to_msgpack(v, out);
+    });
 }
 
 }  // namespace
