@@ -1,4 +1,5 @@
 #include "ordered.h"
+#include "thread_name.h"
 
 #include <algorithm>
 
@@ -35,8 +36,8 @@ OrderedSection::~OrderedSection() {
     current_ = outer_;
 }
 
-OrderedPool::OrderedPool(size_t workers, size_t capacity, Work work)
-    : work_(std::move(work)), ring_(std::max(capacity, workers)) {
+OrderedPool::OrderedPool(size_t workers, size_t capacity, Work work, std::string name)
+    : work_(std::move(work)), name_(std::move(name)), ring_(std::max(capacity, workers)) {
     threads_.reserve(workers);
     for (size_t i = 1; i <= workers; ++i) threads_.emplace_back([this, i] { run(i); });
 }
@@ -59,6 +60,7 @@ void OrderedPool::submit(BatchPtr b) {
 }
 
 void OrderedPool::run(size_t slot) {
+    if (!name_.empty()) name_this_thread(name_, "/" + std::to_string(slot));
     for (;;) {
         Item it;
         {

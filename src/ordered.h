@@ -82,7 +82,8 @@ public:
     using Work = std::function<void(BatchPtr)>;
     // `workers` threads (slots 1..workers) run `work` on the batches submitted, each inside an
     // OrderedSection; at most `capacity` (>= workers) batches are in the pool at once.
-    OrderedPool(size_t workers, size_t capacity, Work work);
+    // Its threads are named `name`/1 .. `name`/N (src/thread_name.h).
+    OrderedPool(size_t workers, size_t capacity, Work work, std::string name = {});
     ~OrderedPool();  // stop()
     OrderedPool(const OrderedPool&) = delete;
     OrderedPool& operator=(const OrderedPool&) = delete;
@@ -103,6 +104,7 @@ private:
         BatchPtr b;
     };
     Work work_;
+    std::string name_;
     Turnstile ts_;
     std::vector<Item> ring_;   // the batches not yet taken by a worker, by ticket
     size_t head_ = 0, count_ = 0;

@@ -2,6 +2,7 @@
 
 #include "buffer/disk_queue.h"
 #include "ordered.h"
+#include "thread_name.h"
 
 #include <algorithm>
 #include <array>
@@ -140,7 +141,8 @@ void Runtime::start_stage(Node& n) {
         n.built.filter->start(*n.ctx);
         if (n.workers > 1)
             n.pool = std::make_unique<OrderedPool>(size_t(n.workers), 2 * size_t(n.workers),
-                                                   [this, &n](BatchPtr b) { process_filter(n, std::move(b)); });
+                                                   [this, &n](BatchPtr b) { process_filter(n, std::move(b)); },
+                                                   n.ctx->name());
     }
     if (n.built.input) n.built.input->start(*n.ctx);
     n.object_started = true;
@@ -148,9 +150,9 @@ void Runtime::start_stage(Node& n) {
 
 void Runtime::start_thread(Node& n) {
     n.started = true;
-    if (n.built.output) n.thread = std::thread([this, &n] { run_output(n); });
-    if (n.built.filter) n.thread = std::thread([this, &n] { run_filter(n); });
-    if (n.built.input) n.thread = std::thread([this, &n] { run_input(n); });
+    if (n.built.output) n.thread = std::thread([this, &n] { name_this_thread(n.ctx->name()); run_output(n); });
+    if (n.built.filter) n.thread = std::thread([this, &n] { name_this_thread(n.ctx->name()); run_filter(n); });
+    if (n.built.input) n.thread = std::thread([this, &n] { name_this_thread(n.ctx->name()); run_input(n); });
 }
 
 void Runtime::wait_done(Node& n, std::chrono::steady_clock::time_point deadline) const {

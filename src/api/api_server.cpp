@@ -15,6 +15,7 @@
 #include "json_util.h"
 #include "runtime.h"
 #include "tap.h"
+#include "thread_name.h"
 #include "version.h"
 
 namespace hbf {
@@ -289,7 +290,10 @@ void ApiServer::start() {
     if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw std::runtime_error("api_address " + impl_->address + ": " + ec.message());
     impl_->accept();
-    impl_->thread = std::thread([this] { impl_->io.run(); });
+    impl_->thread = std::thread([this] {
+        name_this_thread("api");
+        impl_->io.run();
+    });
 }
 
 void ApiServer::stop() {

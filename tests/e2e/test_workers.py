@@ -1,7 +1,9 @@
 """Filters with `workers`: successive batches of a file run through json and enrich on several
 threads, and the file output still gets exactly the input's lines, in the input's order."""
 
-from conftest import run_cli
+from pathlib import Path
+
+from conftest import run_cli, wait_for
 
 PIPE = """
 [service]
@@ -62,3 +64,30 @@ def test_workers_on_a_stateful_filter_is_refused_by_validate(tmp_path):
     r = run_cli("validate", "-c", str(cfg))
     assert r.returncode != 0
     assert "filters.d cannot run on several workers: a dedupe filter keeps state from one batch to the next" in r.stdout + r.stderr
+
+
+def test_threads_carry_their_stage_names(hbf, tmp_path):
+    # top -H, ps -L and gdb show which stage a busy thread is: Linux keeps 15 bytes of a name.
+    h = hbf("""
+[inputs.gen]
+type = "generate"
+rate = 100
+[filters.parse]
+type = "json"
+inputs = ["gen"]
+workers = 2
+[filters.a_filter_with_a_long_name]
+type = "enrich"
+inputs = ["parse"]
+fields = { x = "y" }
+[outputs.out]
+type = "null"
+inputs = ["parse", "a_filter_with_a_long_name"]
+""")
+    h.wait_log("running")
+
+    def names():
+        return {p.read_text().strip() for p in Path(f"/proc/{h.proc.pid}/task").glob("*/comm")}
+    want = {"gen", "parse/1", "parse/2", "out", "a_filter_with_a"}  # a thread names itself as it starts
+    wait_for(lambda: want <= names(), what=f"threads named {want}")
+    assert h.stop() == 0, h.log()
