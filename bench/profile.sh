@@ -22,7 +22,7 @@ HBF=$(realpath "$BUILD")/hbforward
 HZ=$(getconf CLK_TCK)
 W=$(mktemp -d /tmp/hbf-profile.XXXXXX)
 PIDS=""
-trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
+trap 'kill $PIDS 2>/dev/null || true; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
 DATA=${HBF_BENCH_DATA:-/tmp/hbf-bench-healthbot-1m.ndjson}
 N=1000000
 

@@ -17,7 +17,7 @@ LUA=bench/http/post.lua
 ninja -C "$BUILD" -j2 hbforward >/dev/null
 TMP=$(mktemp -d /tmp/hbf-diskbench.XXXXXX)
 PIDS=""
-trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+trap 'kill $PIDS 2>/dev/null || true; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 
 
 "$BUILD/hbforward" dev-broker --port 0 >"$TMP/broker.out" 2>"$TMP/broker.log" &

@@ -22,7 +22,7 @@ HZ=$(getconf CLK_TCK)
 if [ -f "$BUILD/build.ninja" ]; then ninja -C "$BUILD" -j2 hbforward bench/http_bare_responder >/dev/null; fi
 TMP=$(mktemp -d)
 PIDS=""
-trap 'kill $PIDS 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
+trap 'kill $PIDS 2>/dev/null || true; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
 
 
 BARE_PORT=$(free_port)
