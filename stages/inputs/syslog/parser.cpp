@@ -18,6 +18,22 @@ constexpr const char* kMonths = "JanFebMarAprMayJunJulAugSepOctNovDec";
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool printable(char c) { return c >= 33 && c <= 126; }
 
+// The receive time as a civil time in the configured zone: the local one, or a fixed offset.
+std::tm receive_time(int64_t received_ns, bool local_zone, int32_t fixed_offset_s) {
+    const std::time_t rt = std::time_t(received_ns / 1000000000 + (local_zone ? 0 : fixed_offset_s));
+    std::tm t{};
+    if (local_zone) localtime_r(&rt, &t);
+    else gmtime_r(&rt, &t);
+    return t;
+}
+
+// A malformed RFC 5424 message: the event begun for it is taken back and `why` is the parse error.
+bool rejected(Batch& out, const char*& error, const char* why) {
+    out.cancel_event();
+    error = why;
+    return false;
+}
+
 // The SD-NAME (an SD-ID or a PARAM-NAME: printable, no '=', ']' or '"') at pos, which moves past
 // it; empty when there is none.
 std::string_view read_sd_name(std::string_view s, size_t& pos) {
@@ -259,8 +275,7 @@ bool Parser::parse_5424(std::string_view s, int pri, Batch& out) {
             ++pos;
             std::string_view id = read_sd_name(s, pos);
             if (id.empty() || pos >= s.size()) {
-                out.cancel_event();
-                return error_ = "RFC 5424: invalid SD-ID in STRUCTURED-DATA", false;
+                return rejected(out, error_, "RFC 5424: invalid SD-ID in STRUCTURED-DATA");
             }
             if (!first_id) b.push_back(',');
             first_id = false;
@@ -271,8 +286,7 @@ bool Parser::parse_5424(std::string_view s, int pri, Batch& out) {
                 ++pos;
                 std::string_view name = read_sd_name(s, pos);
                 if (name.empty() || pos + 1 >= s.size() || s[pos] != '=' || s[pos + 1] != '"') {
-                    out.cancel_event();
-                    return error_ = "RFC 5424: invalid SD-PARAM (expected name=\"value\")", false;
+                    return rejected(out, error_, "RFC 5424: invalid SD-PARAM (expected name=\"value\")");
                 }
                 pos += 2;
                 bool closed = false;
@@ -300,8 +314,7 @@ bool Parser::parse_5424(std::string_view s, int pri, Batch& out) {
                     }
                 }
                 if (!closed) {
-                    out.cancel_event();
-                    return error_ = "RFC 5424: unterminated PARAM-VALUE in STRUCTURED-DATA", false;
+                    return rejected(out, error_, "RFC 5424: unterminated PARAM-VALUE in STRUCTURED-DATA");
                 }
                 if (!first_param) b.push_back(',');
                 first_param = false;
@@ -310,21 +323,18 @@ bool Parser::parse_5424(std::string_view s, int pri, Batch& out) {
                 append_json_text(b, value.data() ? value : std::string_view(scratch_));
             }
             if (pos >= s.size() || s[pos] != ']') {
-                out.cancel_event();
-                return error_ = "RFC 5424: STRUCTURED-DATA element not closed by ']'", false;
+                return rejected(out, error_, "RFC 5424: STRUCTURED-DATA element not closed by ']'");
             }
             ++pos;
             b.push_back('}');
         }
         b.push_back('}');
     } else {
-        out.cancel_event();
-        return error_ = "RFC 5424: STRUCTURED-DATA must be '-' or start with '['", false;
+        return rejected(out, error_, "RFC 5424: STRUCTURED-DATA must be '-' or start with '['");
     }
     if (pos < s.size()) {
         if (s[pos] != ' ') {
-            out.cancel_event();
-            return error_ = "RFC 5424: expected a space between STRUCTURED-DATA and MSG", false;
+            return rejected(out, error_, "RFC 5424: expected a space between STRUCTURED-DATA and MSG");
         }
         std::string_view m = s.substr(pos + 1);
         if (m.size() >= 3 && m.substr(0, 3) == "\xEF\xBB\xBF") m.remove_prefix(3);
@@ -376,12 +386,7 @@ bool Parser::parse_3164(std::string_view s, int pri, int64_t received_ns, Batch&
         se <= 60 && s[15] == ' ') {
         // The year is the receive year in the zone, or the one before/after when that puts the
         // message more than half a year away (December's messages read in January).
-        int64_t rs = received_ns / 1000000000;
-        int32_t off = o_.local_zone ? 0 : o_.fixed_offset_s;
-        std::time_t rt = std::time_t(rs + off);
-        std::tm now{};
-        if (o_.local_zone) localtime_r(&rt, &now);
-        else gmtime_r(&rt, &now);
+        const std::tm now = receive_time(received_ns, o_.local_zone, o_.fixed_offset_s);
         int year = now.tm_year + 1900;
         int64_t msg_day = days_from_civil(year, unsigned(month), unsigned(day));
         int64_t now_day = days_from_civil(year, unsigned(now.tm_mon + 1), unsigned(now.tm_mday));
@@ -399,15 +404,10 @@ bool Parser::parse_3164(std::string_view s, int pri, int64_t received_ns, Batch&
             pos = sp + 1;
         } else {
             // No timestamp: the receive time stands in (RFC 3164 4.3.2 says a relay adds one).
-            int64_t rs = received_ns / 1000000000;
-            int32_t off = o_.local_zone ? 0 : o_.fixed_offset_s;
-            std::time_t rt = std::time_t(rs + off);
-            std::tm t{};
-            if (o_.local_zone) localtime_r(&rt, &t);
-            else gmtime_r(&rt, &t);
+            const std::tm t = receive_time(received_ns, o_.local_zone, o_.fixed_offset_s);
             key(b, "timestamp");
             put_time(b, t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
-                     o_.local_zone ? int32_t(t.tm_gmtoff) : off);
+                     o_.local_zone ? int32_t(t.tm_gmtoff) : o_.fixed_offset_s);
         }
     }
 
