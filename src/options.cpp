@@ -58,7 +58,10 @@ std::optional<uint64_t> parse_size(std::string_view s) {
     size_t start = i;
     while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
     if (i == start) return std::nullopt;
-    double v = std::strtod(std::string(s.substr(start, i - start)).c_str(), nullptr);
+    std::string num(s.substr(start, i - start));
+    char* end = nullptr;
+    double v = std::strtod(num.c_str(), &end);
+    if (end != num.c_str() + num.size()) return std::nullopt;  // "1.2.3"
     while (i < s.size() && s[i] == ' ') ++i;
     std::string unit(s.substr(i));
     for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -71,7 +74,9 @@ std::optional<uint64_t> parse_size(std::string_view s) {
     else if (unit == "g" || unit == "gib") m = 1024.0 * 1024 * 1024;
     else if (unit == "gb") m = 1e9;
     else return std::nullopt;
-    return static_cast<uint64_t>(v * m);
+    double bytes = v * m;
+    if (!(bytes < 18446744073709551616.0)) return std::nullopt;  // beyond uint64_t (or inf): a bad size, not UB
+    return static_cast<uint64_t>(bytes);
 }
 
 // One or more <number><unit> terms ("1h30m", "1.5s", "250us"), or a bare number of seconds.

@@ -56,6 +56,10 @@ TEST_CASE("sizes and durations are checked and parsed") {
     CHECK(parse_size("4096") == 4096u);
     CHECK(parse_size("512KiB") == 512u << 10);
     CHECK_FALSE(parse_size("lots"));
+    CHECK_FALSE(parse_size("67777777777777777777777777MiB"));  // beyond 2^64 bytes (found by fuzz_config)
+    CHECK_FALSE(parse_size(std::string(400, '9')));                // strtod gives inf
+    CHECK_FALSE(parse_size("1.2.3MiB"));
+    CHECK(parse_size("17179869183GiB") == 17179869183ull << 30);   // just below 2^64
     CHECK(parse_duration("500ms") == std::chrono::milliseconds(500));
     CHECK(parse_duration("5s") == std::chrono::seconds(5));
     CHECK(parse_duration("2m") == std::chrono::minutes(2));
