@@ -144,8 +144,20 @@ void write_json_key(const char*& p, std::string& out, const JsonStyle& style) {
             return;
         }
         default: {
-            std::string text;  // rare: a key that is a number, bool, nil, array or map
+            // Rare: a key that is a number, bool, nil, array or map; its JSON text is the key. A
+            // map or an array as a key inside such a key is written as "[map]" / "[array]": escaping
+            // each level's text again doubles it (40 nested map keys would need 2^40 bytes).
+            static thread_local int compound_depth = 0;
+            const auto type = mp_typeof(*p);
+            if (compound_depth > 0 && (type == MP_MAP || type == MP_ARRAY)) {
+                mp_next(&p);
+                out += type == MP_MAP ? "\"[map]\"" : "\"[array]\"";
+                return;
+            }
+            std::string text;
+            ++compound_depth;
             write_json(p, text, style);
+            --compound_depth;
             if (text.size() >= 2 && text.front() == '"') out += text;
             else write_json_string(out, text.data(), text.size());
         }
