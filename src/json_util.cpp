@@ -131,7 +131,43 @@ char* compact_bytes(const char* p, const char* end, char* d, bool& in_str, bool&
 }
 }  // namespace
 
+
 #ifdef __AVX2__
+namespace {
+// Bit i: an odd number of bits set at or below bit i.
+uint32_t prefix_xor(uint32_t x) {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    return x;
+}
+
+// The quotes of a block with a backslash (or an escape pending from the block before) that open or
+// close a string: its quote and backslash bits, a few per block, in order through the string state,
+// which goes on into the next block.
+uint32_t string_toggles(uint32_t quotes, uint32_t backslashes, bool& in_str, bool& escaped) {
+    uint32_t special = quotes | backslashes, toggles = 0;
+    if (escaped) {  // byte 0 is escaped: whatever it is, it is string content
+        special &= ~1u;
+        escaped = false;
+    }
+    while (special) {
+        const int i = __builtin_ctz(special);
+        special &= special - 1;
+        if (quotes >> i & 1) {
+            in_str = !in_str;
+            toggles |= 1u << i;
+        } else if (in_str) {  // a backslash in a string escapes the byte after it (outside one it is just a byte)
+            if (i == 31) escaped = true;
+            else special &= ~(2u << i);
+        }
+    }
+    return toggles;
+}
+}  // namespace
+
 // For each 8-bit mask of bytes to keep, the shuffle that moves them to the front, in order.
 struct PackTable {
     uint8_t index[256][8];
@@ -149,12 +185,13 @@ constexpr PackTable make_pack_table() {
 alignas(64) constexpr PackTable kPack = make_pack_table();
 #endif
 
-// 32 bytes at a time with AVX2. In a block without a backslash (and no escape pending from the
-// block before) every quote opens or closes a string, so a prefix XOR of the quotes' bits says
-// which bytes are inside one; whitespace outside is dropped: a block without any (all of a compact
-// event's) is stored whole, one with some is packed 8 bytes at a time. Where a block has a
-// backslash, the bytes through the last one and the byte it escapes go one at a time. Before, a
-// memchr per string made this 16% of the file pipeline's CPU (bench/README.md).
+// 32 bytes at a time with AVX2. A prefix XOR of the bits of the quotes that open or close a string
+// says which bytes are inside one; whitespace outside is dropped: a block without any (all of a
+// compact event's) is stored whole, one with some is packed 8 bytes at a time. In a block without
+// a backslash every quote opens or closes a string; in one with a backslash, the quotes and
+// backslashes go through the string state one by one (a handful per block). Before, such a block
+// went byte by byte up to its last backslash: HealthBot's "_instance_id": "[\"core-isis\"]" put
+// one in every event, 4-7% of the file pipeline's CPU (bench/README.md).
 void append_compact(std::string& out, std::string_view json) {
     const size_t at = out.size();
     out.resize(at + json.size());
@@ -167,21 +204,14 @@ void append_compact(std::string& out, std::string_view json) {
     const __m256i space = _mm256_set1_epi8(' '), nl = _mm256_set1_epi8('\n'), cr = _mm256_set1_epi8('\r'), tab = _mm256_set1_epi8('\t');
     while (end - p >= 32) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-        if (const uint32_t bs = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, backslash))); bs != 0 || escaped) {
-            // Byte by byte through the block's last backslash and the byte it escapes; blocks resume after.
-            const char* stop = std::min(end, p + (bs != 0 ? size_t(32 - __builtin_clz(bs)) + 1 : 1));
-            d = compact_bytes(p, stop, d, in_str, escaped);
-            p = stop;
-            continue;
-        }
         const uint32_t quotes = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, quote)));
-        uint32_t inside = quotes;  // bit i: an odd number of quotes at or before byte i
-        inside ^= inside << 1;
-        inside ^= inside << 2;
-        inside ^= inside << 4;
-        inside ^= inside << 8;
-        inside ^= inside << 16;
-        if (in_str) inside = ~inside;
+        const uint32_t bs = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, backslash)));
+        const bool was_in = in_str;
+        uint32_t toggles = quotes;
+        if (bs != 0 || escaped) toggles = string_toggles(quotes, bs, in_str, escaped);
+        else if (__builtin_popcount(quotes) & 1) in_str = !in_str;
+        uint32_t inside = prefix_xor(toggles);  // bit i: inside a string at byte i (for bytes that are not quotes)
+        if (was_in) inside = ~inside;
         const __m256i ws = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, space), _mm256_cmpeq_epi8(v, nl)),
                                            _mm256_or_si256(_mm256_cmpeq_epi8(v, cr), _mm256_cmpeq_epi8(v, tab)));
         const uint32_t drop = uint32_t(_mm256_movemask_epi8(ws)) & ~inside;
@@ -198,7 +228,6 @@ void append_compact(std::string& out, std::string_view json) {
                 d += __builtin_popcount(m);
             }
         }
-        if (__builtin_popcount(quotes) & 1) in_str = !in_str;
         p += 32;
     }
 #endif
