@@ -101,7 +101,9 @@ public:
         undelivered_ = &MetricsRegistry::global().counter(
             "hbf_file_undelivered_batches_total", "Batches read by a following file input that an output reported failed.",
             {{"stage", ctx.name()}});
-        buf_.resize(1 << 20);
+        // 128 KiB, as cat reads: the kernel's copy into a buffer that stays in the core's L2 cost a
+        // third of what it cost into a 1 MiB one (perf: _copy_to_iter 15% -> 5% of the bulk pipeline).
+        buf_.resize(128 << 10);
         bool first_scan = true;
         auto last_ckpt = std::chrono::steady_clock::now();
         for (;;) {
