@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <csignal>
+#include <pthread.h>
 #include <cstdio>
 #include <fmt/format.h>
 #include <iostream>
@@ -168,6 +169,11 @@ bool load_for_run(const std::string& path, const std::string& log_level, std::un
     return true;
 }
 
+// A stage thread wakes the main thread with it when a stage finishes (Runtime::on_stage_finished),
+// so a run whose inputs end (a file, stdin, a generator's count) exits as soon as it drained
+// instead of at the supervisor's next 50 ms tick. Sent from outside, it does nothing.
+constexpr int kWakeSignal = SIGUSR2;
+
 // Signals are taken synchronously by the main thread; every other thread inherits the mask.
 sigset_t block_signals() {
     sigset_t set;
@@ -175,6 +181,7 @@ sigset_t block_signals() {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, kWakeSignal);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
     return set;
@@ -290,6 +297,7 @@ int cmd_run(const std::string& path, const std::string& log_level, bool watch) {
     const sigset_t signals = block_signals();
 
     Runtime rt(std::move(cfg), std::move(stages));
+    rt.on_stage_finished([main = pthread_self()] { pthread_kill(main, kWakeSignal); });
     std::mutex reload_m;
     auto reload = [&] {
         std::lock_guard lk(reload_m);

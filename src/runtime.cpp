@@ -498,6 +498,7 @@ void Runtime::finish_node(Node& n) {
     }
     feeds.clear();  // its downstream queues lose a producer
     n.done = true;
+    if (on_finished_) on_finished_();
 }
 
 void Runtime::run_input(Node& n) {
@@ -645,7 +646,9 @@ void Runtime::run_filter(Node& n) {
             take(n, std::move(in[i]));
         }
         linger(got, events);
-        if (got == 0 && n.queue->producers() == 0 && n.queue->events() == 0 && (!n.pool || n.pool->idle())) break;
+        // What its pool still holds is finished by stop() below: waiting here for the pool to be idle
+        // would cost a whole poll timeout at the end of every run with workers.
+        if (got == 0 && n.queue->producers() == 0 && n.queue->events() == 0) break;
         if (n.ctx->abort_flag().load()) break;
     }
     if (n.pool) n.pool->stop();  // what it holds goes on (or fails, aborted) before the queue is sealed

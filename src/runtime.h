@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -66,6 +67,9 @@ public:
     // Waits for the stages to finish until `deadline`; on timeout aborts what is left and
     // returns false.
     bool wait_until(std::chrono::steady_clock::time_point deadline);
+    // Called on the stage's thread each time a stage finishes (set before start()): how the main
+    // thread learns at once that the last one did, instead of at its next tick.
+    void on_stage_finished(std::function<void()> f) { on_finished_ = std::move(f); }
 
     // Applies a validated config. Returns a one-line summary; throws std::runtime_error (with
     // the old pipeline still running, untouched) when a new stage fails to start.
@@ -139,6 +143,7 @@ private:
     std::atomic<uint64_t> generation_{1};
     std::chrono::nanoseconds shutdown_timeout_;
     std::chrono::nanoseconds linger_;
+    std::function<void()> on_finished_;
     std::chrono::steady_clock::time_point started_at_;
 };
 
