@@ -89,6 +89,24 @@ JsonCheck check_object(ondemand::parser& parser, const char* p, size_t len, size
     return r;
 }
 
+namespace {
+constexpr size_t kDomDepth = 200;  // < the walk's 256
+}
+
+ObjectChecker::ObjectChecker() {
+    // Growth keeps this depth. Should this fail, the parser has no depth and rejects everything:
+    // every text is walked, slower but with the same verdicts.
+    if (dom_.allocate(4096, kDomDepth) != SUCCESS) return;
+}
+
+JsonCheck ObjectChecker::check(const char* p, size_t len, size_t capacity) {
+    dom::element el;
+    if (capacity >= len + SIMDJSON_PADDING && dom_.parse(reinterpret_cast<const uint8_t*>(p), len, false).get(el) == SUCCESS &&
+        el.type() == dom::element_type::OBJECT)
+        return {};
+    return check_object(ondemand_, p, len, capacity);
+}
+
 simdjson_result<std::string_view> raw_value(ondemand::value& v) {
     ondemand::json_type t;
     if (auto e = v.type().get(t)) return e;

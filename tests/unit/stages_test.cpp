@@ -98,6 +98,56 @@ TEST_CASE("check_object reports the byte offset of the error") {
     CHECK(r.offset == 11);
 }
 
+// The DOM pass must give check_object's verdict on anything: the same ok, offset and message.
+static void require_same_verdict(ObjectChecker& fast, simdjson::ondemand::parser& walk, const std::string& text) {
+    std::string buf = text;
+    buf.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+    JsonCheck a = fast.check(buf.data(), text.size(), buf.capacity());
+    JsonCheck b = check_object(walk, buf.data(), text.size(), buf.capacity());
+    INFO(text);
+    REQUIRE(a.ok == b.ok);
+    REQUIRE(a.offset == b.offset);
+    REQUIRE(std::string(a.message) == b.message);
+}
+
+TEST_CASE("ObjectChecker agrees with check_object on mutated events, numbers, escapes and depth") {
+    ObjectChecker fast;
+    simdjson::ondemand::parser walk;
+    const std::vector<std::string> seeds = {
+        "{\"device-id\": \"mx960-1\", \"keys\": {\"_instance_id\": \"[\\\"core-isis\\\"]\", \"n\": [1, -2.5e3, 0, true, false, null]}, "
+        "\"message\": \"IS-IS adjacency on et-0/0/5.0 is Down \\u00e9\\ud83d\\ude00\", \"severity\": \"major\"}",
+        "{\"a\":{\"b\":[{\"c\":\"\\n\\t\\\\\\/\"},[],{}]},\"big\":18446744073709551615,\"neg\":-9223372036854775808,\"f\":1.5E-300}",
+        "{}",
+    };
+    const std::string alphabet = "{}[]:,\"\\ \t\n0123456789eE.+-tfnulraxu\x01\x7f\xc3\xa9\xff";
+    std::mt19937 rng(2026);
+    for (int it = 0; it < 30000; ++it) {
+        std::string t = seeds[rng() % seeds.size()];
+        for (int k = 1 + int(rng() % 3); k > 0 && !t.empty(); --k) {
+            const size_t at = rng() % t.size();
+            const char c = alphabet[rng() % alphabet.size()];
+            switch (rng() % 3) {
+                case 0: t[at] = c; break;
+                case 1: t.insert(t.begin() + long(at), c); break;
+                default: t.erase(at, 1 + rng() % 3); break;
+            }
+        }
+        require_same_verdict(fast, walk, t);
+    }
+    for (const char* n : {"123456789012345678901234567890", "18446744073709551616", "-9223372036854775809", "1e400", "1e-400", "01", "-", "1.", ".5"})
+        require_same_verdict(fast, walk, std::string("{\"a\":") + n + "}");
+    for (size_t depth : {150, 199, 200, 201, 255, 256, 257, 258, 300, 1100}) {
+        require_same_verdict(fast, walk, "{\"a\":" + std::string(depth, '[') + std::string(depth, ']') + "}");
+        std::string objs = "{\"a\":";
+        for (size_t d = 0; d < depth; ++d) objs += "{\"a\":";
+        require_same_verdict(fast, walk, objs + "1" + std::string(depth + 1, '}'));
+    }
+    // Without SIMDJSON_PADDING readable after the text, only the walk runs (and says why).
+    std::string tight = "{\"a\":1}";
+    tight.shrink_to_fit();
+    CHECK(fast.check(tight.data(), tight.size(), tight.size()).ok == check_object(walk, tight.data(), tight.size(), tight.size()).ok);
+}
+
 TEST_CASE("enrich splices static fields into each event") {
     FilterHarness f("enrich", "fields = { collector = \"edge-01\", dc = 3, prod = true }");
     auto out = f.run({"{\"a\":1}", "{}", "{ \"b\": [1] }"});

@@ -1,4 +1,4 @@
-// filter "json": validates each event with simdjson On-Demand and writes it back compact.
+// filter "json": validates each event with simdjson and writes it back compact.
 //
 // Every value of the event is visited, so broken escapes, bad numbers, invalid UTF-8 and
 // trailing garbage are all caught; a valid event is minified into the outgoing batch. An event
@@ -49,7 +49,7 @@ public:
         o->take_acks_from(*in);
         for (size_t i = 0; i < in->size(); ++i) {
             std::string_view ev = in->event(i);
-            JsonCheck chk = check_object(parser_, ev.data(), ev.size(), in->capacity_after(i));
+            JsonCheck chk = checker_.check(ev.data(), ev.size(), in->capacity_after(i));
             if (chk.ok) {
                 o->begin_event();
                 append_compact(o->buf, ev);
@@ -77,7 +77,7 @@ public:
 
 private:
     OnError on_error_ = OnError::drop;
-    simdjson::ondemand::parser parser_;
+    ObjectChecker checker_;
     StageContext* ctx_ = nullptr;
     Counter* invalid_ = nullptr;
     RateLimit rl_;

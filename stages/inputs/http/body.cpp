@@ -63,15 +63,15 @@ size_t value_end(const char* p, size_t len) {
 
 // check_object, with a precise offset for trailing content: simdjson reports a root object
 // followed by anything as an error of the whole document, at byte 0.
-JsonCheck check_one(ondemand::parser& parser, const char* p, size_t len, size_t capacity) {
-    JsonCheck chk = check_object(parser, p, len, capacity);
+JsonCheck check_one(ObjectChecker& checker, const char* p, size_t len, size_t capacity) {
+    JsonCheck chk = checker.check(p, len, capacity);
     if (chk.ok || chk.offset != 0) return chk;
     size_t first = 0;
     while (first < len && is_ws(p[first])) ++first;
     if (first == len || p[first] != '{') return chk;
     size_t end = value_end(p, len);
     if (end == len) return {false, len, "the JSON object is not closed"};
-    JsonCheck head = check_object(parser, p, end, capacity);
+    JsonCheck head = checker.check(p, end, capacity);
     if (!head.ok) return head;
     size_t next = end;
     while (next < len && is_ws(p[next])) ++next;
@@ -123,7 +123,7 @@ BodyResult append_array(BodyParsers& ps, const char* p, size_t len, size_t capac
         if (auto e = v.get_object().get(o)) return fail(rb, where(len), error_message(e));
         if (auto e = o.raw_json().get(raw)) return fail(rb, where(len), error_message(e));
         const size_t off = size_t(raw.data() - p);
-        JsonCheck chk = check_object(ps.inner, raw.data(), raw.size(), capacity - off);
+        JsonCheck chk = ps.inner.check(raw.data(), raw.size(), capacity - off);
         if (!chk.ok) return fail(rb, off + chk.offset, chk.message);
         append_event(raw.data(), raw.size(), extra, out);
         ++r.events;

@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "batch.h"
+#include "json_util.h"
 
 namespace hbf::http {
 
@@ -35,7 +36,8 @@ struct BodyResult {
 
 // Two parsers: one walks an array, the other checks each element in place.
 struct BodyParsers {
-    simdjson::ondemand::parser outer, inner;
+    simdjson::ondemand::parser outer;
+    ObjectChecker inner;
 };
 
 // [p, p+len) must be readable up to p + capacity (capacity >= len + SIMDJSON_PADDING).
