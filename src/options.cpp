@@ -35,6 +35,18 @@ std::string value_text(const toml::node& n) {
     return toml_type_name(n);
 }
 
+// Reads the run of digits and dots at s[i] as a number into out and moves i past it. False when
+// there is no such run or strtod does not use all of it ("1.2.3", ".").
+bool read_number(std::string_view s, size_t& i, double& out) {
+    size_t start = i;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+    if (i == start) return false;
+    std::string num(s.substr(start, i - start));
+    char* end = nullptr;
+    out = std::strtod(num.c_str(), &end);
+    return end == num.c_str() + num.size();
+}
+
 }  // namespace
 
 const char* to_string(OptType t) {
@@ -55,13 +67,8 @@ const char* to_string(OptType t) {
 std::optional<uint64_t> parse_size(std::string_view s) {
     size_t i = 0;
     while (i < s.size() && s[i] == ' ') ++i;
-    size_t start = i;
-    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-    if (i == start) return std::nullopt;
-    std::string num(s.substr(start, i - start));
-    char* end = nullptr;
-    double v = std::strtod(num.c_str(), &end);
-    if (end != num.c_str() + num.size()) return std::nullopt;  // "1.2.3"
+    double v;
+    if (!read_number(s, i, v)) return std::nullopt;
     while (i < s.size() && s[i] == ' ') ++i;
     std::string unit(s.substr(i));
     for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -86,12 +93,8 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s) {
     size_t i = 0;
     while (i < s.size()) {
         size_t start = i;
-        while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-        if (i == start) return std::nullopt;
-        char* end = nullptr;
-        std::string num(s.substr(start, i - start));
-        double v = std::strtod(num.c_str(), &end);
-        if (end != num.c_str() + num.size()) return std::nullopt;  // "1.2.3"
+        double v;
+        if (!read_number(s, i, v)) return std::nullopt;
         size_t u = i;
         while (i < s.size() && !std::isdigit(static_cast<unsigned char>(s[i])) && s[i] != '.') ++i;
         std::string_view unit = s.substr(u, i - u);

@@ -59,6 +59,9 @@ TEST_CASE("sizes and durations are checked and parsed") {
     CHECK_FALSE(parse_size("67777777777777777777777777MiB"));  // beyond 2^64 bytes (found by fuzz_config)
     CHECK_FALSE(parse_size(std::string(400, '9')));                // strtod gives inf
     CHECK_FALSE(parse_size("1.2.3MiB"));
+    CHECK_FALSE(parse_size("1.2.3"));
+    CHECK_FALSE(parse_size(".MiB"));                               // a dot is no number
+    CHECK(parse_size(" 1.5 KiB") == 1536u);
     CHECK(parse_size("17179869183GiB") == 17179869183ull << 30);   // just below 2^64
     CHECK(parse_duration("500ms") == std::chrono::milliseconds(500));
     CHECK(parse_duration("5s") == std::chrono::seconds(5));
@@ -150,6 +153,9 @@ TEST_CASE("durations are one or more terms of a number and a unit, or a number o
     CHECK_FALSE(parse_duration("1h30"));  // a bare number only alone
     CHECK_FALSE(parse_duration("h"));
     CHECK_FALSE(parse_duration("1.2.3s"));
+    CHECK_FALSE(parse_duration("1m1.2.3s"));  // in a later term too
+    CHECK_FALSE(parse_duration(".s"));
+    CHECK(parse_duration(".5s") == milliseconds(500));
     CHECK_FALSE(parse_duration("5 s"));
     CHECK_FALSE(parse_duration("-5s"));
     CHECK_FALSE(parse_duration("90 minutes"));

@@ -180,6 +180,28 @@ TEST_CASE("forward binary as base64 and non-string keys quoted") {
     CHECK(d.event(0) == R"({"k":"AP8Q","true":1,"[2]":null})");
 }
 
+TEST_CASE("forward a map or array key inside a map or array key is written as [map] / [array]") {
+    Decode d({"", "", "", {}, 1 << 20});
+    Mp m;
+    m.arr(3).str("t").uint(0).map(3);
+    m.map(1).map(1).str("a").uint(1).arr(1).map(1).str("x").uint(2).uint(1);  // {{"a":1}:[{"x":2}]}: 1
+    m.arr(2).uint(1).map(1).arr(1).uint(3).nil().uint(2);                    // [1,{[3]:nil}]: 2
+    m.map(1).uint(5).str("v").uint(3);                                       // {5:"v"}: 3
+    REQUIRE(d(m.b).events == 1);
+    CHECK(d.event(0) == R"({"{\"[map]\":[{\"x\":2}]}":1,"[1,{\"[array]\":null}]":2,"{\"5\":\"v\"}":3})");
+    // 40 map keys each inside the next: the text stays small (escaping each level again doubled it).
+    Mp deep;
+    deep.arr(3).str("t").uint(0).map(1);
+    for (int i = 0; i < 40; ++i) deep.map(1);
+    deep.str("a").uint(1);
+    for (int i = 0; i < 40; ++i) deep.uint(uint64_t(i));
+    REQUIRE(d(deep.b).events == 1);
+    CHECK(d.event(1) == R"({"{\"[map]\":38}":39})");
+    // The next frame's keys are written in full again: nothing is left over from the last one.
+    REQUIRE(d(m.b).events == 1);
+    CHECK(d.event(2) == d.event(0));
+}
+
 TEST_CASE("forward times: RFC 3339 both ways, EventTime bytes") {
     std::string s;
     append_rfc3339(s, {1700000000, 5});

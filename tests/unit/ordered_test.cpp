@@ -6,9 +6,8 @@
 #include <random>
 #include <thread>
 
-#include "helpers.h"
 #include "ordered.h"
-#include "runtime.h"
+#include "pipeline_helpers.h"
 
 using namespace hbf;
 using namespace std::chrono_literals;
@@ -29,46 +28,15 @@ void jitter(uint64_t seq) {
 }
 
 // Pipeline stages for these tests only. `test_seq` emits `batches` batches of `events` events
-// numbered 0, 1, 2, ... with an ack each; `test_jitter` (stateless) passes a batch on after a
-// jitter; `test_record` keeps every event's text in the order it got them.
+// numbered 0, 1, 2, ... with an ack each (test::NumberedInput; the acks' outcomes go to
+// test::ack_log()); `test_jitter` (stateless) passes a batch on after a jitter; `test_record`
+// keeps every event's text in the order it got them.
 std::mutex g_m;
 std::vector<std::string> g_events;
-std::vector<AckStatus> g_acks;
 
-struct SeqOptions {
-    int64_t batches = 100, events = 10;
-    int64_t pace_us = 0;  // a pause after each batch
-};
-class SeqInput final : public Input {
-public:
-    explicit SeqInput(const SeqOptions& o) : o_(o) {}
-    void run(StageContext&, Emitter& out) override {
-        for (int64_t i = 0; i < o_.batches; ++i) {
-            BatchPtr b = Batch::make();
-            for (int64_t e = 0; e < o_.events; ++e) b->append(R"({"seq":)" + std::to_string(i * o_.events + e) + "}");
-            AckRef root = make_ack([](AckStatus s, const std::string&) {
-                std::lock_guard lk(g_m);
-                g_acks.push_back(s);
-            });
-            b->acks.push_back(root.clone());
-            root.reset();
-            out.emit(std::move(b));
-            if (o_.pace_us) std::this_thread::sleep_for(std::chrono::microseconds(o_.pace_us));
-        }
-    }
+HBF_REGISTER_INPUT("test_seq", test::NumberedInput, test::kNumberedSchema, "Test only: numbered events, an ack per batch.");
 
-private:
-    SeqOptions o_;
-};
-const OptionSchema<SeqOptions> kSeqSchema{
-    {"batches", &SeqOptions::batches, "Batches to emit."},
-    {"events", &SeqOptions::events, "Events per batch."},
-    {"pace_us", &SeqOptions::pace_us, "Pause after each batch, in microseconds."},
-};
-HBF_REGISTER_INPUT("test_seq", SeqInput, kSeqSchema, "Test only: numbered events, an ack per batch.");
-
-struct NoOptions {};
-const OptionSchema<NoOptions> kNone{};
+using test::NoOptions;
 
 struct JitterFilter final : Filter {
     explicit JitterFilter(const NoOptions&) {}
@@ -77,7 +45,7 @@ struct JitterFilter final : Filter {
         out.emit(std::move(b));
     }
 };
-HBF_REGISTER_STATELESS_FILTER("test_jitter", JitterFilter, kNone, "Test only: passes batches on after a jitter.");
+HBF_REGISTER_STATELESS_FILTER("test_jitter", JitterFilter, test::kNoOptions, "Test only: passes batches on after a jitter.");
 
 struct RecordOutput final : Output {
     explicit RecordOutput(const NoOptions&) {}
@@ -89,7 +57,7 @@ struct RecordOutput final : Output {
         b->mark(AckStatus::delivered);
     }
 };
-HBF_REGISTER_OUTPUT("test_record", RecordOutput, kNone, "Test only: records the events it gets, in order.");
+HBF_REGISTER_OUTPUT("test_record", RecordOutput, test::kNoOptions, "Test only: records the events it gets, in order.");
 
 const char* kService = "[service]\nlinger = \"0s\"\nshutdown_timeout = \"5s\"\n";
 
@@ -99,19 +67,13 @@ std::vector<std::string> run_to_end(const std::string& text, const std::string& 
     {
         std::lock_guard lk(g_m);
         g_events.clear();
-        g_acks.clear();
     }
-    auto cfg = test::config(kService + text);
-    auto stages = build_stages(*cfg);
-    Runtime rt(std::move(cfg), std::move(stages));
-    rt.start();
+    auto rt = test::start_pipeline(kService + text);
     if (!reload_to.empty()) {
         std::this_thread::sleep_for(100ms);
-        auto next = test::config(kService + reload_to);
-        auto built = build_stages(*next);
-        rt.reload(std::move(next), std::move(built));
+        test::reload_pipeline(*rt, kService + reload_to);
     }
-    REQUIRE(rt.wait_until(std::chrono::steady_clock::now() + 20s));
+    REQUIRE(rt->wait_until(std::chrono::steady_clock::now() + 20s));
     std::lock_guard lk(g_m);
     return g_events;
 }
@@ -225,9 +187,9 @@ type = "test_record"
 inputs = ["parse"]
 )");
     CHECK(got == expected(2000));
-    std::lock_guard lk(g_m);
-    REQUIRE(g_acks.size() == 400);
-    for (auto s : g_acks) CHECK(s == AckStatus::delivered);
+    auto acks = test::ack_log().all();
+    REQUIRE(acks.size() == 400);
+    for (auto& a : acks) CHECK(a.status == AckStatus::delivered);
 }
 
 TEST_CASE("a filter that keeps state, inline below workers, gets the batches one at a time in order") {
@@ -315,7 +277,7 @@ inputs = ["j"]
     // The old version drains beside the new one: every event once, each version's in order.
     std::sort(got.begin(), got.end(), [](const std::string& a, const std::string& b) { return std::stoull(a.substr(7)) < std::stoull(b.substr(7)); });
     CHECK(got == expected(6000));
-    std::lock_guard lk(g_m);
-    REQUIRE(g_acks.size() == 1500);
-    for (auto s : g_acks) CHECK(s == AckStatus::delivered);
+    auto acks = test::ack_log().all();
+    REQUIRE(acks.size() == 1500);
+    for (auto& a : acks) CHECK(a.status == AckStatus::delivered);
 }

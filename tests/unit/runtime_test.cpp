@@ -6,80 +6,40 @@
 #include <filesystem>
 #include <fstream>
 #include <malloc.h>
-#include <mutex>
 #include <thread>
 
 #include "api/api_server.h"
-#include "helpers.h"
-#include "runtime.h"
+#include "pipeline_helpers.h"
 
 using namespace hbf;
 using namespace std::chrono_literals;
 
 namespace {
 
-struct Outcome {
-    AckStatus status;
-    std::string why;
-};
-std::mutex g_m;
-std::vector<Outcome> g_outcomes;
+using test::Outcome;
+using test::reload_pipeline;
+using test::start_pipeline;
+using test::settled;
 
-std::vector<Outcome> outcomes() {
-    std::lock_guard lk(g_m);
-    return g_outcomes;
-}
+std::vector<Outcome> outcomes() { return test::ack_log().all(); }
 
 // Emits `batches` batches of `events` events, each with its own ack; then, with `wait`, idles
 // until stopped.
-struct AckInputOptions {
-    int64_t batches = 3, events = 2;
-    bool wait = false;
-};
+HBF_REGISTER_INPUT("test_acks", test::NumberedInput, test::kNumberedSchema, "Test only: batches with acks whose outcomes are recorded.");
 
-class AckInput final : public Input {
-public:
-    explicit AckInput(const AckInputOptions& o) : batches_(o.batches), events_(o.events), wait_(o.wait) {}
-    void run(StageContext& ctx, Emitter& out) override {
-        for (int64_t i = 0; i < batches_; ++i) {  // all of them, even if a stop came first
-            BatchPtr b = Batch::make();
-            for (int64_t e = 0; e < events_; ++e) b->append(R"({"seq":)" + std::to_string(i * events_ + e) + "}");
-            AckRef root = make_ack([](AckStatus s, const std::string& why) {
-                std::lock_guard lk(g_m);
-                g_outcomes.push_back({s, why});
-            });
-            b->acks.push_back(root.clone());
-            root.reset();
-            out.emit(std::move(b));
-        }
-        while (wait_ && !ctx.stopping()) std::this_thread::sleep_for(2ms);
-    }
-
-private:
-    int64_t batches_, events_;
-    bool wait_;
-};
-const OptionSchema<AckInputOptions> kAckInputSchema{
-    {"batches", &AckInputOptions::batches, "Batches to emit."},
-    {"events", &AckInputOptions::events, "Events per batch."},
-    {"wait", &AckInputOptions::wait, "Keep running until stopped."},
-};
-HBF_REGISTER_INPUT("test_acks", AckInput, kAckInputSchema, "Test only: batches with acks whose outcomes are recorded.");
-
-struct NoOptions {};
+using test::NoOptions;
 
 struct ThrowFilter final : Filter {
     explicit ThrowFilter(const NoOptions&) {}
     void process(BatchPtr, Emitter&) override { throw std::runtime_error("boom in the filter"); }
 };
-const OptionSchema<NoOptions> kNone{};
-HBF_REGISTER_FILTER("test_throw", ThrowFilter, kNone, "Test only: throws on every batch.");
+HBF_REGISTER_FILTER("test_throw", ThrowFilter, test::kNoOptions, "Test only: throws on every batch.");
 
 struct ThrowOutput final : Output {
     explicit ThrowOutput(const NoOptions&) {}
     void write(BatchPtr) override { throw std::runtime_error("boom in the output"); }
 };
-HBF_REGISTER_OUTPUT("test_throw", ThrowOutput, kNone, "Test only: throws on every batch.");
+HBF_REGISTER_OUTPUT("test_throw", ThrowOutput, test::kNoOptions, "Test only: throws on every batch.");
 
 // Cannot deliver: holds the batch until the runtime aborts it, then reports it failed.
 struct BlockOptions {
@@ -105,35 +65,7 @@ struct SlowOutput final : Output {
         b->mark(AckStatus::delivered);
     }
 };
-HBF_REGISTER_OUTPUT("test_slow", SlowOutput, kNone, "Test only: takes 20 ms per batch.");
-
-std::unique_ptr<Runtime> start(const std::string& text) {
-    {
-        std::lock_guard lk(g_m);
-        g_outcomes.clear();
-    }
-    auto cfg = test::config(text);
-    auto stages = build_stages(*cfg);
-    INFO(cfg->report());
-    REQUIRE(cfg->ok());
-    auto rt = std::make_unique<Runtime>(std::move(cfg), std::move(stages));
-    rt->start();
-    return rt;
-}
-
-void reload(Runtime& rt, const std::string& text) {
-    auto cfg = test::config(text);
-    auto stages = build_stages(*cfg);
-    REQUIRE(cfg->ok());
-    rt.reload(std::move(cfg), std::move(stages));
-}
-
-// Waits until `n` acks settled (or 5 s passed).
-std::vector<Outcome> settled(size_t n) {
-    auto until = std::chrono::steady_clock::now() + 5s;
-    while (outcomes().size() < n && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(2ms);
-    return outcomes();
-}
+HBF_REGISTER_OUTPUT("test_slow", SlowOutput, test::kNoOptions, "Test only: takes 20 ms per batch.");
 
 uint64_t failed_count(const std::string& stage, const std::string& reason) {
     auto& reg = MetricsRegistry::global();
@@ -152,7 +84,7 @@ const char* kService = "[service]\nshutdown_timeout = \"300ms\"\nlinger = \"0s\"
 }  // namespace
 
 TEST_CASE("a pipeline that finishes reports every batch delivered") {
-    auto rt = start(std::string(kService) + R"(
+    auto rt = start_pipeline(std::string(kService) + R"(
 [inputs.in]
 type = "test_acks"
 [outputs.o]
@@ -167,7 +99,7 @@ inputs = ["in"]
 
 TEST_CASE("a filter that throws fails its batches with the exception's text, counted") {
     uint64_t before = failed_count("rt-throwf", "exception");
-    auto rt = start(std::string(kService) + R"(
+    auto rt = start_pipeline(std::string(kService) + R"(
 [inputs.in]
 type = "test_acks"
 [filters.rt-throwf]
@@ -189,7 +121,7 @@ inputs = ["rt-throwf"]
 
 TEST_CASE("an output that throws fails its batches with the exception's text, counted") {
     uint64_t before = failed_count("rt-throwo", "exception");
-    auto rt = start(std::string(kService) + R"(
+    auto rt = start_pipeline(std::string(kService) + R"(
 [inputs.in]
 type = "test_acks"
 [outputs.rt-throwo]
@@ -207,7 +139,7 @@ inputs = ["in"]
 }
 
 TEST_CASE("a filter that drops every event reports the batch dropped, not failed") {
-    auto rt = start(std::string(kService) + R"(
+    auto rt = start_pipeline(std::string(kService) + R"(
 [inputs.in]
 type = "test_acks"
 [filters.f]
@@ -226,7 +158,7 @@ inputs = ["f"]
 
 TEST_CASE("at the shutdown timeout, the batch in hand and every queued batch report failed") {
     uint64_t before = failed_count("rt-block", "shutdown_timeout");
-    auto rt = start(std::string(kService) + R"(
+    auto rt = start_pipeline(std::string(kService) + R"(
 [inputs.in]
 type = "test_acks"
 batches = 4
@@ -250,7 +182,7 @@ inputs = ["in"]
 }
 
 TEST_CASE("fan-out: a copy one branch could not deliver fails the ack the other branch delivered") {
-    auto rt = start(std::string(kService) + R"(
+    auto rt = start_pipeline(std::string(kService) + R"(
 [inputs.in]
 type = "test_acks"
 batches = 2
@@ -271,7 +203,7 @@ inputs = ["in"]
 TEST_CASE("fan-out: a push the shutdown timeout aborts reports the copy failed") {
     // A one-event queue in front of the stuck output: the input blocks pushing its second batch
     // there, the abort ends the push, and that batch must not count as delivered by `ok`.
-    auto rt = start(R"(
+    auto rt = start_pipeline(R"(
 [service]
 shutdown_timeout = "300ms"
 queue_events = 1
@@ -307,9 +239,9 @@ wait = true
 )";
 
 TEST_CASE("a reload that removes a stage lets it finish what it holds") {
-    auto rt = start(std::string(kReloadBase) + "[outputs.o]\ntype = \"test_slow\"\ninputs = [\"in\"]\n");
+    auto rt = start_pipeline(std::string(kReloadBase) + "[outputs.o]\ntype = \"test_slow\"\ninputs = [\"in\"]\n");
     std::this_thread::sleep_for(5ms);  // the 3 batches are queued at the slow output
-    reload(*rt, std::string(kReloadBase) + "[outputs.o2]\ntype = \"null\"\ninputs = [\"in\"]\n");
+    reload_pipeline(*rt, std::string(kReloadBase) + "[outputs.o2]\ntype = \"null\"\ninputs = [\"in\"]\n");
     auto got = settled(3);
     REQUIRE(got.size() == 3);
     for (auto& o : got) CHECK(o.status == AckStatus::delivered);
@@ -319,9 +251,9 @@ TEST_CASE("a reload that removes a stage lets it finish what it holds") {
 
 TEST_CASE("a reload that removes a stage which cannot finish fails what it holds after the shutdown timeout") {
     uint64_t before = failed_count("rt-gone", "shutdown_timeout");
-    auto rt = start(std::string(kReloadBase) + "[outputs.rt-gone]\ntype = \"test_block\"\ninputs = [\"in\"]\n");
+    auto rt = start_pipeline(std::string(kReloadBase) + "[outputs.rt-gone]\ntype = \"test_block\"\ninputs = [\"in\"]\n");
     std::this_thread::sleep_for(20ms);
-    reload(*rt, std::string(kReloadBase) + "[outputs.o2]\ntype = \"null\"\ninputs = [\"in\"]\n");
+    reload_pipeline(*rt, std::string(kReloadBase) + "[outputs.o2]\ntype = \"null\"\ninputs = [\"in\"]\n");
     std::this_thread::sleep_for(100ms);
     rt->reap();
     CHECK(outcomes().empty());  // still within its time
@@ -346,10 +278,10 @@ TEST_CASE("reloads free the configs they replace") {
         struct mallinfo2 mi = mallinfo2();
         return mi.uordblks + mi.hblkhd;
     };
-    auto rt = start(text(0));
-    for (int i = 1; i <= 3; ++i) reload(*rt, text(i));
+    auto rt = start_pipeline(text(0));
+    for (int i = 1; i <= 3; ++i) reload_pipeline(*rt, text(i));
     size_t before = in_use();
-    for (int i = 4; i <= 23; ++i) reload(*rt, text(i));  // o is replaced each time, f is kept
+    for (int i = 4; i <= 23; ++i) reload_pipeline(*rt, text(i));  // o is replaced each time, f is kept
     size_t after = in_use();
     INFO("heap grew by " << (after - before) / 1048576 << " MiB over 20 reloads");
     CHECK(after < before + (40u << 20));
@@ -358,9 +290,9 @@ TEST_CASE("reloads free the configs they replace") {
 }
 
 TEST_CASE("metrics carry one series per stage while its replaced version drains beside the new one") {
-    auto rt = start(std::string(kReloadBase) + "[outputs.rt-twice]\ntype = \"test_block\"\ninputs = [\"in\"]\nlabel = \"a\"\n");
+    auto rt = start_pipeline(std::string(kReloadBase) + "[outputs.rt-twice]\ntype = \"test_block\"\ninputs = [\"in\"]\nlabel = \"a\"\n");
     std::this_thread::sleep_for(20ms);  // 1 batch in hand, 2 queued (4 events)
-    reload(*rt, std::string(kReloadBase) + "[outputs.rt-twice]\ntype = \"test_block\"\ninputs = [\"in\"]\nlabel = \"b\"\n");
+    reload_pipeline(*rt, std::string(kReloadBase) + "[outputs.rt-twice]\ntype = \"test_block\"\ninputs = [\"in\"]\nlabel = \"b\"\n");
     std::string m = ApiServer::metrics_text(*rt);
     auto count = [&](const std::string& s) {
         size_t n = 0;
@@ -409,11 +341,10 @@ std::string generate_to_file(const std::string& dir, const std::string& extra) {
 
 TEST_CASE("a reload that changes an output writing the same file stops the old version before the new one opens it") {
     TempDir dir;
-    auto rt = start(generate_to_file(dir.path, ""));
+    auto rt = start_pipeline(generate_to_file(dir.path, ""));
     std::this_thread::sleep_for(100ms);
-    auto cfg = test::config(generate_to_file(dir.path, "fsync_interval = \"2s\"\n"));
-    auto stages = build_stages(*cfg);
-    CHECK(rt->reload(std::move(cfg), std::move(stages)) == "config generation 2: 1 stages kept, 1 started, 1 stopped");
+    CHECK(reload_pipeline(*rt, generate_to_file(dir.path, "fsync_interval = \"2s\"\n")) ==
+          "config generation 2: 1 stages kept, 1 started, 1 stopped");
     std::this_thread::sleep_for(100ms);
     auto snap = rt->snapshot();
     size_t outs = 0;
@@ -433,11 +364,10 @@ TEST_CASE("a reload that changes a disk-buffered output hands its buffer directo
     TempDir dir;
     const std::string base = "[service]\nshutdown_timeout = \"2s\"\nlinger = \"0s\"\ndata_dir = \"" + dir.path +
                              "\"\n[inputs.in]\ntype = \"test_acks\"\nbatches = 3\nwait = true\n[outputs.o]\ntype = \"null\"\ninputs = [\"in\"]\n";
-    auto rt = start(base + "buffer = { type = \"disk\", max_size = \"1MiB\" }\n");
-    auto cfg = test::config(base + "buffer = { type = \"disk\", max_size = \"1MiB\", sync = \"none\" }\n");
-    auto stages = build_stages(*cfg);
+    auto rt = start_pipeline(base + "buffer = { type = \"disk\", max_size = \"1MiB\" }\n");
     // Both versions cannot hold the directory's lock at once: the old one stops first.
-    CHECK(rt->reload(std::move(cfg), std::move(stages)) == "config generation 2: 1 stages kept, 1 started, 1 stopped");
+    CHECK(reload_pipeline(*rt, base + "buffer = { type = \"disk\", max_size = \"1MiB\", sync = \"none\" }\n") ==
+          "config generation 2: 1 stages kept, 1 started, 1 stopped");
     auto got = settled(3);
     REQUIRE(got.size() == 3);
     for (auto& o : got) {

@@ -135,7 +135,7 @@ void write_ext(const char*& p, std::string& out) {
 
 }  // namespace
 
-void write_json_key(const char*& p, std::string& out, const JsonStyle& style) {
+void write_json_key(const char*& p, std::string& out, const JsonStyle& style, bool in_key) {
     switch (mp_typeof(*p)) {
         case MP_STR: case MP_BIN: {
             uint32_t n;
@@ -145,19 +145,16 @@ void write_json_key(const char*& p, std::string& out, const JsonStyle& style) {
         }
         default: {
             // Rare: a key that is a number, bool, nil, array or map; its JSON text is the key. A
-            // map or an array as a key inside such a key is written as "[map]" / "[array]": escaping
-            // each level's text again doubles it (40 nested map keys would need 2^40 bytes).
-            static thread_local int compound_depth = 0;
+            // map or an array as a key inside such a key (in_key) is written as "[map]" / "[array]":
+            // escaping each level's text again doubles it (40 nested map keys would need 2^40 bytes).
             const auto type = mp_typeof(*p);
-            if (compound_depth > 0 && (type == MP_MAP || type == MP_ARRAY)) {
+            if (in_key && (type == MP_MAP || type == MP_ARRAY)) {
                 mp_next(&p);
                 out += type == MP_MAP ? "\"[map]\"" : "\"[array]\"";
                 return;
             }
             std::string text;
-            ++compound_depth;
-            write_json(p, text, style);
-            --compound_depth;
+            write_json(p, text, style, true);
             if (text.size() >= 2 && text.front() == '"') out += text;
             else write_json_string(out, text.data(), text.size());
         }
@@ -198,7 +195,7 @@ bool msgpack_str_equals(const char* p, std::string_view s) {
     return n == s.size() && std::memcmp(d, s.data(), n) == 0;
 }
 
-void write_json(const char*& p, std::string& out, const JsonStyle& style) {
+void write_json(const char*& p, std::string& out, const JsonStyle& style, bool in_key) {
     char num[24];
     switch (mp_typeof(*p)) {
         case MP_NIL: mp_decode_nil(&p); out += "null"; return;
@@ -238,7 +235,7 @@ void write_json(const char*& p, std::string& out, const JsonStyle& style) {
             out += '[';
             for (uint32_t i = 0; i < n; ++i) {
                 if (i) out += ',';
-                write_json(p, out, style);
+                write_json(p, out, style, in_key);
             }
             out += ']';
             return;
@@ -248,9 +245,9 @@ void write_json(const char*& p, std::string& out, const JsonStyle& style) {
             out += '{';
             for (uint32_t i = 0; i < n; ++i) {
                 if (i) out += ',';
-                write_json_key(p, out, style);
+                write_json_key(p, out, style, in_key);
                 out += ':';
-                write_json(p, out, style);
+                write_json(p, out, style, in_key);
             }
             out += '}';
             return;

@@ -19,10 +19,11 @@ struct JsonStyle {
     bool bin_base64 = false;
 };
 
-// Writes the value at p as JSON and advances p past it.
-void write_json(const char*& p, std::string& out, const JsonStyle& style);
+// Writes the value at p as JSON and advances p past it. in_key: the value is (part of) a map key
+// that is not a string; a map or array key inside it is then written as "[map]" / "[array]".
+void write_json(const char*& p, std::string& out, const JsonStyle& style, bool in_key = false);
 // Writes a map key at p as a JSON string (a key that is not a string: its JSON text, quoted).
-void write_json_key(const char*& p, std::string& out, const JsonStyle& style);
+void write_json_key(const char*& p, std::string& out, const JsonStyle& style, bool in_key = false);
 // Writes s as a JSON string literal (quotes, escapes, invalid UTF-8 replaced).
 void write_json_string(std::string& out, const char* s, size_t n);
 void write_base64(std::string& out, const char* s, size_t n);
