@@ -229,6 +229,24 @@ def test_sighup_and_watch_config_reload(hbf, tmp_path):
     assert h.stop() == 0
 
 
+def test_sigusr2_from_outside_changes_nothing(hbf, tmp_path):
+    # hbforward wakes its own main thread with SIGUSR2 when a stage finishes; one sent from outside
+    # must neither end the process (SIGUSR2's default action) nor stop or reload the pipeline.
+    port = free_port()
+    h = hbf(RELOAD_A.format(port=port))
+    h.wait_log("running")
+    for _ in range(3):
+        h.signal(signal.SIGUSR2)
+    n = len(read_ndjson(tmp_path / "out.ndjson"))
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) > n + 500, what="events still flowing")
+    assert h.proc.poll() is None
+    assert get(port, "/health")[0] == 200
+    assert samples(get(port, "/metrics")[1])[("hbf_config_generation", frozenset())] == 1
+    assert h.stop() == 0
+    seqs = [e["seq"] for e in read_ndjson(tmp_path / "out.ndjson")]
+    assert seqs == list(range(1, len(seqs) + 1)) or seqs == list(range(len(seqs)))
+
+
 def test_top_shows_every_stage_under_tmux_and_quits_on_q(hbf, tmp_path):
     port = free_port()
     h = hbf(RELOAD_A.format(port=port))

@@ -1,9 +1,11 @@
 // libFuzzer target: the http input's body parser (object, array, NDJSON; gzip/zlib decoding).
 // The first byte picks the format, the encoding and the spliced members; the rest is the body.
 // Checked besides "no crash": a refused body leaves the batch as it was, an accepted one holds
-// exactly the counted events, each a JSON object.
+// exactly the counted events, each a JSON object; and the DOM pass that validates (ObjectChecker)
+// gives the On-Demand walk's verdict, offset and message on the whole body.
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../../stages/inputs/http/body.h"
@@ -34,6 +36,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t cap = len + simdjson::SIMDJSON_PADDING;
     const auto fmt = (mode & 1) ? http::BodyFormat::ndjson : http::BodyFormat::json;
     const std::string_view extra = (mode & 4) ? std::string_view(",\"path\":\"/hb\"") : std::string_view();
+
+    static ObjectChecker fast;
+    static simdjson::ondemand::parser walk;
+    const JsonCheck fc = fast.check(p, len, cap), wc = check_object(walk, p, len, cap);
+    if (fc.ok != wc.ok || fc.offset != wc.offset || std::strcmp(fc.message, wc.message) != 0) std::abort();
 
     BatchPtr b = Batch::make();
     b->append(R"({"before":1})");
