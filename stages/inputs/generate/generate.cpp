@@ -201,47 +201,66 @@ private:
     }
 
 
+    // One notification: which alarm changed, and to which level.
+    struct Change {
+        uint32_t dev, ri, inst;
+        uint8_t level;  // 0 normal, 1 major, 2 minor
+    };
+
     void write_one(Batch& b) {
+        const Change ch = next_change();
+        const Rule& rule = kRules[ch.ri];
+        const char* sev = ch.level == 0 ? "normal" : ch.level == 1 ? "major" : "minor";
+        std::string_view tmpl = ch.level == 0 ? rule.normal : ch.level == 1 ? rule.major : rule.minor;
+
+        key_.clear();
+        key_value(rule.keys, ch.inst + ch.dev * 3, key_);
+        format_message(tmpl);
+        append_event(b, devices_[ch.dev], rule, sev);
+    }
+
+    // Picks the next change of state. About 45% of notifications clear a raised alarm; the rest
+    // raise one or change its colour. The order of rng_ draws is part of the output: keep it.
+    Change next_change() {
         // Storms: one device raising many alarms within seconds.
         if (storm_left_ == 0 && rng_.below(2000) == 0) {
             storm_left_ = 20 + rng_.below(40);
             storm_device_ = rng_.below(o_.devices);
         }
-        // About 45% of notifications clear a raised alarm; the rest raise one or change its colour.
-        uint32_t dev, ri, inst;
-        uint8_t next;  // 0 normal, 1 major, 2 minor
-        if (!storm_left_ && !active_.empty() && rng_.below(100) < 45) {
-            uint32_t pick = rng_.below(uint32_t(active_.size()));
-            uint32_t id = active_[pick];
-            active_[pick] = active_.back();
-            active_.pop_back();
-            dev = id / (kNumRules * 8);
-            ri = (id / 8) % kNumRules;
-            inst = id % 8;
-            state_[id] = 0;
-            next = 0;
-        } else {
-            dev = storm_left_ ? storm_device_ : rng_.below(o_.devices);
-            if (storm_left_) --storm_left_;
-            ri = rule_pick_[rng_.below(uint32_t(rule_pick_.size()))];
-            inst = rng_.below(8);
-            uint32_t id = (dev * uint32_t(kNumRules) + ri) * 8 + inst;
-            uint8_t& st = state_[id];
-            bool has_minor = !kRules[ri].minor.empty();
-            if (st == 0) {
-                next = (!has_minor || rng_.below(100) < 48) ? 1 : 2;
-                active_.push_back(id);
-            } else {
-                next = (st == 1 && has_minor) ? 2 : 1;
-            }
-            st = next;
-        }
-        const Rule& rule = kRules[ri];
-        const char* sev = next == 0 ? "normal" : next == 1 ? "major" : "minor";
-        std::string_view tmpl = next == 0 ? rule.normal : next == 1 ? rule.major : rule.minor;
+        if (!storm_left_ && !active_.empty() && rng_.below(100) < 45) return clear_one();
+        return raise_one();
+    }
 
-        key_.clear();
-        key_value(rule.keys, inst + dev * 3, key_);
+    Change clear_one() {
+        uint32_t pick = rng_.below(uint32_t(active_.size()));
+        uint32_t id = active_[pick];
+        active_[pick] = active_.back();
+        active_.pop_back();
+        state_[id] = 0;
+        return {uint32_t(id / (kNumRules * 8)), uint32_t((id / 8) % kNumRules), id % 8, 0};
+    }
+
+    Change raise_one() {
+        uint32_t dev = storm_left_ ? storm_device_ : rng_.below(o_.devices);
+        if (storm_left_) --storm_left_;
+        uint32_t ri = rule_pick_[rng_.below(uint32_t(rule_pick_.size()))];
+        uint32_t inst = rng_.below(8);
+        uint32_t id = (dev * uint32_t(kNumRules) + ri) * 8 + inst;
+        uint8_t& st = state_[id];
+        bool has_minor = !kRules[ri].minor.empty();
+        uint8_t next;
+        if (st == 0) {
+            next = (!has_minor || rng_.below(100) < 48) ? 1 : 2;
+            active_.push_back(id);
+        } else {
+            next = (st == 1 && has_minor) ? 2 : 1;
+        }
+        st = next;
+        return {dev, ri, inst, next};
+    }
+
+    // msg_ = tmpl with {k} replaced by key_; about 1% get quotes, non-ASCII or ~1 KB appended.
+    void format_message(std::string_view tmpl) {
         msg_.clear();
         for (size_t i = 0; i < tmpl.size(); ++i) {
             if (tmpl.substr(i, 3) == "{k}") { msg_ += key_; i += 2; }
@@ -256,7 +275,26 @@ private:
                     for (int i = 0; i < 14; ++i) msg_ += " extended diagnostics: counters sampled over five intervals;";
             }
         }
-        const Device& d = devices_[dev];
+    }
+
+    // The field under "keys" that holds key_; nullptr: the rule has none.
+    static const char* key_field_name(KeyKind k) {
+        switch (k) {
+            case KeyKind::interface: return "interface-name";
+            case KeyKind::neighbor4:
+            case KeyKind::neighbor6: return "neighbor-address";
+            case KeyKind::slot: return "slot";
+            case KeyKind::fpc: return "fpc";
+            case KeyKind::rpm: return "test-name";
+            case KeyKind::isis: return "interface-name";
+            case KeyKind::lsp: return "lsp-name";
+            case KeyKind::none: break;
+        }
+        return nullptr;
+    }
+
+    // Writes the document with sorted keys and HealthBot's separators (see the file comment).
+    void append_event(Batch& b, const Device& d, const Rule& rule, const char* sev) {
         auto& s = b.buf;
         b.begin_event();
         s += "{\"device-id\": \"";
@@ -268,20 +306,8 @@ private:
         s += "\\\"]\", \"_playbook_name\": \"";
         s += rule.playbook;
         s += '"';
-        const char* key_name = nullptr;
-        switch (rule.keys) {
-            case KeyKind::interface: key_name = "interface-name"; break;
-            case KeyKind::neighbor4:
-            case KeyKind::neighbor6: key_name = "neighbor-address"; break;
-            case KeyKind::slot: key_name = "slot"; break;
-            case KeyKind::fpc: key_name = "fpc"; break;
-            case KeyKind::rpm: key_name = "test-name"; break;
-            case KeyKind::isis: key_name = "interface-name"; break;
-            case KeyKind::lsp: key_name = "lsp-name"; break;
-            case KeyKind::none: break;
-        }
         if (rule.keys == KeyKind::rpm) s += ", \"owner\": \"sla-probes\"";
-        if (key_name) {
+        if (const char* key_name = key_field_name(rule.keys)) {
             s += ", \"";
             s += key_name;
             s += "\": ";
