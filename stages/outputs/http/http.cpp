@@ -85,18 +85,18 @@ const OptionSchema<HO> kHttpOutSchema{
      "splunk_hec: field holding the event time (epoch seconds/ms or RFC 3339); empty = the receive time."},
 };
 
-// Every problem is recorded in c; the caller builds nothing from options that have one.
-SenderOptions parse_options(const HttpOutOptions& in, const StageConfig& c, Batching& batching) {
-    SenderOptions o;
-    o.url = in.url;
-    if (o.url.rfind("http://", 0) != 0 && o.url.rfind("https://", 0) != 0) {
+void check_url(const std::string& url, const StageConfig& c) {
+    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
         c.problem("url", "url must start with http:// or https://, e.g. \"https://collector:8443/ingest\"");
-    } else {
-        CURLU* u = curl_url();
-        CURLUcode uc = curl_url_set(u, CURLUPART_URL, o.url.c_str(), 0);
-        curl_url_cleanup(u);
-        if (uc != CURLUE_OK) c.problem("url", "url \"" + o.url + "\" cannot be parsed: " + curl_url_strerror(uc));
+        return;
     }
+    CURLU* u = curl_url();
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url.c_str(), 0);
+    curl_url_cleanup(u);
+    if (uc != CURLUE_OK) c.problem("url", "url \"" + url + "\" cannot be parsed: " + curl_url_strerror(uc));
+}
+
+void parse_encoding(const HttpOutOptions& in, const StageConfig& c, SenderOptions& o) {
     if (!parse_format(in.format, o.body.format))
         c.problem("format", "format must be ndjson, json_array, elasticsearch_bulk or splunk_hec");
     if (!parse_compression(in.compression, o.compression)) c.problem("compression", "compression must be none, gzip or zstd");
@@ -104,8 +104,11 @@ SenderOptions parse_options(const HttpOutOptions& in, const StageConfig& c, Batc
     if (level < 0 || level > 19 || (o.compression == Compression::gzip && level > 9))
         c.problem("compression_level", "compression_level must be 0 (the default), 1-9 for gzip or 1-19 for zstd");
     o.compression_level = int(level);
+}
 
-    for (auto& [k, v] : in.batch) {
+// batch = { max_events, max_bytes, max_wait }: a key left out keeps its default.
+void parse_batching(const StringMap& batch, const StageConfig& c, Batching& batching) {
+    for (auto& [k, v] : batch) {
         if (k == "max_events") {
             auto n = parse_size(v);
             if (!n || *n < 1 || *n > 1000000) c.problem("batch", "batch.max_events must be between 1 and 1000000");
@@ -122,47 +125,82 @@ SenderOptions parse_options(const HttpOutOptions& in, const StageConfig& c, Batc
             c.problem("batch", "unknown key '" + k + "' in batch (use max_events, max_bytes, max_wait)");
         }
     }
-    o.max_inflight = size_t(in.max_inflight);
+}
 
+// Content-Type and Content-Encoding come first, then the user's headers in their order.
+void add_headers(const StringMap& headers, const StageConfig& c, SenderOptions& o) {
     o.headers.push_back(std::string("Content-Type: ") + content_type(o.body.format));
     if (const char* ce = content_encoding(o.compression)) o.headers.push_back(std::string("Content-Encoding: ") + ce);
-    for (auto& [k, v] : in.headers) {
+    for (auto& [k, v] : headers) {
         if (k.empty() || k.find_first_of(": \r\n") != std::string::npos || v.find_first_of("\r\n") != std::string::npos)
             c.problem("headers", "header \"" + k + "\" is not a valid header name and value");
         o.headers.push_back(k + ": " + v);
     }
+}
 
-    if (c.has("auth")) {
-        std::string type, user, pass, token;
-        for (auto& [k, v] : in.auth) {
-            if (k == "type") type = v;
-            else if (k == "username") user = v;
-            else if (k == "password") pass = v;
-            else if (k == "token") token = v;
-            else c.problem("auth", "unknown key '" + k + "' in auth (use type, username, password, token)");
-        }
-        if (type == "basic") {
-            if (user.empty()) c.problem("auth", "auth type \"basic\" needs a username (and a password)");
-            o.username = user;
-            o.password = pass;
-        } else if (type == "bearer" || type == "splunk") {
-            if (token.empty()) c.problem("auth", "auth type \"" + type + "\" needs a non-empty token");
-            o.headers.push_back(std::string("Authorization: ") + (type == "bearer" ? "Bearer " : "Splunk ") + token);
-        } else if (type != "none") {
-            c.problem("auth", "auth type must be \"none\", \"basic\", \"bearer\" or \"splunk\"");
-        }
+// basic sets curl's credentials; bearer and splunk add an Authorization header after the others.
+void parse_auth(const StringMap& auth, const StageConfig& c, SenderOptions& o) {
+    std::string type, user, pass, token;
+    for (auto& [k, v] : auth) {
+        if (k == "type") type = v;
+        else if (k == "username") user = v;
+        else if (k == "password") pass = v;
+        else if (k == "token") token = v;
+        else c.problem("auth", "unknown key '" + k + "' in auth (use type, username, password, token)");
     }
-    if (c.has("tls")) {
-        for (auto& [k, v] : in.tls) {
-            if (k == "ca") o.tls_ca = v;
-            else if (k == "cert") o.tls_cert = v;
-            else if (k == "key") o.tls_key = v;
-            else if (k == "verify") {
-                if (!truthy(v, o.tls_verify)) c.problem("tls", "tls.verify must be true or false");
-            } else c.problem("tls", "unknown key '" + k + "' in tls (use ca, verify, cert, key)");
-        }
-        if (o.tls_cert.empty() != o.tls_key.empty()) c.problem("tls", "a client certificate needs both tls.cert and tls.key");
+    if (type == "basic") {
+        if (user.empty()) c.problem("auth", "auth type \"basic\" needs a username (and a password)");
+        o.username = user;
+        o.password = pass;
+    } else if (type == "bearer" || type == "splunk") {
+        if (token.empty()) c.problem("auth", "auth type \"" + type + "\" needs a non-empty token");
+        o.headers.push_back(std::string("Authorization: ") + (type == "bearer" ? "Bearer " : "Splunk ") + token);
+    } else if (type != "none") {
+        c.problem("auth", "auth type must be \"none\", \"basic\", \"bearer\" or \"splunk\"");
     }
+}
+
+void parse_tls(const StringMap& tls, const StageConfig& c, SenderOptions& o) {
+    for (auto& [k, v] : tls) {
+        if (k == "ca") o.tls_ca = v;
+        else if (k == "cert") o.tls_cert = v;
+        else if (k == "key") o.tls_key = v;
+        else if (k == "verify") {
+            if (!truthy(v, o.tls_verify)) c.problem("tls", "tls.verify must be true or false");
+        } else c.problem("tls", "unknown key '" + k + "' in tls (use ca, verify, cert, key)");
+    }
+    if (o.tls_cert.empty() != o.tls_key.empty()) c.problem("tls", "a client certificate needs both tls.cert and tls.key");
+}
+
+// index, es_action and the splunk_hec fields; each is checked against the body format.
+void parse_format_fields(const HttpOutOptions& in, const StageConfig& c, BodyOptions& body) {
+    if (in.index) {
+        if (body.format == Format::elasticsearch_bulk) body.es_index = *in.index;
+        else if (body.format == Format::splunk_hec) body.hec_index = *in.index;
+        else c.problem("index", "index applies to format = \"elasticsearch_bulk\" or \"splunk_hec\"");
+        if (in.index->empty()) c.problem("index", "index must not be empty");
+    }
+    body.es_action = in.es_action;
+    for (auto k : {"sourcetype", "source", "host", "time_field"})
+        if (c.has(k) && body.format != Format::splunk_hec) c.problem(k, std::string(k) + " applies to format = \"splunk_hec\"");
+    body.hec_sourcetype = in.sourcetype;
+    body.hec_source = in.source;
+    body.hec_host = in.host;
+    body.hec_time_field = in.time_field;
+}
+
+// Every problem is recorded in c; the caller builds nothing from options that have one.
+// The helpers run in the order of the options, so problems are reported in that order.
+SenderOptions parse_options(const HttpOutOptions& in, const StageConfig& c, Batching& batching) {
+    SenderOptions o;
+    o.url = in.url;
+    check_url(o.url, c);
+    parse_encoding(in, c, o);
+    parse_batching(in.batch, c, batching);
+    o.max_inflight = size_t(in.max_inflight);
+    add_headers(in.headers, c, o);
+    if (c.has("auth")) parse_auth(in.auth, c, o);
+    if (c.has("tls")) parse_tls(in.tls, c, o);
     o.proxy = in.proxy;
 
     o.request_timeout = in.request_timeout;
@@ -172,19 +210,7 @@ SenderOptions parse_options(const HttpOutOptions& in, const StageConfig& c, Batc
     o.delivery_timeout = in.delivery_timeout;
     if (o.retry_max < o.retry_initial) c.problem("retry_backoff_max", "retry_backoff_max must not be below retry_backoff");
 
-    if (in.index) {
-        if (o.body.format == Format::elasticsearch_bulk) o.body.es_index = *in.index;
-        else if (o.body.format == Format::splunk_hec) o.body.hec_index = *in.index;
-        else c.problem("index", "index applies to format = \"elasticsearch_bulk\" or \"splunk_hec\"");
-        if (in.index->empty()) c.problem("index", "index must not be empty");
-    }
-    o.body.es_action = in.es_action;
-    for (auto k : {"sourcetype", "source", "host", "time_field"})
-        if (c.has(k) && o.body.format != Format::splunk_hec) c.problem(k, std::string(k) + " applies to format = \"splunk_hec\"");
-    o.body.hec_sourcetype = in.sourcetype;
-    o.body.hec_source = in.source;
-    o.body.hec_host = in.host;
-    o.body.hec_time_field = in.time_field;
+    parse_format_fields(in, c, o.body);
     c.stop_if_problems();  // before a compressor or sender is made from them
     return o;
 }
