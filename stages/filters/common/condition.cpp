@@ -96,100 +96,69 @@ private:
         return parse_primary();
     }
 
+    // A comparison, exists(...), true/false, or a parenthesised condition.
     int parse_primary() {
         skip();
         if (pos_ >= t_.size()) fail(pos_, "the condition ends where a comparison, exists(...) or '(' was expected");
         char c = t_[pos_];
-        if (c == '(') {
-            Nest nest(*this, pos_);
-            size_t open = pos_++;
-            int n = parse_or();
-            skip();
-            if (pos_ >= t_.size() || t_[pos_] != ')') fail(open, "this '(' is never closed");
-            ++pos_;
-            return n;
-        }
-        if (word_at("exists")) {
-            pos_ += 6;
-            skip();
-            if (pos_ >= t_.size() || t_[pos_] != '(') fail(pos_, "expected '(' after exists");
-            ++pos_;
-            skip();
-            Condition::Node n{Condition::Op::exists};
-            n.slot = path();
-            skip();
-            if (pos_ >= t_.size() || t_[pos_] != ')') fail(pos_, "expected ')' after the field path of exists(");
-            ++pos_;
-            return add(std::move(n));
-        }
-        if (word_at("true") || word_at("false")) {
-            Condition::Node n{Condition::Op::constant};
-            n.lit.kind = Kind::boolean;
-            n.lit.b = t_[pos_] == 't';
-            pos_ += n.lit.b ? 4 : 5;
-            return add(std::move(n));
-        }
+        if (c == '(') return parse_group();
+        if (word_at("exists")) return parse_exists();
+        if (word_at("true") || word_at("false")) return parse_constant();
         if (c != '.') {
             if (c == '"' || c == '-' || (c >= '0' && c <= '9'))
                 fail(pos_, "a comparison starts with the field path, such as .severity == \"major\"");
             fail(pos_, "expected a field path (.name), exists(...), '!' or '('");
         }
-        size_t at = pos_;
-        size_t slot = path();
+        return parse_comparison();
+    }
+
+    // '(' condition ')', at '('.
+    int parse_group() {
+        Nest nest(*this, pos_);
+        size_t open = pos_++;
+        int n = parse_or();
         skip();
-        size_t op_at = pos_;
+        if (pos_ >= t_.size() || t_[pos_] != ')') fail(open, "this '(' is never closed");
+        ++pos_;
+        return n;
+    }
+
+    // exists(.path), at the word "exists".
+    int parse_exists() {
+        pos_ += 6;
+        skip();
+        if (pos_ >= t_.size() || t_[pos_] != '(') fail(pos_, "expected '(' after exists");
+        ++pos_;
+        skip();
+        Condition::Node n{Condition::Op::exists};
+        n.slot = path();
+        skip();
+        if (pos_ >= t_.size() || t_[pos_] != ')') fail(pos_, "expected ')' after the field path of exists(");
+        ++pos_;
+        return add(std::move(n));
+    }
+
+    // A bare true or false, at the word.
+    int parse_constant() {
+        Condition::Node n{Condition::Op::constant};
+        n.lit.kind = Kind::boolean;
+        n.lit.b = t_[pos_] == 't';
+        pos_ += n.lit.b ? 4 : 5;
+        return add(std::move(n));
+    }
+
+    // .path OP value, at the '.'; the value's type is checked against the operator.
+    int parse_comparison() {
+        size_t at = pos_;
         Condition::Node n{Condition::Op::eq};
-        n.slot = slot;
-        if (eat("==")) n.op = Condition::Op::eq;
-        else if (eat("!=")) n.op = Condition::Op::ne;
-        else if (eat("<=")) n.op = Condition::Op::le;
-        else if (eat(">=")) n.op = Condition::Op::ge;
-        else if (eat("=~")) n.op = Condition::Op::match;
-        else if (eat("!~")) n.op = Condition::Op::not_match;
-        else if (eat("<")) n.op = Condition::Op::lt;
-        else if (eat(">")) n.op = Condition::Op::gt;
-        else if (word_at("in")) pos_ += 2, n.op = Condition::Op::in;
-        else if (pos_ < t_.size() && t_[pos_] == '=') fail(pos_, "'=' is not an operator (did you mean '=='?)");
-        else if (pos_ >= t_.size()) fail(pos_, "the condition ends after the field " + std::string(t_.substr(at, op_at - at)) +
-                                                   ": expected an operator (==, !=, <, <=, >, >=, =~, !~, in); to test presence write exists(" +
-                                                   std::string(t_.substr(at, op_at - at)) + ")");
-        else fail(pos_, "expected an operator (==, !=, <, <=, >, >=, =~, !~, in) after the field path");
+        n.slot = path();
+        n.op = comparison_op(at);
         skip();
         size_t lit_at = pos_;
         switch (n.op) {
-            case Condition::Op::in: {
-                if (pos_ >= t_.size() || t_[pos_] != '[') fail(pos_, "expected a list such as [\"major\", \"critical\"] after 'in'");
-                ++pos_;
-                skip();
-                if (pos_ < t_.size() && t_[pos_] == ']') {
-                    ++pos_;
-                    break;
-                }
-                while (true) {
-                    n.list.push_back(literal());
-                    skip();
-                    if (pos_ < t_.size() && t_[pos_] == ',') {
-                        ++pos_;
-                        continue;
-                    }
-                    if (pos_ < t_.size() && t_[pos_] == ']') {
-                        ++pos_;
-                        break;
-                    }
-                    fail(pos_, "expected ',' or ']' in the list");
-                }
-                break;
-            }
+            case Condition::Op::in: n.list = literal_list(); break;
             case Condition::Op::match:
-            case Condition::Op::not_match: {
-                n.lit = literal();
-                if (n.lit.kind != Kind::string) fail(lit_at, "=~ and !~ take a regular expression as a string, such as \"^ge-\"");
-                RE2::Options o;
-                o.set_log_errors(false);
-                n.re = std::make_unique<RE2>(n.lit.str, o);
-                if (!n.re->ok()) fail(lit_at, "invalid regular expression: " + n.re->error());
-                break;
-            }
+            case Condition::Op::not_match: compile_regex(n, lit_at); break;
             case Condition::Op::lt:
             case Condition::Op::le:
             case Condition::Op::gt:
@@ -197,10 +166,70 @@ private:
                 n.lit = literal();
                 if (n.lit.kind != Kind::number) fail(lit_at, "<, <=, > and >= compare numbers: expected a number");
                 break;
-            default:
-                n.lit = literal();
+            default: n.lit = literal();
         }
         return add(std::move(n));
+    }
+
+    // The operator after the field path that starts at `at`. Two-character operators are tried
+    // before their one-character prefixes.
+    Condition::Op comparison_op(size_t at) {
+        skip();
+        size_t op_at = pos_;
+        if (eat("==")) return Condition::Op::eq;
+        if (eat("!=")) return Condition::Op::ne;
+        if (eat("<=")) return Condition::Op::le;
+        if (eat(">=")) return Condition::Op::ge;
+        if (eat("=~")) return Condition::Op::match;
+        if (eat("!~")) return Condition::Op::not_match;
+        if (eat("<")) return Condition::Op::lt;
+        if (eat(">")) return Condition::Op::gt;
+        if (word_at("in")) {
+            pos_ += 2;
+            return Condition::Op::in;
+        }
+        if (pos_ < t_.size() && t_[pos_] == '=') fail(pos_, "'=' is not an operator (did you mean '=='?)");
+        if (pos_ >= t_.size()) {
+            const std::string field(t_.substr(at, op_at - at));
+            fail(pos_, "the condition ends after the field " + field +
+                           ": expected an operator (==, !=, <, <=, >, >=, =~, !~, in); to test presence write exists(" + field + ")");
+        }
+        fail(pos_, "expected an operator (==, !=, <, <=, >, >=, =~, !~, in) after the field path");
+    }
+
+    // The right-hand side of 'in': [value, ...], possibly empty.
+    std::vector<Condition::Literal> literal_list() {
+        std::vector<Condition::Literal> list;
+        if (pos_ >= t_.size() || t_[pos_] != '[') fail(pos_, "expected a list such as [\"major\", \"critical\"] after 'in'");
+        ++pos_;
+        skip();
+        if (pos_ < t_.size() && t_[pos_] == ']') {
+            ++pos_;
+            return list;
+        }
+        while (true) {
+            list.push_back(literal());
+            skip();
+            if (pos_ < t_.size() && t_[pos_] == ',') {
+                ++pos_;
+                continue;
+            }
+            if (pos_ < t_.size() && t_[pos_] == ']') {
+                ++pos_;
+                return list;
+            }
+            fail(pos_, "expected ',' or ']' in the list");
+        }
+    }
+
+    // The string after =~ or !~ (at lit_at), compiled once into n.re.
+    void compile_regex(Condition::Node& n, size_t lit_at) {
+        n.lit = literal();
+        if (n.lit.kind != Kind::string) fail(lit_at, "=~ and !~ take a regular expression as a string, such as \"^ge-\"");
+        RE2::Options o;
+        o.set_log_errors(false);
+        n.re = std::make_unique<RE2>(n.lit.str, o);
+        if (!n.re->ok()) fail(lit_at, "invalid regular expression: " + n.re->error());
     }
 
     size_t path() {
