@@ -144,6 +144,182 @@ size_t utf8_len(const unsigned char* p, size_t left) {
     return 0;
 }
 
+// The header fields of RFC 5424 between "<PRI>1 " and STRUCTURED-DATA.
+struct Header5424 {
+    std::string_view timestamp, hostname, app_name, procid, msgid;
+};
+
+// Reads the five header fields; pos ends at STRUCTURED-DATA. Returns the parse error, or nullptr.
+const char* read_header_5424(std::string_view s, size_t& pos, Header5424& h) {
+    if (!header_field(s, pos, h.timestamp)) return "RFC 5424: missing TIMESTAMP";
+    if (h.timestamp != "-" && !is_rfc3339(h.timestamp)) return "RFC 5424: TIMESTAMP is not an RFC 3339 date-time";
+    if (!header_field(s, pos, h.hostname)) return "RFC 5424: missing or invalid HOSTNAME";
+    if (!header_field(s, pos, h.app_name)) return "RFC 5424: missing or invalid APP-NAME";
+    if (!header_field(s, pos, h.procid)) return "RFC 5424: missing or invalid PROCID";
+    if (!header_field(s, pos, h.msgid)) return "RFC 5424: missing or invalid MSGID";
+    if (pos >= s.size()) return "RFC 5424: missing STRUCTURED-DATA";
+    return nullptr;
+}
+
+// The header fields a message carries ("-" is left out).
+void put_header_5424(std::string& b, const Header5424& h) {
+    auto field = [&](const char* k, std::string_view v) {
+        if (v == "-") return;
+        key(b, k);
+        append_json_text(b, v);
+    };
+    field("timestamp", h.timestamp);
+    field("hostname", h.hostname);
+    field("app_name", h.app_name);
+    field("procid", h.procid);
+    field("msgid", h.msgid);
+}
+
+// The PARAM-VALUE at pos (after name="), up to its closing quote, which pos moves past. A value
+// with escapes (\" \\ \]) is unescaped into `scratch`. False when the value is never closed.
+bool read_param_value(std::string_view s, size_t& pos, std::string& scratch, std::string_view& value) {
+    // Most values have no escapes: read them in place, up to the quote.
+    size_t stop = s.find_first_of("\"\\", pos);
+    if (stop != std::string_view::npos && s[stop] == '"') {
+        value = s.substr(pos, stop - pos);
+        pos = stop + 1;
+        return true;
+    }
+    scratch.clear();
+    while (pos < s.size()) {
+        char c = s[pos];
+        if (c == '\\' && pos + 1 < s.size() && (s[pos + 1] == '"' || s[pos + 1] == '\\' || s[pos + 1] == ']')) {
+            scratch.push_back(s[pos + 1]);
+            pos += 2;
+        } else if (c == '"') {
+            ++pos;
+            value = scratch;
+            return true;
+        } else {
+            scratch.push_back(c);
+            ++pos;
+        }
+    }
+    return false;
+}
+
+// One SD-ELEMENT at pos ('[' SD-ID *(' ' name="value") ']'), appended as "id":{"name":"value",...}.
+// Returns the parse error, or nullptr.
+const char* put_sd_element(std::string_view s, size_t& pos, std::string& scratch, std::string& b, bool first) {
+    ++pos;
+    std::string_view id = read_sd_name(s, pos);
+    if (id.empty() || pos >= s.size()) return "RFC 5424: invalid SD-ID in STRUCTURED-DATA";
+    if (!first) b.push_back(',');
+    append_json_text(b, id);
+    b.append(":{");
+    bool first_param = true;
+    while (pos < s.size() && s[pos] == ' ') {
+        ++pos;
+        std::string_view name = read_sd_name(s, pos);
+        if (name.empty() || pos + 1 >= s.size() || s[pos] != '=' || s[pos + 1] != '"')
+            return "RFC 5424: invalid SD-PARAM (expected name=\"value\")";
+        pos += 2;
+        std::string_view value;
+        if (!read_param_value(s, pos, scratch, value)) return "RFC 5424: unterminated PARAM-VALUE in STRUCTURED-DATA";
+        if (!first_param) b.push_back(',');
+        first_param = false;
+        append_json_text(b, name);
+        b.push_back(':');
+        append_json_text(b, value);
+    }
+    if (pos >= s.size() || s[pos] != ']') return "RFC 5424: STRUCTURED-DATA element not closed by ']'";
+    ++pos;
+    b.push_back('}');
+    return nullptr;
+}
+
+// STRUCTURED-DATA at pos: '-', or SD-ELEMENTs appended as "structured_data":{...}. Returns the
+// parse error, or nullptr.
+const char* put_structured_data(std::string_view s, size_t& pos, std::string& scratch, std::string& b) {
+    if (s[pos] == '-') {
+        ++pos;
+        return nullptr;
+    }
+    if (s[pos] != '[') return "RFC 5424: STRUCTURED-DATA must be '-' or start with '['";
+    key(b, "structured_data");
+    b.push_back('{');
+    for (bool first = true; pos < s.size() && s[pos] == '['; first = false)
+        if (const char* why = put_sd_element(s, pos, scratch, b, first)) return why;
+    b.push_back('}');
+    return nullptr;
+}
+
+// An RFC 3164 "Mmm dd hh:mm:ss " stamp (dd may be " 9"), without zone or year.
+struct BsdStamp {
+    int month = 0, day = -1, hour = -1, minute = -1, second = -1;
+};
+
+bool read_bsd_stamp(std::string_view s, BsdStamp& t) {
+    if (s.size() >= 16)
+        for (int m = 0; m < 12 && t.month == 0; ++m)
+            if (std::memcmp(kMonths + 3 * m, s.data(), 3) == 0) t.month = m + 1;
+    if (t.month && s[3] == ' ') {
+        t.day = s[4] == ' ' ? digits(s, 5, 1) : digits(s, 4, 2);
+        t.hour = digits(s, 7, 2);
+        t.minute = digits(s, 10, 2);
+        t.second = digits(s, 13, 2);
+    }
+    return t.day >= 1 && t.day <= 31 && s[6] == ' ' && t.hour >= 0 && t.hour <= 23 && s[9] == ':' && t.minute >= 0 && t.minute <= 59 &&
+           s[12] == ':' && t.second >= 0 && t.second <= 60 && s[15] == ' ';
+}
+
+// The year of a BSD stamp: the receive year in the zone, or the one before/after when that puts
+// the message more than half a year away (December's messages read in January).
+int bsd_year(const BsdStamp& t, int64_t received_ns, const ParserOptions& o) {
+    const std::tm now = receive_time(received_ns, o.local_zone, o.fixed_offset_s);
+    int year = now.tm_year + 1900;
+    int64_t msg_day = days_from_civil(year, unsigned(t.month), unsigned(t.day));
+    int64_t now_day = days_from_civil(year, unsigned(now.tm_mon + 1), unsigned(now.tm_mday));
+    if (msg_day - now_day > 183) --year;
+    else if (now_day - msg_day > 183) ++year;
+    return year;
+}
+
+// RFC 3164's HOSTNAME at pos, unless the next word is already the TAG ("su:" or "sshd[12]:").
+// Returns the position after it (pos when there is none).
+size_t put_hostname_3164(std::string_view s, size_t pos, std::string& b) {
+    size_t sp = s.find(' ', pos);
+    std::string_view word = s.substr(pos, sp == std::string_view::npos ? std::string_view::npos : sp - pos);
+    if (sp == std::string_view::npos || word.empty() || word.back() == ':' || word.find('[') != std::string_view::npos) return pos;
+    bool ok = true;
+    for (char c : word) ok &= printable(c);
+    if (!ok) return pos;
+    key(b, "hostname");
+    append_json_text(b, word);
+    return sp + 1;
+}
+
+// TAG[PID]: at pos, the TAG at most 48 characters without spaces, ':' or '['. Returns the
+// position of the MSG after it (pos when there is no TAG).
+size_t put_tag_3164(std::string_view s, size_t pos, std::string& b) {
+    size_t t = pos;
+    while (t < s.size() && t - pos <= 48 && printable(s[t]) && s[t] != ':' && s[t] != '[') ++t;
+    if (t == pos || t >= s.size() || (s[t] != ':' && s[t] != '[')) return pos;
+    std::string_view tag = s.substr(pos, t - pos);
+    std::string_view pid;
+    size_t after = t;
+    if (s[t] == '[') {
+        size_t close = s.find(']', t);
+        if (close == std::string_view::npos || close - t > 129 || close + 1 >= s.size() || s[close + 1] != ':') return pos;
+        pid = s.substr(t + 1, close - t - 1);
+        after = close + 1;
+    }
+    key(b, "app_name");
+    append_json_text(b, tag);
+    if (!pid.empty()) {
+        key(b, "procid");
+        append_json_text(b, pid);
+    }
+    pos = after + 1;  // past ':'
+    if (pos < s.size() && s[pos] == ' ') ++pos;
+    return pos;
+}
+
 }  // namespace
 
 void append_json_text(std::string& out, std::string_view s) {
@@ -242,100 +418,16 @@ bool Parser::parse(std::string_view msg, int64_t received_ns, Batch& out) {
 
 bool Parser::parse_5424(std::string_view s, int pri, Batch& out) {
     size_t pos = 0;
-    std::string_view ts, host, app, procid, msgid;
-    if (!header_field(s, pos, ts)) return error_ = "RFC 5424: missing TIMESTAMP", false;
-    if (ts != "-" && !is_rfc3339(ts)) return error_ = "RFC 5424: TIMESTAMP is not an RFC 3339 date-time", false;
-    if (!header_field(s, pos, host)) return error_ = "RFC 5424: missing or invalid HOSTNAME", false;
-    if (!header_field(s, pos, app)) return error_ = "RFC 5424: missing or invalid APP-NAME", false;
-    if (!header_field(s, pos, procid)) return error_ = "RFC 5424: missing or invalid PROCID", false;
-    if (!header_field(s, pos, msgid)) return error_ = "RFC 5424: missing or invalid MSGID", false;
-    if (pos >= s.size()) return error_ = "RFC 5424: missing STRUCTURED-DATA", false;
+    Header5424 h;
+    if (const char* why = read_header_5424(s, pos, h)) return error_ = why, false;
 
     out.begin_event();
     std::string& b = out.buf;
     pri_fields(b, pri);
-    auto field = [&](const char* k, std::string_view v) {
-        if (v == "-") return;
-        key(b, k);
-        append_json_text(b, v);
-    };
-    field("timestamp", ts);
-    field("hostname", host);
-    field("app_name", app);
-    field("procid", procid);
-    field("msgid", msgid);
-
-    if (s[pos] == '-') {
-        ++pos;
-    } else if (s[pos] == '[') {
-        key(b, "structured_data");
-        b.push_back('{');
-        bool first_id = true;
-        while (pos < s.size() && s[pos] == '[') {
-            ++pos;
-            std::string_view id = read_sd_name(s, pos);
-            if (id.empty() || pos >= s.size()) {
-                return rejected(out, error_, "RFC 5424: invalid SD-ID in STRUCTURED-DATA");
-            }
-            if (!first_id) b.push_back(',');
-            first_id = false;
-            append_json_text(b, id);
-            b.append(":{");
-            bool first_param = true;
-            while (pos < s.size() && s[pos] == ' ') {
-                ++pos;
-                std::string_view name = read_sd_name(s, pos);
-                if (name.empty() || pos + 1 >= s.size() || s[pos] != '=' || s[pos + 1] != '"') {
-                    return rejected(out, error_, "RFC 5424: invalid SD-PARAM (expected name=\"value\")");
-                }
-                pos += 2;
-                bool closed = false;
-                std::string_view value;
-                // Most values have no escapes: read them in place, up to the quote.
-                size_t stop = s.find_first_of("\"\\", pos);
-                if (stop != std::string_view::npos && s[stop] == '"') {
-                    value = s.substr(pos, stop - pos);
-                    pos = stop + 1;
-                    closed = true;
-                }
-                if (!closed) scratch_.clear();
-                while (!closed && pos < s.size()) {
-                    char c = s[pos];
-                    if (c == '\\' && pos + 1 < s.size() && (s[pos + 1] == '"' || s[pos + 1] == '\\' || s[pos + 1] == ']')) {
-                        scratch_.push_back(s[pos + 1]);
-                        pos += 2;
-                    } else if (c == '"') {
-                        ++pos;
-                        closed = true;
-                        break;
-                    } else {
-                        scratch_.push_back(c);
-                        ++pos;
-                    }
-                }
-                if (!closed) {
-                    return rejected(out, error_, "RFC 5424: unterminated PARAM-VALUE in STRUCTURED-DATA");
-                }
-                if (!first_param) b.push_back(',');
-                first_param = false;
-                append_json_text(b, name);
-                b.push_back(':');
-                append_json_text(b, value.data() ? value : std::string_view(scratch_));
-            }
-            if (pos >= s.size() || s[pos] != ']') {
-                return rejected(out, error_, "RFC 5424: STRUCTURED-DATA element not closed by ']'");
-            }
-            ++pos;
-            b.push_back('}');
-        }
-        b.push_back('}');
-    } else {
-        return rejected(out, error_, "RFC 5424: STRUCTURED-DATA must be '-' or start with '['");
-    }
+    put_header_5424(b, h);
+    if (const char* why = put_structured_data(s, pos, scratch_, b)) return rejected(out, error_, why);
     if (pos < s.size()) {
-        if (s[pos] != ' ') {
-            return rejected(out, error_, "RFC 5424: expected a space between STRUCTURED-DATA and MSG");
-        }
+        if (s[pos] != ' ') return rejected(out, error_, "RFC 5424: expected a space between STRUCTURED-DATA and MSG");
         std::string_view m = s.substr(pos + 1);
         if (m.size() >= 3 && m.substr(0, 3) == "\xEF\xBB\xBF") m.remove_prefix(3);
         key(b, "message");
@@ -364,92 +456,37 @@ int32_t Parser::local_offset(int year, int month, int day, int hour) {
     return cached_offset_;
 }
 
+size_t Parser::put_timestamp_3164(std::string_view s, int64_t received_ns, std::string& b) {
+    BsdStamp t;
+    if (read_bsd_stamp(s, t)) {
+        int year = bsd_year(t, received_ns, o_);
+        key(b, "timestamp");
+        put_time(b, year, t.month, t.day, t.hour, t.minute, t.second, local_offset(year, t.month, t.day, t.hour));
+        return 16;
+    }
+    // An RFC 3339 stamp: rsyslog's forwarding format.
+    size_t sp = s.find(' ');
+    std::string_view tok = s.substr(0, sp == std::string_view::npos ? s.size() : sp);
+    if (sp != std::string_view::npos && is_rfc3339(tok)) {
+        key(b, "timestamp");
+        append_json_text(b, tok);
+        return sp + 1;
+    }
+    // No timestamp: the receive time stands in (RFC 3164 4.3.2 says a relay adds one).
+    const std::tm now = receive_time(received_ns, o_.local_zone, o_.fixed_offset_s);
+    key(b, "timestamp");
+    put_time(b, now.tm_year + 1900, now.tm_mon + 1, now.tm_mday, now.tm_hour, now.tm_min, now.tm_sec,
+             o_.local_zone ? int32_t(now.tm_gmtoff) : o_.fixed_offset_s);
+    return 0;
+}
+
 bool Parser::parse_3164(std::string_view s, int pri, int64_t received_ns, Batch& out) {
-    size_t pos = 0;
     out.begin_event();
     std::string& b = out.buf;
     pri_fields(b, pri);
-
-    // "Mmm dd hh:mm:ss " (dd may be " 9"), or an RFC 3339 stamp (rsyslog's forwarding format).
-    int month = 0;
-    if (s.size() >= 16)
-        for (int m = 0; m < 12 && month == 0; ++m)
-            if (std::memcmp(kMonths + 3 * m, s.data(), 3) == 0) month = m + 1;
-    int day = -1, h = -1, mi = -1, se = -1;
-    if (month && s[3] == ' ') {
-        day = s[4] == ' ' ? digits(s, 5, 1) : digits(s, 4, 2);
-        h = digits(s, 7, 2);
-        mi = digits(s, 10, 2);
-        se = digits(s, 13, 2);
-    }
-    if (day >= 1 && day <= 31 && s[6] == ' ' && h >= 0 && h <= 23 && s[9] == ':' && mi >= 0 && mi <= 59 && s[12] == ':' && se >= 0 &&
-        se <= 60 && s[15] == ' ') {
-        // The year is the receive year in the zone, or the one before/after when that puts the
-        // message more than half a year away (December's messages read in January).
-        const std::tm now = receive_time(received_ns, o_.local_zone, o_.fixed_offset_s);
-        int year = now.tm_year + 1900;
-        int64_t msg_day = days_from_civil(year, unsigned(month), unsigned(day));
-        int64_t now_day = days_from_civil(year, unsigned(now.tm_mon + 1), unsigned(now.tm_mday));
-        if (msg_day - now_day > 183) --year;
-        else if (now_day - msg_day > 183) ++year;
-        key(b, "timestamp");
-        put_time(b, year, month, day, h, mi, se, local_offset(year, month, day, h));
-        pos = 16;
-    } else {
-        size_t sp = s.find(' ');
-        std::string_view tok = s.substr(0, sp == std::string_view::npos ? s.size() : sp);
-        if (sp != std::string_view::npos && is_rfc3339(tok)) {
-            key(b, "timestamp");
-            append_json_text(b, tok);
-            pos = sp + 1;
-        } else {
-            // No timestamp: the receive time stands in (RFC 3164 4.3.2 says a relay adds one).
-            const std::tm t = receive_time(received_ns, o_.local_zone, o_.fixed_offset_s);
-            key(b, "timestamp");
-            put_time(b, t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
-                     o_.local_zone ? int32_t(t.tm_gmtoff) : o_.fixed_offset_s);
-        }
-    }
-
-    // HOSTNAME, unless the next word is already the TAG ("su:" or "sshd[12]:").
-    size_t sp = s.find(' ', pos);
-    std::string_view word = s.substr(pos, sp == std::string_view::npos ? std::string_view::npos : sp - pos);
-    if (sp != std::string_view::npos && !word.empty() && word.back() != ':' && word.find('[') == std::string_view::npos) {
-        bool ok = true;
-        for (char c : word) ok &= printable(c);
-        if (ok) {
-            key(b, "hostname");
-            append_json_text(b, word);
-            pos = sp + 1;
-        }
-    }
-    // TAG[PID]: the TAG is at most 48 characters without spaces, ':' or '['.
-    size_t t = pos;
-    while (t < s.size() && t - pos <= 48 && printable(s[t]) && s[t] != ':' && s[t] != '[') ++t;
-    if (t > pos && t < s.size() && (s[t] == ':' || s[t] == '[')) {
-        std::string_view tag = s.substr(pos, t - pos);
-        std::string_view pid;
-        size_t after = t;
-        bool ok = true;
-        if (s[t] == '[') {
-            size_t close = s.find(']', t);
-            ok = close != std::string_view::npos && close - t <= 129 && close + 1 < s.size() && s[close + 1] == ':';
-            if (ok) {
-                pid = s.substr(t + 1, close - t - 1);
-                after = close + 1;
-            }
-        }
-        if (ok) {
-            key(b, "app_name");
-            append_json_text(b, tag);
-            if (!pid.empty()) {
-                key(b, "procid");
-                append_json_text(b, pid);
-            }
-            pos = after + 1;  // past ':'
-            if (pos < s.size() && s[pos] == ' ') ++pos;
-        }
-    }
+    size_t pos = put_timestamp_3164(s, received_ns, b);
+    pos = put_hostname_3164(s, pos, b);
+    pos = put_tag_3164(s, pos, b);
     key(b, "message");
     append_json_text(b, s.substr(std::min(pos, s.size())));
     b.push_back('}');

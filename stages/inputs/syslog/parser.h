@@ -41,6 +41,9 @@ public:
 private:
     bool parse_5424(std::string_view s, int pri, Batch& out);
     bool parse_3164(std::string_view s, int pri, int64_t received_ns, Batch& out);
+    // Appends the timestamp of an RFC 3164 message (its own, else the receive time); returns the
+    // position after it.
+    size_t put_timestamp_3164(std::string_view s, int64_t received_ns, std::string& b);
     void pri_fields(std::string& b, int pri);
     void raw_event(std::string_view msg, const char* why, Batch& out);
     // Seconds east of UTC for a local civil time, cached per hour.
