@@ -149,7 +149,6 @@ char* compact_bytes(const char* p, const char* end, char* d, bool& in_str, bool&
 }
 }  // namespace
 
-
 #ifdef __AVX2__
 namespace {
 // Bit i: an odd number of bits set at or below bit i.

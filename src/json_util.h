@@ -26,7 +26,6 @@ class ObjectChecker {
 public:
     ObjectChecker();
     JsonCheck check(const char* p, size_t len, size_t capacity);
-    simdjson::ondemand::parser& ondemand() { return ondemand_; }
 
 private:
     simdjson::ondemand::parser ondemand_;

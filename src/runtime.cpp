@@ -150,9 +150,12 @@ void Runtime::start_stage(Node& n) {
 
 void Runtime::start_thread(Node& n) {
     n.started = true;
-    if (n.built.output) n.thread = std::thread([this, &n] { name_this_thread(n.ctx->name()); run_output(n); });
-    if (n.built.filter) n.thread = std::thread([this, &n] { name_this_thread(n.ctx->name()); run_filter(n); });
-    if (n.built.input) n.thread = std::thread([this, &n] { name_this_thread(n.ctx->name()); run_input(n); });
+    n.thread = std::thread([this, &n] {
+        name_this_thread(n.ctx->name());
+        if (n.built.output) run_output(n);
+        else if (n.built.filter) run_filter(n);
+        else if (n.built.input) run_input(n);
+    });
 }
 
 void Runtime::wait_done(Node& n, std::chrono::steady_clock::time_point deadline) const {
