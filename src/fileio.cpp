@@ -2,11 +2,57 @@
 
 #include <cerrno>
 #include <climits>
-#include <sys/uio.h>
 #include <unistd.h>
-#include <vector>
 
 namespace hbf {
+
+namespace {
+
+// Writes iov[0..) whole, resuming after a short write (which consumes the iovecs it covered).
+int writev_all(int fd, std::vector<iovec>& iov) {
+    size_t k = 0;
+    while (k < iov.size()) {
+        ssize_t w = ::writev(fd, iov.data() + k, int(iov.size() - k));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        size_t left = size_t(w);
+        while (k < iov.size() && left >= iov[k].iov_len) left -= iov[k++].iov_len;
+        if (left) {
+            iov[k].iov_base = static_cast<char*>(iov[k].iov_base) + left;
+            iov[k].iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+// Appends [p, p+len) to `iov`, coalesced with the last iovec when it ends at p; a full `iov`
+// (IOV_MAX) is written out first.
+int add_iov(int fd, std::vector<iovec>& iov, const char* p, size_t len) {
+    char* q = const_cast<char*>(p);
+    if (!iov.empty() && static_cast<char*>(iov.back().iov_base) + iov.back().iov_len == q) {
+        iov.back().iov_len += len;
+        return 0;
+    }
+    if (iov.size() == IOV_MAX) {
+        if (int err = writev_all(fd, iov)) return err;
+        iov.clear();
+    }
+    iov.push_back({q, len});
+    return 0;
+}
+
+// The iovecs of one batch: its whole buffer when dense, else each event and its newline.
+int add_batch(int fd, std::vector<iovec>& iov, const Batch& b) {
+    if (b.empty()) return 0;
+    if (b.dense()) return add_iov(fd, iov, b.buf.data(), b.buf.size());
+    for (const auto& e : b.events)
+        if (int err = add_iov(fd, iov, b.buf.data() + e.off, e.len + 1)) return err;
+    return 0;
+}
+
+}  // namespace
 
 int write_all(int fd, const char* p, size_t n) {
     while (n > 0) {
@@ -25,34 +71,16 @@ int write_batch(int fd, const Batch& b) {
     if (b.empty()) return 0;
     if (b.dense()) return write_all(fd, b.buf.data(), b.buf.size());
     thread_local std::vector<iovec> iov;
-    size_t i = 0;
-    while (i < b.size()) {
-        iov.clear();
-        // Coalesce neighbouring events into one iovec.
-        while (i < b.size() && iov.size() < IOV_MAX) {
-            const auto& e = b.events[i];
-            char* p = const_cast<char*>(b.buf.data()) + e.off;
-            size_t len = e.len + 1;
-            if (!iov.empty() && static_cast<char*>(iov.back().iov_base) + iov.back().iov_len == p) iov.back().iov_len += len;
-            else iov.push_back({p, len});
-            ++i;
-        }
-        size_t k = 0;
-        while (k < iov.size()) {
-            ssize_t w = ::writev(fd, iov.data() + k, int(iov.size() - k));
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                return errno;
-            }
-            size_t left = size_t(w);
-            while (k < iov.size() && left >= iov[k].iov_len) left -= iov[k++].iov_len;
-            if (left) {
-                iov[k].iov_base = static_cast<char*>(iov[k].iov_base) + left;
-                iov[k].iov_len -= left;
-            }
-        }
-    }
-    return 0;
+    iov.clear();
+    if (int err = add_batch(fd, iov, b)) return err;
+    return writev_all(fd, iov);
+}
+
+int write_batches(int fd, const BatchPtr* bs, size_t n, std::vector<iovec>& iov) {
+    iov.clear();
+    for (size_t i = 0; i < n; ++i)
+        if (int err = add_batch(fd, iov, *bs[i])) return err;
+    return iov.empty() ? 0 : writev_all(fd, iov);
 }
 
 }  // namespace hbf

@@ -117,6 +117,9 @@ private:
     // an exception fails them with its text instead of letting the unwinding release them.
     template <typename F>
     void guarded(Node& n, std::vector<AckRef>& guard, Batch& b, const char* what, F&& call);
+    // The same for an output's write_many() on the batches bs[0..count): a throw fails them all.
+    template <typename F>
+    void guarded(Node& n, std::vector<AckRef>& guard, Batch* const* bs, size_t count, const char* what, F&& call);
     // Fails what the stage did not finish: counted, logged (rate limited), reported to the inputs.
     void fail_events(Node& n, size_t events, const char* label, const std::string& why);
     // The same for one batch, which is then marked failed with `why` and released.

@@ -142,6 +142,15 @@ public:
     // Takes ownership; the batch's acks settle when the output releases it (after writing, or
     // after the broker confirmed). A failed write marks the batch failed before releasing it.
     virtual void write(BatchPtr b) = 0;
+    // The batches of one pop from the queue, in order, in one call (the file output writes them
+    // with one stat and one writev). The runtime calls it, instead of write() per batch, only
+    // for an output whose writes_many() is true and whose queue is in memory (not a disk
+    // buffer). A throw fails every batch of the call, so such an output marks none of them
+    // delivered before it is past what can throw. The default writes each in turn.
+    virtual void write_many(BatchPtr* batches, size_t n) {
+        for (size_t i = 0; i < n; ++i) write(std::move(batches[i]));
+    }
+    virtual bool writes_many() const { return false; }
     // Called at least every 100 ms, with or without data (delivery reports, flush timers).
     virtual void tick() {}
     // Flushes what it holds; returns when done or when the deadline passes.

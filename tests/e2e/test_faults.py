@@ -115,6 +115,53 @@ def test_file_output_on_a_full_filesystem_retries_until_space_returns(hbf, tmpfs
     assert "writing to" in h.log() and "again after" in h.log()
 
 
+def test_file_output_on_a_full_filesystem_with_many_batches_a_pop_writes_each_event_once(hbf, tmpfs):
+    """Four senders at once, so a pop holds several batches written together: a failed writev of
+    them is cut back and retried whole once space returns; nothing twice, nothing partial."""
+    port, api = free_port(), free_port()
+    out = tmpfs / "out.ndjson"
+    filler = tmpfs / "filler"
+    filler.write_bytes(b"\0" * (256 * 1024 - 24 * 1024))  # ~24 KiB left: ~50 events
+    h = hbf(webhook_to_file(port, api, out))
+    listening(port)
+    lock = threading.Lock()
+    acked, failed = [], []
+    stop = threading.Event()
+
+    def send(k):
+        seq = k * 1_000_000
+        while not stop.is_set():
+            seqs = list(range(seq, seq + 3))
+            st = post_events(port, seqs)
+            with lock:
+                (acked if st == 200 else failed).extend(seqs)
+            seq += 3
+
+    senders = [threading.Thread(target=send, args=(k,)) for k in range(4)]
+    for t in senders:
+        t.start()
+    try:
+        wait_for(lambda: (lambda r: r if r[0] == 503 else None)(health(api)), timeout=20, what="/health 503")
+        with lock:
+            stuck = len(acked)
+        time.sleep(1.5)
+        with lock:
+            assert len(acked) == stuck, "a request was answered 200 while the disk was full"
+        filler.unlink()
+        wait_for(lambda: len(acked) > stuck + 200, timeout=20, what="deliveries after space returned")
+    finally:
+        stop.set()
+        for t in senders:
+            t.join(70)
+    assert h.stop() == 0, h.log()
+    assert not failed, f"requests not answered 200: {failed[:10]}"
+    got = [json.loads(l)["seq"] for l in out.read_text().splitlines()]  # every line whole JSON
+    assert sorted(got) == sorted(acked), "lost or duplicated events"
+    for k in range(4):  # each sender's events in the order it sent them
+        mine = [s for s in got if s // 1_000_000 == k]
+        assert mine == sorted(mine)
+
+
 def test_a_stuck_output_at_the_shutdown_timeout_answers_503_not_200(hbf):
     port, api = free_port(), free_port()
     h = hbf(webhook_to_file(port, api, "/dev/full", service='shutdown_timeout = "1s"', http_opts='ack_timeout = "30s"'))

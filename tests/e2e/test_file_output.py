@@ -177,3 +177,52 @@ rotate = {}
     assert "keep" in err and "at least 1" in err, err
     assert "rotate cannot be combined with a strftime pattern" in err, err
     assert "rotate needs max_size or max_age" in err, err
+
+
+def test_many_concurrent_webhook_requests_land_once_each_in_per_connection_order(hbf, tmp_path):
+    """32 keep-alive connections at once: the output takes several batches a pop and writes them
+    with one writev; every request answered 200 is in the file once, whole, and each
+    connection's requests in the order it sent them."""
+    import http.client
+    import threading
+    port, api = free_port(), free_port()
+    out = tmp_path / "out.ndjson"
+    h = hbf(webhook_to_file(port, api, out))
+    listening(port)
+    conns, per_conn = 32, 60
+    answered = {c: [] for c in range(conns)}
+    errors = []
+
+    def client(c):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            for s in range(per_conn):
+                body = json.dumps({"conn": c, "seq": s, "pad": "y" * (50 + (c * 7 + s) % 300)})
+                conn.request("POST", "/hb", body=body, headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                r.read()
+                if r.status != 200:
+                    errors.append((c, s, r.status))
+                    return
+                answered[c].append(s)
+        except OSError as e:
+            errors.append((c, repr(e)))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a client did not finish"
+    assert h.stop() == 0, h.log()
+    assert not errors, errors[:5]
+    text = out.read_text()
+    assert text.endswith("\n")
+    got = {c: [] for c in range(conns)}
+    for line in text.splitlines():
+        e = json.loads(line)  # each line whole JSON
+        got[e["conn"]].append(e["seq"])
+    for c in range(conns):
+        assert got[c] == list(range(per_conn)), f"connection {c}: lost, duplicated or reordered: {got[c][:20]}"

@@ -67,6 +67,46 @@ struct SlowOutput final : Output {
 };
 HBF_REGISTER_OUTPUT("test_slow", SlowOutput, test::kNoOptions, "Test only: takes 20 ms per batch.");
 
+// Takes a pop at once (write_many): records how many batches each call had; the first call
+// waits `first_ms` (so the next pop finds many batches queued); call number `throw_call` throws.
+struct ManyOptions {
+    int64_t first_ms = 0;
+    int64_t throw_call = 0;  // 0 = none
+};
+std::mutex many_m;
+std::vector<size_t> many_calls;  // batches per call, under many_m
+struct ManyOutput final : Output {
+    explicit ManyOutput(const ManyOptions& o) : o_(o) {}
+    bool writes_many() const override { return true; }
+    void write(BatchPtr b) override { write_many(&b, 1); }
+    void write_many(BatchPtr* bs, size_t n) override {
+        size_t call;
+        {
+            std::lock_guard lk(many_m);
+            many_calls.push_back(n);
+            call = many_calls.size();
+        }
+        if (call == 1) std::this_thread::sleep_for(std::chrono::milliseconds(o_.first_ms));
+        if (int64_t(call) == o_.throw_call) throw std::runtime_error("boom in write_many");
+        for (size_t i = 0; i < n; ++i) bs[i]->mark(AckStatus::delivered);
+    }
+    ManyOptions o_;
+};
+const OptionSchema<ManyOptions> kManySchema{
+    {"first_ms", &ManyOptions::first_ms, "Milliseconds the first call waits."},
+    {"throw_call", &ManyOptions::throw_call, "The call (1, 2, ...) that throws; 0 = none."},
+};
+HBF_REGISTER_OUTPUT("test_many", ManyOutput, kManySchema, "Test only: takes the batches of a pop at once, records how many.");
+
+std::vector<size_t> many_calls_so_far() {
+    std::lock_guard lk(many_m);
+    return many_calls;
+}
+void clear_many_calls() {
+    std::lock_guard lk(many_m);
+    many_calls.clear();
+}
+
 uint64_t failed_count(const std::string& stage, const std::string& reason) {
     auto& reg = MetricsRegistry::global();
     uint64_t total = 0;
@@ -136,6 +176,89 @@ inputs = ["in"]
         CHECK(o.why == "output 'rt-throwo' failed: boom in the output");
     }
     CHECK(failed_count("rt-throwo", "exception") - before == 6);
+}
+
+TEST_CASE("an output that takes a pop at once gets the queued batches in one call, each delivered once") {
+    clear_many_calls();
+    auto rt = start_pipeline(std::string(kService) + R"(
+[inputs.in]
+type = "test_acks"
+batches = 40
+[outputs.o]
+type = "test_many"
+inputs = ["in"]
+first_ms = 100
+)");
+    REQUIRE(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+    auto got = settled(40);
+    REQUIRE(got.size() == 40);
+    for (auto& o : got) CHECK(o.status == AckStatus::delivered);
+    auto calls = many_calls_so_far();
+    size_t total = 0;
+    for (size_t n : calls) total += n;
+    CHECK(total == 40);
+    // The first call held the thread while the input queued the rest: the next pop takes many.
+    REQUIRE(calls.size() >= 2);
+    CHECK(calls[1] > 1);
+}
+
+TEST_CASE("an output's write_many that throws fails exactly the batches of that call, with the text, counted") {
+    clear_many_calls();
+    uint64_t before = failed_count("rt-many", "exception");
+    auto rt = start_pipeline(std::string(kService) + R"(
+[inputs.in]
+type = "test_acks"
+batches = 40
+[outputs.rt-many]
+type = "test_many"
+inputs = ["in"]
+first_ms = 100
+throw_call = 2
+)");
+    REQUIRE(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+    auto got = settled(40);
+    REQUIRE(got.size() == 40);
+    auto calls = many_calls_so_far();
+    REQUIRE(calls.size() >= 2);
+    size_t failed = 0;
+    for (auto& o : got)
+        if (o.status == AckStatus::failed) {
+            ++failed;
+            CHECK(o.why == "output 'rt-many' failed: boom in write_many");
+        } else {
+            CHECK(o.status == AckStatus::delivered);
+        }
+    CHECK(failed == calls[1]);
+    CHECK(failed > 1);
+    CHECK(failed_count("rt-many", "exception") - before == 2 * calls[1]);  // two events a batch
+}
+
+TEST_CASE("an output with a disk buffer is handed one batch at a time, even one that takes a pop at once") {
+    clear_many_calls();
+    char t[] = "/tmp/hbf-runtime-test-XXXXXX";
+    REQUIRE(mkdtemp(t));
+    const std::string dir = t;
+    {
+        auto rt = start_pipeline(std::string(kService) + "data_dir = \"" + dir + R"("
+[inputs.in]
+type = "test_acks"
+batches = 40
+[outputs.o]
+type = "test_many"
+inputs = ["in"]
+first_ms = 100
+buffer = { type = "disk", max_size = "1MiB" }
+)");
+        REQUIRE(rt->wait_until(std::chrono::steady_clock::now() + 5s));
+        auto got = settled(40);
+        REQUIRE(got.size() == 40);
+        for (auto& o : got) CHECK(o.status == AckStatus::delivered);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    auto calls = many_calls_so_far();
+    CHECK(calls.size() == 40);
+    for (size_t n : calls) CHECK(n == 1);
 }
 
 TEST_CASE("a filter that drops every event reports the batch dropped, not failed") {

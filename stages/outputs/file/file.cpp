@@ -12,7 +12,8 @@
 // batch then reports failed.
 //
 // A file renamed or removed underneath it (logrotate's `create` mode) is noticed before the next
-// batch (one stat per batch) or within a second when idle, and a new one is opened at the path.
+// write (one stat per write: the batches of one pop from the queue are one write) or within a
+// second when idle, and a new one is opened at the path.
 // That stat of the path also gives the size a failed write is cut back to: no fstat per batch.
 // With `rotate`, the output rotates the file itself (rotation.h).
 #include <cerrno>
@@ -115,40 +116,20 @@ public:
         if (rotator_) rotator_->start();
     }
 
-    void write(BatchPtr b) override {
-        std::string why;
-        Clock::time_point since{};
-        auto backoff = std::chrono::milliseconds(50);
-        for (;;) {
-            int err = attempt(*b, why);
-            if (!err) break;
-            auto now = Clock::now();
-            if (since == Clock::time_point{}) since = now;
-            ctx_->metrics().errors.add();
-            log_limited(rl_, ctx_->log(), spdlog::level::err, "{}; retrying until it succeeds", why);
-            auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - since).count();
-            ctx_->set_degraded(fmt::format("{} (retrying for {}s)", why, secs));
-            if (ctx_->abort_flag().load()) {
-                std::string failure = why + "; gave up at the shutdown timeout";
-                ctx_->log().error("{}: {} events reported failed", failure, b->size());
-                b->mark(AckStatus::failed, failure);
-                ctx_->set_failed(failure);
-                return;
-            }
-            for (auto until = now + backoff; Clock::now() < until && !ctx_->abort_flag().load();)
-                std::this_thread::sleep_for(std::chrono::milliseconds(5));
-            backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    bool writes_many() const override { return true; }
+    void write(BatchPtr b) override { write_many(&b, 1); }
+
+    // The batches of one pop: one stat of the path and one writev for all of them (issue 15 in
+    // bench/README.md: a stat and a write per batch were most of this thread's time). The path
+    // for now is computed once for them all: a strftime path that rolls over between two of
+    // them rolls at the next write. With rotate, they are cut where the file becomes due, so it
+    // rotates after the same batch as when they were written one by one.
+    void write_many(BatchPtr* bs, size_t n) override {
+        for (size_t i = 0; i < n;) {
+            size_t end = rotation_cut(bs, i, n);
+            write_together(bs + i, end - i);
+            i = end;
         }
-        if (since != Clock::time_point{}) {
-            auto secs = std::chrono::duration<double>(Clock::now() - since).count();
-            ctx_->log().info("writing to {} again after {:.1f}s of failures", cur_path_, secs);
-            ctx_->clear_degraded();
-        }
-        dirty_ = true;
-        ctx_->metrics().events_out.add(b->size());
-        ctx_->metrics().bytes_out.add(b->bytes());
-        b->mark(AckStatus::delivered);
-        maybe_rotate();
     }
 
     void tick() override {
@@ -169,9 +150,67 @@ public:
     }
 
 private:
-    // One try at writing the whole batch; 0, or errno with `why` set. What a failed try wrote is
-    // cut off again.
-    int attempt(const Batch& b, std::string& why) {
+    // Writes bs[0..n) with one attempt() each try, retried until it succeeds or the shutdown
+    // timeout; each batch is marked delivered only after the write that covers it succeeded.
+    void write_together(BatchPtr* bs, size_t n) {
+        std::string why;
+        Clock::time_point since{};
+        auto backoff = std::chrono::milliseconds(50);
+        for (;;) {
+            int err = attempt(bs, n, why);
+            if (!err) break;
+            auto now = Clock::now();
+            if (since == Clock::time_point{}) since = now;
+            ctx_->metrics().errors.add();
+            log_limited(rl_, ctx_->log(), spdlog::level::err, "{}; retrying until it succeeds", why);
+            auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - since).count();
+            ctx_->set_degraded(fmt::format("{} (retrying for {}s)", why, secs));
+            if (ctx_->abort_flag().load()) {
+                std::string failure = why + "; gave up at the shutdown timeout";
+                size_t events = 0;
+                for (size_t i = 0; i < n; ++i) events += bs[i]->size();
+                ctx_->log().error("{}: {} events reported failed", failure, events);
+                for (size_t i = 0; i < n; ++i) bs[i]->mark(AckStatus::failed, failure);
+                ctx_->set_failed(failure);
+                return;
+            }
+            for (auto until = now + backoff; Clock::now() < until && !ctx_->abort_flag().load();)
+                std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+        }
+        if (since != Clock::time_point{}) {
+            auto secs = std::chrono::duration<double>(Clock::now() - since).count();
+            ctx_->log().info("writing to {} again after {:.1f}s of failures", cur_path_, secs);
+            ctx_->clear_degraded();
+        }
+        dirty_ = true;
+        size_t events = 0, bytes = 0;
+        for (size_t i = 0; i < n; ++i) {
+            events += bs[i]->size();
+            bytes += bs[i]->bytes();
+            bs[i]->mark(AckStatus::delivered);
+        }
+        ctx_->metrics().events_out.add(events);
+        ctx_->metrics().bytes_out.add(bytes);
+        maybe_rotate();
+    }
+
+    // Where a write of the batches from bs[i] ends: at n, or with rotate, after the batch that
+    // makes the file due (the size counted as attempt() counts it).
+    size_t rotation_cut(BatchPtr* bs, size_t i, size_t n) const {
+        if (!rotator_) return n;
+        uint64_t size = size_;
+        while (i < n) {
+            size += bs[i]->bytes() + bs[i]->size();
+            if (rotator_->due(size, born_)) return i + 1;
+            ++i;
+        }
+        return n;
+    }
+
+    // One try at writing the batches bs[0..n); 0, or errno with `why` set. What a failed try
+    // wrote is cut off again, all of it: a retry never writes a batch twice, in part or whole.
+    int attempt(BatchPtr* bs, size_t n, std::string& why) {
         const std::string& p = now_path();
         struct stat st{};
         bool have_size = false;  // st is the open file's, taken just now
@@ -182,10 +221,11 @@ private:
             return open_errno_;
         }
         if (!have_size && ::fstat(fd_, &st) != 0) return fail_io(errno, why);
-        int err = write_batch(fd_, b);
+        int err = write_batches(fd_, bs, n, iov_);
         if (!err && fsync_every_.count() == 0) err = sync_errno(fd_);
         if (!err) {
-            size_ = uint64_t(st.st_size) + b.bytes() + b.size();  // each event and its newline
+            size_ = uint64_t(st.st_size);
+            for (size_t i = 0; i < n; ++i) size_ += bs[i]->bytes() + bs[i]->size();  // each event and its newline
             return 0;
         }
         if (::ftruncate(fd_, st.st_size) != 0) {
@@ -331,6 +371,7 @@ private:
     uint64_t size_ = 0;
     std::chrono::system_clock::time_point born_{};
     Clock::time_point next_check_{};
+    std::vector<iovec> iov_;  // write_batches()'s, kept between writes
     std::unique_ptr<file::Rotator> rotator_;  // last: its thread stops before the rest goes
 };
 
