@@ -43,12 +43,18 @@ int add_iov(int fd, std::vector<iovec>& iov, const char* p, size_t len) {
     return 0;
 }
 
-// The iovecs of one batch: its whole buffer when dense, else each event and its newline.
-int add_batch(int fd, std::vector<iovec>& iov, const Batch& b) {
+// The iovecs of one batch: its whole buffer when dense, else each event and its newline. Adds
+// the batch's bytes to `bytes`.
+int add_batch(int fd, std::vector<iovec>& iov, const Batch& b, uint64_t& bytes) {
     if (b.empty()) return 0;
-    if (b.dense()) return add_iov(fd, iov, b.buf.data(), b.buf.size());
-    for (const auto& e : b.events)
+    if (b.dense()) {
+        bytes += b.buf.size();
+        return add_iov(fd, iov, b.buf.data(), b.buf.size());
+    }
+    for (const auto& e : b.events) {
+        bytes += e.len + 1;
         if (int err = add_iov(fd, iov, b.buf.data() + e.off, e.len + 1)) return err;
+    }
     return 0;
 }
 
@@ -72,15 +78,19 @@ int write_batch(int fd, const Batch& b) {
     if (b.dense()) return write_all(fd, b.buf.data(), b.buf.size());
     thread_local std::vector<iovec> iov;
     iov.clear();
-    if (int err = add_batch(fd, iov, b)) return err;
+    uint64_t bytes = 0;
+    if (int err = add_batch(fd, iov, b, bytes)) return err;
     return writev_all(fd, iov);
 }
 
-int write_batches(int fd, const BatchPtr* bs, size_t n, std::vector<iovec>& iov) {
+int write_batches(int fd, const BatchPtr* bs, size_t n, std::vector<iovec>& iov, uint64_t& written) {
     iov.clear();
+    uint64_t bytes = 0;
     for (size_t i = 0; i < n; ++i)
-        if (int err = add_batch(fd, iov, *bs[i])) return err;
-    return iov.empty() ? 0 : writev_all(fd, iov);
+        if (int err = add_batch(fd, iov, *bs[i], bytes)) return err;
+    if (int err = iov.empty() ? 0 : writev_all(fd, iov)) return err;
+    written = bytes;
+    return 0;
 }
 
 }  // namespace hbf

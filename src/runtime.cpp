@@ -687,7 +687,8 @@ void Runtime::run_output(Node& n) {
     // An output that takes a pop at once (the file output: one stat and one writev for all of
     // it, measured in bench/README.md) gets it when its queue is in memory; an output with a disk
     // buffer (or a backlog of one) is handed one batch at a time, as every other output is.
-    const bool together = out.writes_many() && typeid(*n.queue) == typeid(BatchQueue);
+    const BatchQueue& q = *n.queue;
+    const bool together = out.writes_many() && typeid(q) == typeid(BatchQueue);
     auto next_tick = std::chrono::steady_clock::now();
     for (;;) {
         size_t got = n.queue->pop(in, kPopMax, kPollTimeout);

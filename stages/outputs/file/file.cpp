@@ -196,14 +196,13 @@ private:
     }
 
     // Where a write of the batches from bs[i] ends: at n, or with rotate, after the batch that
-    // makes the file due (the size counted as attempt() counts it).
+    // makes the file due (counting the bytes each batch writes, as attempt() does).
     size_t rotation_cut(BatchPtr* bs, size_t i, size_t n) const {
         if (!rotator_) return n;
         uint64_t size = size_;
-        while (i < n) {
-            size += bs[i]->bytes() + bs[i]->size();
+        for (; i < n; ++i) {
+            for (const auto& e : bs[i]->events) size += e.len + 1;
             if (rotator_->due(size, born_)) return i + 1;
-            ++i;
         }
         return n;
     }
@@ -221,11 +220,11 @@ private:
             return open_errno_;
         }
         if (!have_size && ::fstat(fd_, &st) != 0) return fail_io(errno, why);
-        int err = write_batches(fd_, bs, n, iov_);
+        uint64_t written = 0;
+        int err = write_batches(fd_, bs, n, iov_, written);
         if (!err && fsync_every_.count() == 0) err = sync_errno(fd_);
         if (!err) {
-            size_ = uint64_t(st.st_size);
-            for (size_t i = 0; i < n; ++i) size_ += bs[i]->bytes() + bs[i]->size();  // each event and its newline
+            size_ = uint64_t(st.st_size) + written;
             return 0;
         }
         if (::ftruncate(fd_, st.st_size) != 0) {
