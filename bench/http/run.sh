@@ -7,6 +7,7 @@
 # RSS, the ratio file/bare and the ratio kafka/file (the aim: kafka within 10% of file).
 # Usage: bench/http/run.sh [BUILD_DIR]
 #   env: RUNS=3 DURATION=10 CONNS=32 THREADS=1 (hbforward I/O threads) ACK=accepted|delivered
+#        PIPELINE=N: each connection pipelines N requests at a time (bench/http/pipeline.lua)
 set -eu
 cd "$(dirname "$0")/../.."
 . bench/lib.sh
@@ -16,7 +17,10 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
 ACK=${ACK:-accepted}
+PIPELINE=${PIPELINE:-1}
 LUA=bench/http/post.lua
+LUA_ARGS=""
+if [ "$PIPELINE" -gt 1 ]; then LUA=bench/http/pipeline.lua; LUA_ARGS="-- $PIPELINE"; fi
 HZ=$(getconf CLK_TCK)
 # A directory that is not a build tree (a saved "before" binary and bench/http_bare_responder) is used as it is.
 if [ -f "$BUILD/build.ninja" ]; then ninja -C "$BUILD" -j2 hbforward bench/http_bare_responder >/dev/null; fi
@@ -85,7 +89,8 @@ for p in "$BARE_PORT" "$FILE_PORT" "$KAFKA_PORT"; do wait_port "$p"; done
 one_run() {
   local url=$1 pid=$2 c0 c1 line
   c0=$(cpu_ticks "$pid")
-  line=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$url" | grep '^RESULT')
+  # shellcheck disable=SC2086
+  line=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$LUA" "$url" $LUA_ARGS | grep '^RESULT')
   c1=$(cpu_ticks "$pid")
   # RESULT requests seconds p50 p99 errors
   echo "$line" | awk -v dc=$((c1 - c0)) -v hz="$HZ" '{printf "%.0f %d %d %.1f %d\n", $2/$3, $4, $5, dc/hz*1e6/$2, $6}'
@@ -109,7 +114,7 @@ done
 col() { awk -v c="$2" '{print $c}' "$TMP/$1" | median; }
 B_RPS=$(col bare 1); F_RPS=$(col file 1); K_RPS=$(col kafka 1)
 echo
-echo "medians of $RUNS runs (wrk -t1 -c$CONNS -d${DURATION}s, hbforward threads=$THREADS, ack=$ACK):"
+echo "medians of $RUNS runs (wrk -t1 -c$CONNS -d${DURATION}s, pipelining $PIPELINE, hbforward threads=$THREADS, ack=$ACK):"
 row() {
   printf "  %-22s: %7.0f req/s  p50 %5s us  p99 %5s us  cpu %5s us/req  peak RSS %6s KiB\n" \
     "$1" "$(col "$2" 1)" "$(col "$2" 2)" "$(col "$2" 3)" "$(col "$2" 4)" "$(hwm_kb "$3")"

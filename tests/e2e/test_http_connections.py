@@ -1,13 +1,16 @@
 """http input: keep-alive, pipelining, many connections, connection limits, start-up and shutdown."""
 import json
+import re
 import selectors
 import signal
 import socket
 import time
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import free_port, run_cli
+from conftest import free_port, run_cli, wait_for
 from hbhttp import listening, notification, pipeline, post, raw_post, read_responses, seqs, stop_and_read
 
 
@@ -24,6 +27,78 @@ def test_http_pipelined_requests_are_answered_in_order(hbf):
     assert [json.loads(b) for _, _, b in got][3] == {"accepted": 2}
     assert all("connection" not in hd for _, hd, _ in got)   # kept alive throughout
     assert seqs(stop_and_read(h)) == [1, 3, 4, 5]
+
+
+def batches_written(api_port):
+    """How many batches the file output "out" has written (its batch latency histogram's count)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name == "hbf_batch_latency_seconds_count" and smp.labels.get("stage") == "out":
+                return smp.value
+    return None
+
+
+def order(events):
+    return [e["seq"] for e in events]
+
+
+def test_http_pipelined_requests_join_one_round_and_one_batch(hbf):
+    # 20 requests written at once are read together: they join the same event-loop round, so
+    # their events travel in one batch (not one batch per request) and are answered together.
+    port, api = free_port(), free_port()
+    h = hbf(pipeline(port, service=f'api_address = "127.0.0.1:{api}"'))
+    listening(port)
+    n = 20
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"".join(raw_post(notification(i)) for i in range(n)))
+        got = read_responses(s, n)
+        assert [st for st, _, _ in got] == [200] * n
+        assert all(json.loads(b) == {"accepted": 1} for _, _, b in got)
+        wait_for(lambda: (batches_written(api) or 0) >= 1, what="the output's first batch")
+        written = batches_written(api)
+        assert written <= 3, f"{written} batches for {n} pipelined requests read together"
+        s.sendall(raw_post(notification(n)))           # the connection reads on after the round
+        assert read_responses(s, 1)[0][0] == 200
+    assert order(stop_and_read(h)) == list(range(n + 1))
+
+
+def test_http_replies_ready_early_wait_behind_the_pipelined_requests_ahead(hbf):
+    # Refusals and bad bodies behind requests waiting for their flush are answered after them, in
+    # order; nothing is read past a request that closes the connection.
+    port = free_port()
+    h = hbf(pipeline(port))
+    listening(port)
+    reqs = [raw_post(notification(1)), raw_post(notification(2)), raw_post(notification(3), path="/nope"),
+            raw_post(notification(4)), raw_post(b'{"seq": 100, bad}'), raw_post([notification(5), notification(6)]),
+            raw_post(b"[]"), raw_post(notification(7)), raw_post(notification(8), close=True), raw_post(notification(9))]
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"".join(reqs))
+        got = read_responses(s, len(reqs), timeout=5)
+        assert [st for st, _, _ in got] == [200, 200, 404, 200, 400, 200, 200, 200, 200]
+        assert [json.loads(b).get("accepted") for _, _, b in got] == [1, 1, None, 1, None, 2, 0, 1, 1]
+        assert all("connection" not in hd for _, hd, _ in got[:-1])
+        assert got[-1][1]["connection"] == "close"
+        s.settimeout(5)
+        assert s.recv(100) == b""                        # request 9 was never read
+    assert order(stop_and_read(h)) == [1, 2, 4, 5, 6, 7, 8]
+
+
+def test_http_pipelined_request_expecting_100_continue_is_answered_in_order(hbf):
+    port = free_port()
+    h = hbf(pipeline(port))
+    listening(port)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(raw_post(notification(1)) + raw_post(notification(2), extra_headers="Expect: 100-continue\r\n"))
+        s.settimeout(5)
+        buf = b""
+        while buf.count(b"HTTP/1.1 ") < 3:
+            chunk = s.recv(65536)
+            assert chunk, buf
+            buf += chunk
+        assert re.findall(rb"HTTP/1\.1 (\d+) ", buf) == [b"200", b"100", b"200"]
+    assert order(stop_and_read(h)) == [1, 2]
 
 
 def test_http_client_close_is_honoured(hbf):

@@ -106,3 +106,86 @@ path = "out.ndjson"
     wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == accepted, what="every accepted event in the file")
     assert h.stop() == 0
     assert len(read_ndjson(tmp_path / "out.ndjson")) == accepted
+
+
+def test_pipelined_mixes_split_at_random_are_answered_in_order(hbf, tmp_path):
+    # Seeded mixes of valid, invalid, refused, empty and closing requests, each mix written on one
+    # connection in random pieces: every reply comes in request order with the status the
+    # request calls for, nothing behind a "Connection: close" is answered, and exactly the events
+    # of the requests answered 200 are written, in order.
+    from hbhttp import read_responses
+    port = free_port()
+    h = hbf(f"""
+[inputs.hb]
+type = "http"
+address = "127.0.0.1:{port}"
+paths = ["/healthbot"]
+[filters.parse]
+type = "json"
+inputs = ["hb"]
+[outputs.out]
+type = "file"
+inputs = ["parse"]
+path = "out.ndjson"
+""")
+    h.wait_log("listening on")
+    rng = random.Random(20261130)
+    ex = [json.loads(e) for e in examples()]
+    seq = 0
+    expect_seqs = []
+
+    def valid(n):
+        nonlocal seq
+        evs = []
+        for _ in range(n):
+            e = dict(rng.choice(ex))
+            e["seq"] = seq
+            seq += 1
+            evs.append(e)
+        return evs
+
+    for _ in range(60):
+        reqs, want, seqs_if_ok = [], [], []
+        for _ in range(rng.randint(1, 90)):
+            kind = rng.random()
+            path, extra, close = "/healthbot", "", False
+            evs = []
+            if kind < 0.55:
+                evs = valid(rng.randint(1, 3))
+                body, status = (json.dumps(evs[0]) if len(evs) == 1 else json.dumps(evs)).encode(), 200
+            elif kind < 0.65:
+                body, status = b'{"seq": -1, oops}', 400
+            elif kind < 0.72:
+                body, status, path = json.dumps(valid(1)[0]).encode(), 404, "/elsewhere"
+            elif kind < 0.78:
+                body, status = b"[]", 200
+            elif kind < 0.86:
+                evs = valid(1)
+                body, status, extra = json.dumps(evs[0]).encode(), 200, "Expect: 100-continue\r\n"
+            else:
+                evs = valid(1)
+                body, status, close = json.dumps(evs[0]).encode(), 200, rng.random() < 0.3
+            head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n{extra}" + ("Connection: close\r\n" if close else "") + "\r\n").encode()
+            reqs.append(head + body)
+            want.append(status)
+            seqs_if_ok.append([e["seq"] for e in evs] if status == 200 else [])
+            if close:
+                break
+        data = b"".join(reqs)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            at = 0
+            while at < len(data):
+                n = rng.choice([1, 7, 100, 1000, 5000, len(data)])
+                s.sendall(data[at:at + n])
+                at += n
+                if rng.random() < 0.2:
+                    time.sleep(0.001)
+            got = read_responses(s, len(reqs), timeout=10)
+        assert [st for st, _, _ in got] == want, (want, got)
+        for w in seqs_if_ok:
+            expect_seqs.extend(w)
+    assert h.proc.poll() is None, "the process died:\n" + h.log()
+    wait_for(lambda: len(read_ndjson(tmp_path / "out.ndjson")) == len(expect_seqs), what="every accepted event in the file")
+    assert h.stop() == 0
+    assert [e["seq"] for e in read_ndjson(tmp_path / "out.ndjson")] == expect_seqs

@@ -13,6 +13,15 @@ namespace beast = boost::beast;
 namespace {
 constexpr size_t kReadChunk = 16 << 10;
 constexpr int64_t kLingerNs = 2'000'000'000;  // how long a closing connection's late bytes are read and dropped
+constexpr uint64_t kMaxPipelined = 64;         // requests of one connection waiting for the same flush
+
+// Whether the header in `head` (up to its blank line) has an Expect field.
+bool expects(std::string_view head) {
+    constexpr std::string_view kName = "\r\nexpect:";
+    for (size_t at = head.find("\r\n"); at != std::string_view::npos && at + kName.size() <= head.size(); at = head.find("\r\n", at + 2))
+        if (iequals(head.substr(at, kName.size()), kName)) return true;
+    return false;
+}
 
 std::string retry_after(const ServerOptions& o) { return fmt::format("Retry-After: {}\r\n", o.retry_after); }
 }  // namespace
@@ -32,7 +41,7 @@ Conn::Conn(Worker& w, tcp::socket s) : w_(w), srv_(w.srv), sock_(std::move(s)) {
 
 void Conn::start() {
     if (tls_) {
-        deadline_ = mono_ns() + srv_.opts.read_timeout.count();  // the handshake must finish in time
+        deadline_ = timeout_clock_ns() + srv_.opts.read_timeout.count();  // the handshake must finish in time
         return sniff();
     }
     idle_now();
@@ -43,7 +52,7 @@ void Conn::start() {
 void Conn::on_header(RequestParser& p, beast::error_code& ec) {
     req_.refused = route(p);
     if (req_.refused == 0) {
-        if (req_.info.expect_continue && !(p.content_length() && *p.content_length() == 0)) out_ += "HTTP/1.1 100 Continue\r\n\r\n";
+        if (req_.info.expect_continue && !(p.content_length() && *p.content_length() == 0)) out_ += "HTTP/1.1 100 Continue\r\n\r\n";  // never while waiting: see can_join_round()
         return;
     }
     p.discard = true;
@@ -52,21 +61,47 @@ void Conn::on_header(RequestParser& p, beast::error_code& ec) {
 }
 
 void Conn::finish_waiting(uint64_t id, int code, uint32_t events) {
-    if (phase_ != Phase::waiting || id != req_.id) return;
-    phase_ = Phase::open;
+    if (phase_ != Phase::waiting || id <= answered_ || id > req_.id) return;
+    bool closing = false;
+    while (answered_ < id) {
+        ++answered_;
+        const bool last = answered_ == req_.id;
+        closing = last && (close_last_ || (code != 200 && code != 504 && w_.draining));
+        answer(code, answered_ == id ? events : 0, closing);
+    }
+    if (answered_ == req_.id) all_answered(closing);
+}
+
+// The reply to one waiting request, in order; `close` ends the connection with it.
+void Conn::answer(int code, uint32_t events, bool close) {
+    srv_.count(code);
     if (code == 200) {
         char body[48] = "{\"accepted\":";
         char* end = std::to_chars(body + 12, body + sizeof body - 1, events).ptr;
         *end++ = '}';
-        reply(200, std::string_view(body, size_t(end - body)), !req_.keep_alive);
+        append_reply(out_, 200, std::string_view(body, size_t(end - body)), close);
     } else if (code == 504) {
-        reply(504, R"({"error":"not delivered within ack_timeout; the events may still arrive"})", !req_.keep_alive);
-    } else if (srv_.ctx->stopping()) {
-        busy("shutting down");
+        append_reply(out_, 504, R"({"error":"not delivered within ack_timeout; the events may still arrive"})", close);
     } else {
-        busy(code == 503 && !srv_.opts.ack_delivered ? "pipeline full, retry later" : "an output failed to deliver the events");
+        const char* why = srv_.ctx->stopping()                       ? "shutting down"
+                          : code == 503 && !srv_.opts.ack_delivered ? "pipeline full, retry later"
+                                                                    : "an output failed to deliver the events";
+        append_reply(out_, 503, error_body(why), close, retry_after(srv_.opts));
     }
-    idle_now();
+}
+
+// Every waiting request is answered: the replies held behind them follow, and parsing goes on
+// (unless the connection ends: then what was held behind its last reply is never sent).
+void Conn::all_answered(bool closing) {
+    if (closing || close_held_) phase_ = Phase::closing;
+    else phase_ = Phase::open;
+    if (!closing) out_ += held_;
+    held_.clear();
+    hold_ = close_last_ = close_held_ = false;
+    if (phase_ == Phase::open) {
+        if (req_.parser) deadline_ = timeout_clock_ns() + srv_.opts.read_timeout.count();  // one begun behind the waiting ones
+        else idle_now();
+    }
     process();
 }
 
@@ -160,16 +195,35 @@ void Conn::begin_request() {
     req_.body.clear();
     req_.refused = 0;
     req_.after_drain = w_.draining;
-    deadline_ = mono_ns() + srv_.opts.read_timeout.count();
+    if (phase_ != Phase::waiting) deadline_ = timeout_clock_ns() + srv_.opts.read_timeout.count();  // else ack_timeout runs
 }
 
-void Conn::idle_now() { deadline_ = mono_ns() + srv_.opts.idle_timeout.count(); }
+void Conn::idle_now() {
+    if (phase_ != Phase::waiting) deadline_ = timeout_clock_ns() + srv_.opts.idle_timeout.count();
+}
 
-// Parses what was read, answering each complete request, until more bytes are needed.
+// While requests wait for the round's flush, a pipelined request behind them is parsed now only
+// if its whole header was read and it does not expect a 100 Continue (which would have to go
+// out before the replies of the requests ahead of it).
+bool Conn::can_join_round() const {
+    auto buf = rbuf_.data();
+    std::string_view have(static_cast<const char*>(buf.data()), buf.size());
+    size_t end = have.find("\r\n\r\n");
+    return end != std::string_view::npos && !expects(have.substr(0, end + 2));
+}
+
+// Parses what was read, answering each complete request, until more bytes are needed (or, with
+// requests waiting, until one cannot join their round).
 void Conn::process() {
-    while (phase_ == Phase::open) {
+    while (phase_ == Phase::open || (phase_ == Phase::waiting && !hold_)) {
         if (rbuf_.size() == 0) break;
-        if (!req_.parser) begin_request();
+        if (!req_.parser) {
+            if (phase_ == Phase::waiting && !can_join_round()) {
+                hold_ = true;
+                break;
+            }
+            begin_request();
+        }
         beast::error_code ec;
         size_t n = req_.parser->put(rbuf_.data(), ec);
         rbuf_.consume(n);
@@ -217,8 +271,6 @@ std::string Conn::refusal_headers(int code) const {
         default: return "";
     }
 }
-
-void Conn::busy(std::string_view why) { reply(503, error_body(why), !req_.keep_alive || w_.draining, retry_after(srv_.opts)); }
 
 // The request was read whole: answer a refused one, take the events of the others.
 void Conn::complete() {
@@ -271,8 +323,13 @@ void Conn::accept_body() {
     if (r.events != 0 && !extra.empty() && !simdjson::validate_utf8(extra.data(), extra.size())) b.compact_json = false;
     srv_.ctx->metrics().bytes_in.add(body.size());
     if (r.events == 0) return reply(200, R"({"accepted":0})", !req_.keep_alive);
-    phase_ = Phase::waiting;
-    deadline_ = mono_ns() + srv_.opts.ack_timeout.count();
+    if (phase_ != Phase::waiting) {
+        phase_ = Phase::waiting;
+        answered_ = req_.id;
+        deadline_ = timeout_clock_ns() + srv_.opts.ack_timeout.count();
+    }
+    close_last_ = !req_.keep_alive;
+    if (close_last_ || req_.id - answered_ + 1 >= kMaxPipelined) hold_ = true;  // nothing is parsed behind a closing request
     w_.wait_for_flush(shared_from_this(), ++req_.id, uint32_t(r.events));
 }
 
@@ -286,9 +343,16 @@ void Conn::bad_body(size_t offset, const char* message) {
     reply(400, body, !req_.keep_alive);
 }
 
-// Queues a reply; with `close`, the connection closes once it is written.
+// Queues a reply; with `close`, the connection closes once it is written. Behind requests still
+// waiting for their flush, it is held until they are answered, and parsing stops there.
 void Conn::reply(int code, std::string_view body, bool close, std::string_view headers) {
     srv_.count(code);
+    if (phase_ == Phase::waiting) {
+        append_reply(held_, code, body, close, headers);
+        hold_ = true;
+        close_held_ = close_held_ || close;
+        return;
+    }
     append_reply(out_, code, body, close, headers);
     if (close && phase_ == Phase::open) phase_ = Phase::closing;
 }
@@ -320,7 +384,7 @@ void Conn::start_write() {
     writing_ = true;
     wout_.swap(out_);
     out_.clear();
-    write_deadline_ = mono_ns() + srv_.opts.read_timeout.count();
+    write_deadline_ = timeout_clock_ns() + srv_.opts.read_timeout.count();
     auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
         self->writing_ = false;
         self->wout_.clear();
@@ -343,7 +407,7 @@ void Conn::linger() {
     sock_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return close_now();
     rbuf_.clear();
-    deadline_ = mono_ns() + kLingerNs;
+    deadline_ = timeout_clock_ns() + kLingerNs;
     if (!reading_) start_read();
 }
 

@@ -3,7 +3,11 @@
 // Requests are parsed as bytes arrive (pipelined ones included) and answered in order: a request
 // refused from its header is answered at once, a valid one's events go into the thread's batch
 // and the connection waits for that batch's flush (and, with ack = "delivered", its settling)
-// before it reads on. Timeouts (read, idle, ack, write, linger) are checked by Worker::sweep().
+// before it reads on. Pipelined requests already read join the same batch behind it (up to
+// kMaxPipelined), so one flush answers them all and their replies leave in one write; a reply
+// that is ready before the requests ahead of it are answered (a refusal, a bad body) waits
+// behind them, and parsing stops there until the flush. Timeouts (read, idle, ack, write,
+// linger) are checked by Worker::sweep().
 #pragma once
 
 #include <boost/asio/ssl/stream.hpp>
@@ -21,7 +25,7 @@ namespace hbf::http {
 // Where a connection is in its life. It moves down this list, except between open and waiting.
 enum class Phase : uint8_t {
     open,       // reading and answering requests (a TLS connection's handshake included)
-    waiting,    // a request's events are in the round's batch: nothing more is read until it is answered
+    waiting,    // requests' events are in the round's batch: nothing more is read until they are answered
     closing,    // the last reply is queued: it is written, then the connection lingers
     lingering,  // half-closed: what the client still sends is read and dropped for a moment
     closed,
@@ -34,7 +38,8 @@ public:
     size_t slot = 0;  // index in the worker's list
 
     void start();
-    // The round's batch was handed over (code 200), refused (503), or settled.
+    // The round's batch was handed over (code 200), refused (503), or settled: answers the
+    // waiting requests up to `id` (the ones before it with `code` too: only a timeout skips any).
     void finish_waiting(uint64_t id, int code, uint32_t events);
     // The timeouts, at `now` (mono_ns).
     void sweep(int64_t now);
@@ -51,7 +56,7 @@ private:
         int refused = 0;           // the status a request refused from its header gets, else 0
         bool keep_alive = true;    // the connection stays open after the reply
         bool after_drain = false;  // begun after shutdown started: refused with 503
-        uint64_t id = 0;           // which request a flush answers
+        uint64_t id = 0;           // the last request that waits for a flush
     };
 
     void on_header(RequestParser& p, boost::beast::error_code& ec) override;
@@ -64,7 +69,9 @@ private:
     void kick();
     void refuse(const boost::beast::error_code& ec);
     std::string refusal_headers(int code) const;
-    void busy(std::string_view why);
+    bool can_join_round() const;
+    void answer(int code, uint32_t events, bool last);
+    void all_answered(bool closing);
     void complete();
     void accept_body();
     void bad_body(size_t offset, const char* message);
@@ -80,6 +87,12 @@ private:
     boost::beast::flat_buffer rbuf_;
     Request req_;
     std::string out_, wout_, remote_extra_;  // replies queued, replies being written
+    // While waiting: requests answered so far (ids up to req_.id wait), the replies of requests
+    // parsed behind them, whether parsing stopped until they are answered, whether the last
+    // waiting request or a held reply ends the connection.
+    uint64_t answered_ = 0;
+    std::string held_;
+    bool hold_ = false, close_last_ = false, close_held_ = false;
     Phase phase_ = Phase::open;
     bool reading_ = false, writing_ = false;  // an async read, an async write in flight
     HandlerMemory read_mem_, write_mem_;      // for that read and that write: no malloc per request

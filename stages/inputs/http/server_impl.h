@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <time.h>
 #include <vector>
 
 #include "log.h"
@@ -23,6 +24,15 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 struct Worker;
+
+// The clock of the connections' timeouts (read, idle, ack, write, linger), read a few times per
+// request: CLOCK_MONOTONIC_COARSE costs a few ns where CLOCK_MONOTONIC costs tens, and its
+// resolution (a scheduler tick) is far finer than the 200 ms sweep that checks the timeouts.
+inline int64_t timeout_clock_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 struct Server final : net::Server {
     explicit Server(ServerOptions o);

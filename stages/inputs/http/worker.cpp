@@ -64,7 +64,7 @@ void Worker::remove(Conn* c) {
 }
 
 void Worker::sweep() {
-    int64_t now = mono_ns();
+    int64_t now = timeout_clock_ns();
     each_conn(conns, [now](Conn& c) { c.sweep(now); });
     if (draining && conns.empty() && waiters.empty()) return;
     sweep_timer.expires_after(kSweepEvery);
@@ -89,17 +89,16 @@ void Worker::wait_for_flush(std::shared_ptr<Conn> c, uint64_t id, uint32_t event
 
 void Worker::flush() {
     flush_posted = false;
-    flushing.swap(waiters);
     BatchPtr b = std::move(pending);
-    if (!b || b->empty()) {  // cannot happen: every waiter added events
-        for (auto& wt : flushing) wt.conn->finish_waiting(wt.id, 200, 0);
-        flushing.clear();
+    auto group = std::make_shared<AckGroup>();
+    group->waiters.swap(waiters);  // the group owns the round's waiters: answering one may add to the next round's
+    waiters.reserve(group->waiters.size());
+    if (!b || b->empty()) {        // cannot happen: every waiter added events
+        for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, 200, 0);
         return;
     }
     const size_t n = b->size();
-    auto group = std::make_shared<AckGroup>();
     group->worker = shared_from_this();
-    group->waiters = flushing;
     group->flushing_on.store(std::this_thread::get_id());
     AckRef ref = make_ack(
         [group](AckStatus s, const std::string&) {
@@ -126,12 +125,11 @@ void Worker::flush() {
     ref.reset();
     group->flushing_on.store(std::thread::id{});
     if (!queued) {
-        for (auto& wt : flushing) wt.conn->finish_waiting(wt.id, 503, 0);
+        for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, 503, 0);
     } else if (group->settled_in_flush >= 0) {
         const int code = AckStatus(group->settled_in_flush) == AckStatus::failed ? 503 : 200;
-        for (auto& wt : flushing) wt.conn->finish_waiting(wt.id, code, wt.events);
+        for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, code, wt.events);
     }
-    flushing.clear();
 }
 
 }  // namespace hbf::http

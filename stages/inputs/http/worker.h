@@ -58,7 +58,7 @@ struct Worker : std::enable_shared_from_this<Worker> {
     Inflater inflater;
     std::string inflated, extra;
     BatchPtr pending;
-    std::vector<Waiter> waiters, flushing;
+    std::vector<Waiter> waiters;  // the round's
     bool flush_posted = false;
     std::vector<Conn*> conns;
     bool draining = false;
