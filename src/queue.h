@@ -70,6 +70,9 @@ public:
     virtual bool full() const { return events() >= max_events_ || bytes() >= max_bytes_; }
     // Extra members for the stage's entry in /pipeline ("" = none), e.g. "\"buffer\":{...}".
     virtual std::string describe_json() const { return ""; }
+    // Whether what it hands out comes from files (a disk buffer, a backlog): such batches go to
+    // their output one at a time.
+    virtual bool on_disk() const { return false; }
 
     // Producers are counted, by the Edges that lead here, so a consumer knows when no more
     // batches can come.

@@ -11,7 +11,6 @@
 #include <set>
 #include <shared_mutex>
 #include <stdexcept>
-#include <typeinfo>
 
 namespace hbf {
 
@@ -687,8 +686,7 @@ void Runtime::run_output(Node& n) {
     // An output that takes a pop at once (the file output: one stat and one writev for all of
     // it, measured in bench/README.md) gets it when its queue is in memory; an output with a disk
     // buffer (or a backlog of one) is handed one batch at a time, as every other output is.
-    const BatchQueue& q = *n.queue;
-    const bool together = out.writes_many() && typeid(q) == typeid(BatchQueue);
+    const bool together = out.writes_many() && !n.queue->on_disk();
     auto next_tick = std::chrono::steady_clock::now();
     for (;;) {
         size_t got = n.queue->pop(in, kPopMax, kPollTimeout);

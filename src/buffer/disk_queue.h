@@ -26,6 +26,7 @@ public:
 
     void open() override;
     void close() override;
+    bool on_disk() const override { return true; }
     bool push(BatchPtr& b, const std::atomic<bool>& abort) override;
     size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) override;
     // Events not yet handed to the output; bytes of the buffer's files.
@@ -61,6 +62,7 @@ public:
 
     void open() override;
     void close() override;
+    bool on_disk() const override { return true; }
     size_t pop(BatchPtr* out, size_t n, std::chrono::microseconds timeout) override;
     std::string describe_json() const override;
 
