@@ -16,6 +16,7 @@ namespace hbf {
 
 namespace {
 constexpr auto kPollTimeout = std::chrono::milliseconds(100);
+constexpr auto kSettlePoll = std::chrono::milliseconds(2);  // the tick of an output settling in tick()
 constexpr size_t kPopMax = 32;
 constexpr size_t kLingerBelow = 256;  // events: a hand-over smaller than this lingers
 }  // namespace
@@ -689,7 +690,8 @@ void Runtime::run_output(Node& n) {
     const bool together = out.writes_many() && !n.queue->on_disk();
     auto next_tick = std::chrono::steady_clock::now();
     for (;;) {
-        size_t got = n.queue->pop(in, kPopMax, kPollTimeout);
+        const bool settling = out.settles_in_tick();
+        size_t got = n.queue->pop(in, kPopMax, settling ? kSettlePoll : kPollTimeout);
         size_t events = 0, kept = 0;
         for (size_t i = 0; i < got; ++i) {
             events += in[i]->size();
@@ -714,8 +716,8 @@ void Runtime::run_output(Node& n) {
         }
         linger(got, events);
         auto now = std::chrono::steady_clock::now();
-        if (now >= next_tick) {
-            n.built.output->tick();
+        if (now >= next_tick || (settling && got == 0)) {
+            out.tick();
             next_tick = now + kPollTimeout;
         }
         if (got == 0 && n.queue->producers() == 0 && n.queue->events() == 0) break;

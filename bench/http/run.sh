@@ -8,6 +8,7 @@
 # Usage: bench/http/run.sh [BUILD_DIR]
 #   env: RUNS=3 DURATION=10 CONNS=32 THREADS=1 (hbforward I/O threads) ACK=accepted|delivered
 #        PIPELINE=N: each connection pipelines N requests at a time (bench/http/pipeline.lua)
+#        LINGER=250us: hbforward's [service] linger (unset: its default)
 set -eu
 cd "$(dirname "$0")/../.."
 . bench/lib.sh
@@ -45,6 +46,7 @@ start_hbf() {
   cat >"$TMP/$name.toml" <<TOML
 [service]
 log_level = "warn"
+${LINGER:+linger = \"$LINGER\"}
 
 [inputs.healthbot]
 type = "http"

@@ -98,6 +98,37 @@ const OptionSchema<ManyOptions> kManySchema{
 };
 HBF_REGISTER_OUTPUT("test_many", ManyOutput, kManySchema, "Test only: takes the batches of a pop at once, records how many.");
 
+// Settles in tick(), as the Kafka output settles on delivery reports: holds each batch `hold_ms`
+// after its write, and counts the ticks it got meanwhile.
+struct TickOptions {
+    int64_t hold_ms = 200;
+};
+std::atomic<int> ticks_while_holding{0};
+struct TickSettleOutput final : Output {
+    explicit TickSettleOutput(const TickOptions& o) : hold_(std::chrono::milliseconds(o.hold_ms)) {}
+    void write(BatchPtr b) override {
+        held_.push_back(std::move(b));
+        since_ = std::chrono::steady_clock::now();
+    }
+    bool settles_in_tick() const override { return !held_.empty(); }
+    void tick() override {
+        if (held_.empty()) return;
+        ticks_while_holding.fetch_add(1);
+        if (std::chrono::steady_clock::now() - since_ < hold_) return;
+        for (auto& b : held_) b->mark(AckStatus::delivered);
+        held_.clear();
+    }
+    void stop() override {
+        for (auto& b : held_) b->mark(AckStatus::failed, "stopped while held");
+        held_.clear();
+    }
+    std::chrono::nanoseconds hold_;
+    std::vector<BatchPtr> held_;
+    std::chrono::steady_clock::time_point since_{};
+};
+const OptionSchema<TickOptions> kTickSchema{{"hold_ms", &TickOptions::hold_ms, "Milliseconds each batch is held before a tick settles it."}};
+HBF_REGISTER_OUTPUT("test_tick_settle", TickSettleOutput, kTickSchema, "Test only: settles its batches in tick(), after hold_ms.");
+
 std::vector<size_t> many_calls_so_far() {
     std::lock_guard lk(many_m);
     return many_calls;
@@ -231,6 +262,28 @@ throw_call = 2
     CHECK(failed == calls[1]);
     CHECK(failed > 1);
     CHECK(failed_count("rt-many", "exception") - before == 2 * calls[1]);  // two events a batch
+}
+
+TEST_CASE("an output that settles its batches in tick() is ticked every few milliseconds while it holds some") {
+    ticks_while_holding = 0;
+    auto rt = start_pipeline(std::string(kService) + R"(
+[inputs.in]
+type = "test_acks"
+batches = 1
+wait = true
+[outputs.o]
+type = "test_tick_settle"
+inputs = ["in"]
+hold_ms = 200
+)");
+    auto got = settled(1);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].status == AckStatus::delivered);
+    // Every 2 ms for 200 ms: about 100 ticks; the 100 ms tick of an output that settles
+    // nothing in tick() would give 2 or 3.
+    CHECK(ticks_while_holding.load() >= 20);
+    rt->request_stop();
+    CHECK(rt->wait_until(std::chrono::steady_clock::now() + 5s));
 }
 
 TEST_CASE("an output with a disk buffer is handed one batch at a time, even one that takes a pop at once") {

@@ -8,6 +8,7 @@
 namespace hbf::kafka_output {
 
 void KafkaOut::write(BatchPtr b) {
+    last_write_ = std::chrono::steady_clock::now();
     InFlight* f = take_inflight();
     f->batch = std::move(b);
     f->pending = 1;  // held by this call until every message is produced
