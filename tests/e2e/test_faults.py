@@ -69,13 +69,20 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
-def test_file_output_on_a_full_filesystem_retries_until_space_returns(hbf, tmpfs):
+def webhook_to_nearly_full_tmpfs(hbf, tmpfs):
+    """hbforward writing the webhook's events to `tmpfs` with ~24 KiB left (~50 events):
+    (its handle, webhook port, API port, the output file, the filler whose removal frees space)."""
     port, api = free_port(), free_port()
     out = tmpfs / "out.ndjson"
     filler = tmpfs / "filler"
-    filler.write_bytes(b"\0" * (256 * 1024 - 24 * 1024))  # ~24 KiB left: ~50 events
+    filler.write_bytes(b"\0" * (256 * 1024 - 24 * 1024))
     h = hbf(webhook_to_file(port, api, out))
     listening(port)
+    return h, port, api, out, filler
+
+
+def test_file_output_on_a_full_filesystem_retries_until_space_returns(hbf, tmpfs):
+    h, port, api, out, filler = webhook_to_nearly_full_tmpfs(hbf, tmpfs)
     acked, failed = [], []
     stop = threading.Event()
 
@@ -118,12 +125,7 @@ def test_file_output_on_a_full_filesystem_retries_until_space_returns(hbf, tmpfs
 def test_file_output_on_a_full_filesystem_with_many_batches_a_pop_writes_each_event_once(hbf, tmpfs):
     """Four senders at once, so a pop holds several batches written together: a failed writev of
     them is cut back and retried whole once space returns; nothing twice, nothing partial."""
-    port, api = free_port(), free_port()
-    out = tmpfs / "out.ndjson"
-    filler = tmpfs / "filler"
-    filler.write_bytes(b"\0" * (256 * 1024 - 24 * 1024))  # ~24 KiB left: ~50 events
-    h = hbf(webhook_to_file(port, api, out))
-    listening(port)
+    h, port, api, out, filler = webhook_to_nearly_full_tmpfs(hbf, tmpfs)
     lock = threading.Lock()
     acked, failed = [], []
     stop = threading.Event()

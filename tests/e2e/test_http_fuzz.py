@@ -6,6 +6,7 @@ import socket
 import time
 
 from conftest import examples, free_port, read_ndjson, wait_for
+from hbhttp import pipeline, read_responses
 
 
 def mutate(rng, data):
@@ -46,20 +47,7 @@ def read_reply(sock):
 
 def test_garbage_never_crashes_the_webhook_or_costs_other_data(hbf, tmp_path):
     port = free_port()
-    h = hbf(f"""
-[inputs.hb]
-type = "http"
-address = "127.0.0.1:{port}"
-paths = ["/healthbot"]
-max_body = "64KiB"
-[filters.parse]
-type = "json"
-inputs = ["hb"]
-[outputs.out]
-type = "file"
-inputs = ["parse"]
-path = "out.ndjson"
-""")
+    h = hbf(pipeline(port, 'max_body = "64KiB"'))
     h.wait_log("listening on")
     rng = random.Random(20261125)
     ex = [e.encode() for e in examples()]
@@ -113,21 +101,8 @@ def test_pipelined_mixes_split_at_random_are_answered_in_order(hbf, tmp_path):
     # connection in random pieces: every reply comes in request order with the status the
     # request calls for, nothing behind a "Connection: close" is answered, and exactly the events
     # of the requests answered 200 are written, in order.
-    from hbhttp import read_responses
     port = free_port()
-    h = hbf(f"""
-[inputs.hb]
-type = "http"
-address = "127.0.0.1:{port}"
-paths = ["/healthbot"]
-[filters.parse]
-type = "json"
-inputs = ["hb"]
-[outputs.out]
-type = "file"
-inputs = ["parse"]
-path = "out.ndjson"
-""")
+    h = hbf(pipeline(port))
     h.wait_log("listening on")
     rng = random.Random(20261130)
     ex = [json.loads(e) for e in examples()]

@@ -17,19 +17,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
-struct TempDir {
-    TempDir() {
-        char t[] = "/tmp/hbf-buffer-test-XXXXXX";
-        REQUIRE(mkdtemp(t));
-        path = t;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string path;
-};
+using test::TempDir;
 
 DiskBufferOptions opts(const std::string& dir) {
     DiskBufferOptions o;

@@ -20,18 +20,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct TempDir {
-    TempDir() {
-        char t[] = "/tmp/hbf-file-output-test-XXXXXX";
-        REQUIRE(mkdtemp(t));
-        path = t;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    std::string path;
-};
+using test::TempDir;
 
 std::string slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

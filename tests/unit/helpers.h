@@ -1,6 +1,8 @@
 // Helpers for unit tests: run a stage on a batch without a pipeline around it.
 #pragma once
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,22 @@
 #include "registry.h"
 
 namespace hbf::test {
+
+// A fresh directory under /tmp, removed with everything in it at the end of the scope.
+struct TempDir {
+    TempDir() {
+        char t[] = "/tmp/hbf-test-XXXXXX";
+        REQUIRE(mkdtemp(t));
+        path = t;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    std::string path;
+};
 
 // Loads a config from text; fails the test if it has errors.
 inline std::unique_ptr<PipelineConfig> config(const std::string& text) {

@@ -20,6 +20,7 @@ using test::Outcome;
 using test::reload_pipeline;
 using test::start_pipeline;
 using test::settled;
+using test::TempDir;
 
 std::vector<Outcome> outcomes() { return test::ack_log().all(); }
 
@@ -288,11 +289,9 @@ hold_ms = 200
 
 TEST_CASE("an output with a disk buffer is handed one batch at a time, even one that takes a pop at once") {
     clear_many_calls();
-    char t[] = "/tmp/hbf-runtime-test-XXXXXX";
-    REQUIRE(mkdtemp(t));
-    const std::string dir = t;
     {
-        auto rt = start_pipeline(std::string(kService) + "data_dir = \"" + dir + R"("
+        TempDir dir;
+        auto rt = start_pipeline(std::string(kService) + "data_dir = \"" + dir.path + R"("
 [inputs.in]
 type = "test_acks"
 batches = 40
@@ -307,8 +306,6 @@ buffer = { type = "disk", max_size = "1MiB" }
         REQUIRE(got.size() == 40);
         for (auto& o : got) CHECK(o.status == AckStatus::delivered);
     }
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
     auto calls = many_calls_so_far();
     CHECK(calls.size() == 40);
     for (size_t n : calls) CHECK(n == 1);
@@ -484,18 +481,6 @@ TEST_CASE("metrics carry one series per stage while its replaced version drains 
 }
 
 namespace {
-struct TempDir {
-    TempDir() {
-        char t[] = "/tmp/hbf-runtime-test-XXXXXX";
-        REQUIRE(mkdtemp(t));
-        path = t;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    std::string path;
-};
 
 std::vector<int64_t> sequence_numbers(const std::string& file) {
     std::vector<int64_t> out;
