@@ -107,6 +107,224 @@ JsonCheck ObjectChecker::check(const char* p, size_t len, size_t capacity) {
     return check_object(ondemand_, p, len, capacity);
 }
 
+namespace {
+constexpr size_t kWalkDepth = 128;  // < the DOM pass's 200: deeper texts go the slow way
+
+bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+bool is_ws(uint8_t c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+int hex_value(uint8_t c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+// [s, e) is a JSON number that every parser takes as it is: at most 18 digits, no exponent (so no
+// overflow, no rounding to infinity or zero). Anything else is left to the slow path.
+bool plain_number(const uint8_t* s, const uint8_t* e) {
+    const uint8_t* p = s;
+    if (p < e && *p == '-') ++p;
+    if (p == e) return false;
+    const uint8_t* const first = p;
+    if (*p == '0') ++p;
+    else if (*p >= '1' && *p <= '9') while (p < e && is_digit(*p)) ++p;
+    else return false;
+    size_t digits = size_t(p - first);
+    if (p < e && *p == '.') {
+        const uint8_t* const frac = ++p;
+        while (p < e && is_digit(*p)) ++p;
+        if (p == frac) return false;
+        digits += size_t(p - frac);
+    }
+    return p == e && digits <= 18;
+}
+
+// Copies the string literal that opens at s (its quote) to d, checking it: every escape valid, the
+// closing quote before `limit` (the next structural index). Stage 1 checked UTF-8 and control
+// characters. \u escapes of surrogates go the slow way (the pairing rules). Returns where the copy
+// ends, nullptr when the walk cannot take the string. With AVX2, 32 bytes at a time: it reads and
+// writes up to 31 bytes past the closing quote (inside simdjson's padding, and the output's 32
+// spare bytes).
+[[gnu::always_inline]] inline char* copy_string(char* d, const uint8_t* s, const uint8_t* limit) {
+    const uint8_t* p = s + 1;
+    *d = '"';
+    for (;;) {
+        if (p >= limit) return nullptr;
+#ifdef __AVX2__
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + (p - s)), v);
+        const uint32_t m = uint32_t(_mm256_movemask_epi8(
+            _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('"')), _mm256_cmpeq_epi8(v, _mm256_set1_epi8('\\')))));
+        if (m == 0) {
+            p += 32;
+            continue;
+        }
+        p += __builtin_ctz(m);
+#else
+        d[p - s] = char(*p);
+        if (*p != '"' && *p != '\\') {
+            ++p;
+            continue;
+        }
+#endif
+        if (*p == '"') return d + (p - s) + 1;
+        const uint8_t* const esc = p;
+        switch (p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': p += 2; break;
+            case 'u': {
+                int cp = 0;
+                for (int k = 2; k < 6; ++k) {
+                    const int h = hex_value(p[k]);
+                    if (h < 0) return nullptr;
+                    cp = cp << 4 | h;
+                }
+                if (cp >= 0xD800 && cp <= 0xDFFF) return nullptr;
+                p += 6;
+                break;
+            }
+            default: return nullptr;
+        }
+        if (p > limit) return nullptr;
+        std::memcpy(d + (esc - s), esc, size_t(p - esc));  // the escape (the AVX2 store had it, unless it crossed the block)
+    }
+}
+
+// Copies [s, e) to d with 32-byte stores (d has 32 bytes to spare; s may be read 31 bytes past e).
+[[gnu::always_inline]] inline char* copy_token(char* d, const uint8_t* s, const uint8_t* e) {
+    const size_t n = size_t(e - s);
+#ifdef __AVX2__
+    for (size_t k = 0; k < n; k += 32)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + k), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + k)));
+#else
+    std::memcpy(d, s, n);
+#endif
+    return d + n;
+}
+
+// true, false, null or a number, exactly [s, e).
+bool plain_scalar(const uint8_t* s, const uint8_t* e) {
+    switch (*s) {
+        case 't': return e - s == 4 && std::memcmp(s, "true", 4) == 0;
+        case 'f': return e - s == 5 && std::memcmp(s, "false", 5) == 0;
+        case 'n': return e - s == 4 && std::memcmp(s, "null", 4) == 0;
+        default: return plain_number(s, e);
+    }
+}
+}  // namespace
+
+// The grammar over stage 1's structural indexes, one label per state as in simdjson's stage 2, so
+// the common sequence ("key" : value ,) branches predictably. Each index starts a token: an
+// operator, a string (at its opening quote) or a scalar. By how stage 1 marks them, only
+// whitespace can follow an operator or a string's closing quote before the next index (any other
+// byte there would start a token, hence have an index of its own), and it is dropped; a scalar
+// runs up to the next index less that whitespace, and must be exactly true, false, null or a
+// number.
+bool ObjectChecker::walk_indexes(const uint8_t* buf, size_t len, std::string& out) {
+    const uint32_t* const idx = dom_.implementation->structural_indexes.get();
+    const uint32_t n = dom_.implementation->n_structural_indexes;
+    const size_t at = out.size();
+    out.resize(at + len + 32);
+    char* d = out.data() + at;
+    bool in_array[kWalkDepth];
+    size_t depth = 0;
+    uint32_t i = 0;
+    const uint8_t* s = nullptr;  // the current token
+    auto next = [&] {
+        if (i == n) return false;
+        s = buf + idx[i++];
+        return true;
+    };
+    // The end of the current token: the next index, less the whitespace before it.
+    auto limit = [&] { return buf + (i < n ? idx[i] : len); };
+    // A scalar (not a string) or a string: checked and copied.
+    auto value = [&] {
+        if (*s == '"') return (d = copy_string(d, s, limit())) != nullptr;
+        const uint8_t* e = limit();
+        while (e > s + 1 && is_ws(e[-1])) --e;
+        if (!plain_scalar(s, e)) return false;
+        d = copy_token(d, s, e);
+        return true;
+    };
+
+    if (!next() || *s != '{') goto fail;
+    *d++ = '{';
+object_begin:
+    if (depth == kWalkDepth) goto fail;
+    in_array[depth++] = false;
+    if (!next()) goto fail;
+    if (*s == '}') goto object_close;
+object_key:
+    if (*s != '"' || (d = copy_string(d, s, limit())) == nullptr) goto fail;
+    if (!next() || *s != ':') goto fail;
+    *d++ = ':';
+    if (!next()) goto fail;
+    if (*s == '{' || *s == '[') {
+        *d++ = char(*s);
+        if (*s == '{') goto object_begin;
+        goto array_begin;
+    }
+    if (!value()) goto fail;
+object_continue:
+    if (!next()) goto fail;
+    if (*s == ',') {
+        *d++ = ',';
+        if (!next()) goto fail;
+        goto object_key;
+    }
+    if (*s != '}') goto fail;
+object_close:
+    *d++ = '}';
+    --depth;
+    goto scope_end;
+
+array_begin:
+    if (depth == kWalkDepth) goto fail;
+    in_array[depth++] = true;
+    if (!next()) goto fail;
+    if (*s == ']') goto array_close;
+array_value:
+    if (*s == '{' || *s == '[') {
+        *d++ = char(*s);
+        if (*s == '{') goto object_begin;
+        goto array_begin;
+    }
+    if (!value()) goto fail;
+array_continue:
+    if (!next()) goto fail;
+    if (*s == ',') {
+        *d++ = ',';
+        if (!next()) goto fail;
+        goto array_value;
+    }
+    if (*s != ']') goto fail;
+array_close:
+    *d++ = ']';
+    --depth;
+
+scope_end:
+    if (depth == 0) {  // the root object closed: nothing may follow
+        if (i != n) goto fail;
+        out.resize(size_t(d - out.data()));
+        return true;
+    }
+    if (in_array[depth - 1]) goto array_continue;
+    goto object_continue;
+fail:
+    out.resize(at);
+    return false;
+}
+
+bool ObjectChecker::append_compact_if_valid(std::string& out, const char* p, size_t len, size_t capacity) {
+    const auto* buf = reinterpret_cast<const uint8_t*>(p);
+    if (capacity >= len + SIMDJSON_PADDING && dom_.implementation && (len <= dom_.capacity() || dom_.allocate(len, kDomDepth) == SUCCESS) &&
+        dom_.implementation->stage1(buf, len, stage1_mode::regular) == SUCCESS && walk_indexes(buf, len, out)) {
+        ++one_pass_;
+        return true;
+    }
+    if (!check(p, len, capacity).ok) return false;
+    append_compact(out, std::string_view(p, len));
+    return true;
+}
+
 simdjson_result<std::string_view> raw_value(ondemand::value& v) {
     ondemand::json_type t;
     if (auto e = v.type().get(t)) return e;

@@ -99,6 +99,7 @@ TEST_CASE("check_object reports the byte offset of the error") {
 }
 
 // The DOM pass must give check_object's verdict on anything: the same ok, offset and message.
+// The one-pass append_compact_if_valid must give the same ok and, when ok, append_compact's text.
 static void require_same_verdict(ObjectChecker& fast, simdjson::ondemand::parser& walk, const std::string& text) {
     std::string buf = text;
     buf.reserve(text.size() + simdjson::SIMDJSON_PADDING);
@@ -108,6 +109,10 @@ static void require_same_verdict(ObjectChecker& fast, simdjson::ondemand::parser
     REQUIRE(a.ok == b.ok);
     REQUIRE(a.offset == b.offset);
     REQUIRE(std::string(a.message) == b.message);
+    std::string out = "prefix", want = "prefix";
+    REQUIRE(fast.append_compact_if_valid(out, buf.data(), text.size(), buf.capacity()) == b.ok);
+    if (b.ok) append_compact(want, text);
+    REQUIRE(out == want);
 }
 
 TEST_CASE("ObjectChecker agrees with check_object on mutated events, numbers, escapes and depth") {
@@ -118,6 +123,11 @@ TEST_CASE("ObjectChecker agrees with check_object on mutated events, numbers, es
         "\"message\": \"IS-IS adjacency on et-0/0/5.0 is Down \\u00e9\\ud83d\\ude00\", \"severity\": \"major\"}",
         "{\"a\":{\"b\":[{\"c\":\"\\n\\t\\\\\\/\"},[],{}]},\"big\":18446744073709551615,\"neg\":-9223372036854775808,\"f\":1.5E-300}",
         "{}",
+        // Nothing the one pass leaves to the slow path (no exponent, long number or surrogate):
+        // the mutations of these exercise its grammar and token checks.
+        "{\"device-id\": \"mx960-1\", \"keys\": {\"_instance_id\": \"[\\\"core-isis\\\"]\", \"n\": [1, -2.5, 0, true, false, null, {}, []]}, "
+        "\"message\": \"IS-IS \\u00e9 \\/ \\b\\f\\n\\r\\t adjacency\", \"severity\": \"major\", \"value\": 1532, \"x\": \"\"}",
+        "{ \"a\" :\n[ { \"b\" : [ [ ], { } , -0.5 ] } ] ,\t\"c\":\"\\\\\" , \"d\" : [\"\\\"\", 12345678901234] }",
     };
     const std::string alphabet = "{}[]:,\"\\ \t\n0123456789eE.+-tfnulraxu\x01\x7f\xc3\xa9\xff";
     std::mt19937 rng(2026);
@@ -134,8 +144,16 @@ TEST_CASE("ObjectChecker agrees with check_object on mutated events, numbers, es
         }
         require_same_verdict(fast, walk, t);
     }
+    CHECK(fast.one_pass() > 1000);  // the walk settled many (most mutations make a text invalid)
+    for (size_t k = 2; k < seeds.size(); ++k) {  // and settles these seeds itself
+        const uint64_t before = fast.one_pass();
+        require_same_verdict(fast, walk, seeds[k]);
+        CHECK(fast.one_pass() == before + 1);
+    }
     for (const char* n : {"123456789012345678901234567890", "18446744073709551616", "-9223372036854775809", "1e400", "1e-400", "01", "-", "1.", ".5"})
         require_same_verdict(fast, walk, std::string("{\"a\":") + n + "}");
+    for (const char* str : {"\\ud83d\\ude00", "\\ud83d", "\\ude00", "\\ud83dx", "\\ud83d\\u0041", "\\u00e9", "\\u00G9", "\\u00e", "\\x", "\\"})
+        require_same_verdict(fast, walk, std::string("{\"a\":\"") + str + "\"}");
     for (size_t depth : {150, 199, 200, 201, 255, 256, 257, 258, 300, 1100}) {
         require_same_verdict(fast, walk, "{\"a\":" + std::string(depth, '[') + std::string(depth, ']') + "}");
         std::string objs = "{\"a\":";

@@ -26,11 +26,15 @@ std::string_view media_type(std::string_view ct) {
     return trim(ct);
 }
 
-// Appends one validated object compacted, with `extra` members spliced before its closing brace.
-void append_event(const char* p, size_t n, std::string_view extra, Batch& out) {
+// Appends one object compacted, with `extra` members spliced before its closing brace, when it is
+// a valid JSON object (validated and compacted in one pass); false, with nothing appended, if not.
+bool append_event(ObjectChecker& checker, const char* p, size_t n, size_t capacity, std::string_view extra, Batch& out) {
     out.reserve_more(n + extra.size() + 2);
     out.begin_event();
-    append_compact(out.buf, std::string_view(p, n));
+    if (!checker.append_compact_if_valid(out.buf, p, n, capacity)) {
+        out.cancel_event();
+        return false;
+    }
     if (!extra.empty() && out.buf.back() == '}') {
         out.buf.pop_back();
         if (out.buf.back() == '{') extra.remove_prefix(1);  // an empty object takes no comma
@@ -38,6 +42,7 @@ void append_event(const char* p, size_t n, std::string_view extra, Batch& out) {
         out.buf.push_back('}');
     }
     out.finish_event();
+    return true;
 }
 
 // Where the first top-level value of [p, p+len) ends (one past its last byte), skipping strings;
@@ -123,9 +128,10 @@ BodyResult append_array(BodyParsers& ps, const char* p, size_t len, size_t capac
         if (auto e = v.get_object().get(o)) return fail(rb, where(len), error_message(e));
         if (auto e = o.raw_json().get(raw)) return fail(rb, where(len), error_message(e));
         const size_t off = size_t(raw.data() - p);
-        JsonCheck chk = ps.inner.check(raw.data(), raw.size(), capacity - off);
-        if (!chk.ok) return fail(rb, off + chk.offset, chk.message);
-        append_event(raw.data(), raw.size(), extra, out);
+        if (!append_event(ps.inner, raw.data(), raw.size(), capacity - off, extra, out)) {
+            JsonCheck chk = ps.inner.check(raw.data(), raw.size(), capacity - off);
+            return fail(rb, off + chk.offset, chk.message);
+        }
         ++r.events;
     }
     // Anything after the closing bracket is an error; at the very end the location is out of bounds.
@@ -146,9 +152,10 @@ BodyResult append_ndjson(BodyParsers& ps, const char* p, size_t len, size_t capa
         while (a < b && is_ws(p[a])) ++a;
         while (b > a && is_ws(p[b - 1])) --b;
         if (b > a) {
-            JsonCheck chk = check_one(ps.inner, p + a, b - a, capacity - a);
-            if (!chk.ok) return fail(rb, a + chk.offset, chk.message);
-            append_event(p + a, b - a, extra, out);
+            if (!append_event(ps.inner, p + a, b - a, capacity - a, extra, out)) {
+                JsonCheck chk = check_one(ps.inner, p + a, b - a, capacity - a);
+                return fail(rb, a + chk.offset, chk.message);
+            }
             ++r.events;
         }
         start = end + 1;
@@ -182,11 +189,12 @@ BodyResult append_events(BodyParsers& ps, const char* p, size_t len, size_t capa
     if (first == len) return fail(rb, 0, "empty body");
     if (fmt == BodyFormat::ndjson) return append_ndjson(ps, p, len, capacity, extra, out, rb);
     if (p[first] == '[') return append_array(ps, p, len, capacity, extra, out, rb);
-    JsonCheck chk = check_one(ps.inner, p, len, capacity);
-    if (!chk.ok) return fail(rb, chk.offset, chk.message);
     size_t last = len;
     while (last > first && is_ws(p[last - 1])) --last;
-    append_event(p + first, last - first, extra, out);
+    if (!append_event(ps.inner, p + first, last - first, capacity - first, extra, out)) {
+        JsonCheck chk = check_one(ps.inner, p, len, capacity);
+        return fail(rb, chk.offset, chk.message);
+    }
     BodyResult r;
     r.events = 1;
     return r;
