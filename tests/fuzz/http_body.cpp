@@ -2,7 +2,8 @@
 // The first byte picks the format, the encoding and the spliced members; the rest is the body.
 // Checked besides "no crash": a refused body leaves the batch as it was, an accepted one holds
 // exactly the counted events, each a JSON object; and the DOM pass that validates (ObjectChecker)
-// gives the On-Demand walk's verdict, offset and message on the whole body.
+// gives the On-Demand walk's verdict, offset and message on the whole body, as the one pass of
+// append_compact_if_valid gives its verdict and append_compact's text.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +42,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static simdjson::ondemand::parser walk;
     const JsonCheck fc = fast.check(p, len, cap), wc = check_object(walk, p, len, cap);
     if (fc.ok != wc.ok || fc.offset != wc.offset || std::strcmp(fc.message, wc.message) != 0) std::abort();
+    // The one pass (stage 1 and a walk of its indexes) gives the same verdict and append_compact's text.
+    static std::string one, two;
+    one.assign("x");
+    two.assign("x");
+    if (fast.append_compact_if_valid(one, p, len, cap) != wc.ok) std::abort();
+    if (wc.ok) append_compact(two, std::string_view(p, len));
+    if (one != two) std::abort();
 
     BatchPtr b = Batch::make();
     b->append(R"({"before":1})");
