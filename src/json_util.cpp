@@ -209,106 +209,76 @@ bool plain_scalar(const uint8_t* s, const uint8_t* e) {
         default: return plain_number(s, e);
     }
 }
-}  // namespace
 
-// The grammar over stage 1's structural indexes, one label per state as in simdjson's stage 2, so
-// the common sequence ("key" : value ,) branches predictably. Each index starts a token: an
-// operator, a string (at its opening quote) or a scalar. By how stage 1 marks them, only
-// whitespace can follow an operator or a string's closing quote before the next index (any other
-// byte there would start a token, hence have an index of its own), and it is dropped; a scalar
-// runs up to the next index less that whitespace, and must be exactly true, false, null or a
-// number.
-bool ObjectChecker::walk_indexes(const uint8_t* buf, size_t len, std::string& out) {
-    const uint32_t* const idx = dom_.implementation->structural_indexes.get();
-    const uint32_t n = dom_.implementation->n_structural_indexes;
-    const size_t at = out.size();
-    out.resize(at + len + 32);
-    char* d = out.data() + at;
+// The grammar over stage 1's structural indexes (n of them), copying each token to d as it is
+// checked; returns the end of the copy, nullptr when the text is not one object the walk can take.
+// Each index starts a token: an operator, a string (at its opening quote) or a scalar. By how
+// stage 1 marks them, only whitespace can follow an operator or a string's closing quote before
+// the next index (any other byte there would start a token, hence have an index of its own), and
+// it is dropped; a scalar runs up to the next index less that whitespace, and must be exactly
+// true, false, null or a number. One loop with the container stack in an array, not recursion:
+// every store through d may alias what a member or a reference points at, not a local.
+char* walk_indexes(const uint8_t* buf, size_t len, const uint32_t* idx, uint32_t n, char* d) {
     bool in_array[kWalkDepth];
     size_t depth = 0;
     uint32_t i = 0;
     const uint8_t* s = nullptr;  // the current token
-    auto next = [&] {
+    auto next = [&]() __attribute__((always_inline)) {
         if (i == n) return false;
         s = buf + idx[i++];
         return true;
     };
-    // The end of the current token: the next index, less the whitespace before it.
-    auto limit = [&] { return buf + (i < n ? idx[i] : len); };
-    // A scalar (not a string) or a string: checked and copied.
-    auto value = [&] {
-        if (*s == '"') return (d = copy_string(d, s, limit())) != nullptr;
-        const uint8_t* e = limit();
-        while (e > s + 1 && is_ws(e[-1])) --e;
-        if (!plain_scalar(s, e)) return false;
-        d = copy_token(d, s, e);
-        return true;
+    auto limit = [&]() __attribute__((always_inline)) { return buf + (i < n ? idx[i] : len); };  // where the current token's run ends
+    auto key = [&]() __attribute__((always_inline)) {  // a member's key and colon; then the next token, its value
+        if (*s != '"' || !(d = copy_string(d, s, limit())) || !next() || *s != ':') return false;
+        *d++ = ':';
+        return next();
     };
+    if (!next() || *s != '{') return nullptr;
+    for (;;) {  // s starts a value
+        if (*s == '{' || *s == '[') {
+            if (depth == kWalkDepth) return nullptr;
+            const bool array = *s == '[';
+            in_array[depth++] = array;
+            *d++ = char(*s);
+            if (!next()) return nullptr;
+            if (*s != (array ? ']' : '}')) {  // not empty: its first value
+                if (!array && !key()) return nullptr;
+                continue;
+            }
+        } else if (*s == '"') {
+            if (!(d = copy_string(d, s, limit())) || !next()) return nullptr;
+        } else {
+            const uint8_t* e = limit();
+            while (e > s + 1 && is_ws(e[-1])) --e;
+            if (!plain_scalar(s, e)) return nullptr;
+            d = copy_token(d, s, e);
+            if (!next()) return nullptr;
+        }
+        for (;;) {  // s follows a value (or opened an empty container): a comma or a closing
+            const bool array = in_array[depth - 1];
+            if (*s == ',') {
+                *d++ = ',';
+                if (!next() || (!array && !key())) return nullptr;
+                break;
+            }
+            if (*s != (array ? ']' : '}')) return nullptr;
+            *d++ = char(*s);
+            if (--depth == 0) return i == n ? d : nullptr;  // the root closed: nothing may follow
+            if (!next()) return nullptr;
+        }
+    }
+}
+}  // namespace
 
-    if (!next() || *s != '{') goto fail;
-    *d++ = '{';
-object_begin:
-    if (depth == kWalkDepth) goto fail;
-    in_array[depth++] = false;
-    if (!next()) goto fail;
-    if (*s == '}') goto object_close;
-object_key:
-    if (*s != '"' || (d = copy_string(d, s, limit())) == nullptr) goto fail;
-    if (!next() || *s != ':') goto fail;
-    *d++ = ':';
-    if (!next()) goto fail;
-    if (*s == '{' || *s == '[') {
-        *d++ = char(*s);
-        if (*s == '{') goto object_begin;
-        goto array_begin;
-    }
-    if (!value()) goto fail;
-object_continue:
-    if (!next()) goto fail;
-    if (*s == ',') {
-        *d++ = ',';
-        if (!next()) goto fail;
-        goto object_key;
-    }
-    if (*s != '}') goto fail;
-object_close:
-    *d++ = '}';
-    --depth;
-    goto scope_end;
-
-array_begin:
-    if (depth == kWalkDepth) goto fail;
-    in_array[depth++] = true;
-    if (!next()) goto fail;
-    if (*s == ']') goto array_close;
-array_value:
-    if (*s == '{' || *s == '[') {
-        *d++ = char(*s);
-        if (*s == '{') goto object_begin;
-        goto array_begin;
-    }
-    if (!value()) goto fail;
-array_continue:
-    if (!next()) goto fail;
-    if (*s == ',') {
-        *d++ = ',';
-        if (!next()) goto fail;
-        goto array_value;
-    }
-    if (*s != ']') goto fail;
-array_close:
-    *d++ = ']';
-    --depth;
-
-scope_end:
-    if (depth == 0) {  // the root object closed: nothing may follow
-        if (i != n) goto fail;
-        out.resize(size_t(d - out.data()));
+bool ObjectChecker::walk_indexes(const uint8_t* buf, size_t len, std::string& out) {
+    const size_t at = out.size();
+    out.resize(at + len + 32);  // the copies' 32-byte stores may pass the end by 31
+    if (char* end = hbf::walk_indexes(buf, len, dom_.implementation->structural_indexes.get(),
+                                      dom_.implementation->n_structural_indexes, out.data() + at)) {
+        out.resize(size_t(end - out.data()));
         return true;
     }
-    if (in_array[depth - 1]) goto array_continue;
-    goto object_continue;
-fail:
     out.resize(at);
     return false;
 }
