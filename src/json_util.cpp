@@ -111,7 +111,7 @@ namespace {
 constexpr size_t kWalkDepth = 128;  // < the DOM pass's 200: deeper texts go the slow way
 
 bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
-bool is_ws(uint8_t c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 int hex_value(uint8_t c) {
     if (c >= '0' && c <= '9') return c - '0';
     c |= 0x20;
@@ -250,7 +250,7 @@ char* walk_indexes(const uint8_t* buf, size_t len, const uint32_t* idx, uint32_t
             if (!(d = copy_string(d, s, limit())) || !next()) return nullptr;
         } else {
             const uint8_t* e = limit();
-            while (e > s + 1 && is_ws(e[-1])) --e;
+            while (e > s + 1 && is_space(char(e[-1]))) --e;
             if (!plain_scalar(s, e)) return nullptr;
             d = copy_token(d, s, e);
             if (!next()) return nullptr;
@@ -314,8 +314,6 @@ simdjson_result<std::string_view> raw_value(ondemand::value& v) {
 }
 
 namespace {
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
 // Byte at a time over [p, end), from and back into the string state: inside a string, after a
 // backslash.
 char* compact_bytes(const char* p, const char* end, char* d, bool& in_str, bool& escaped) {
