@@ -283,16 +283,16 @@ bool ObjectChecker::walk_indexes(const uint8_t* buf, size_t len, std::string& ou
     return false;
 }
 
-bool ObjectChecker::append_compact_if_valid(std::string& out, const char* p, size_t len, size_t capacity) {
+JsonCheck ObjectChecker::append_compact_if_valid(std::string& out, const char* p, size_t len, size_t capacity) {
     const auto* buf = reinterpret_cast<const uint8_t*>(p);
     if (capacity >= len + SIMDJSON_PADDING && dom_.implementation && (len <= dom_.capacity() || dom_.allocate(len, kDomDepth) == SUCCESS) &&
         dom_.implementation->stage1(buf, len, stage1_mode::regular) == SUCCESS && walk_indexes(buf, len, out)) {
         ++one_pass_;
-        return true;
+        return {};
     }
-    if (!check(p, len, capacity).ok) return false;
-    append_compact(out, std::string_view(p, len));
-    return true;
+    JsonCheck chk = check(p, len, capacity);
+    if (chk.ok) append_compact(out, std::string_view(p, len));
+    return chk;
 }
 
 simdjson_result<std::string_view> raw_value(ondemand::value& v) {

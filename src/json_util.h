@@ -27,15 +27,15 @@ public:
     ObjectChecker();
     JsonCheck check(const char* p, size_t len, size_t capacity);
 
-    // check(p, ...).ok, and when it holds, append_compact(out, p) too, in one pass over the text
+    // check(p, ...)'s verdict, and when it is ok, append_compact(out, p) done too, in one pass over the text
     // instead of three (simdjson's two stages, then compaction): simdjson's stage 1 (UTF-8, control
     // characters, string extents, the structural indexes), then a walk of those indexes that checks
     // the grammar and each token and copies it without the whitespace after it. Whatever the walk
     // cannot settle cheaply (numbers with exponents or more than 18 digits, \u escapes of
     // surrogates, nesting deeper than 128, a text without padding) goes the way of check() and
     // append_compact, so the verdict and the output are theirs (tests/unit/stages_test.cpp compares
-    // both on mutated events). On false nothing was appended.
-    bool append_compact_if_valid(std::string& out, const char* p, size_t len, size_t capacity);
+    // both on mutated events). When not ok, nothing was appended.
+    JsonCheck append_compact_if_valid(std::string& out, const char* p, size_t len, size_t capacity);
     // How many texts append_compact_if_valid settled in its one pass (for the tests).
     uint64_t one_pass() const { return one_pass_; }
 

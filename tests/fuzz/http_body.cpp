@@ -46,7 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static std::string one, two;
     one.assign("x");
     two.assign("x");
-    if (fast.append_compact_if_valid(one, p, len, cap) != wc.ok) std::abort();
+    const JsonCheck oc = fast.append_compact_if_valid(one, p, len, cap);
+    if (oc.ok != wc.ok || oc.offset != wc.offset || std::strcmp(oc.message, wc.message) != 0) std::abort();
     if (wc.ok) append_compact(two, std::string_view(p, len));
     if (one != two) std::abort();
 

@@ -50,11 +50,11 @@ public:
         for (size_t i = 0; i < in->size(); ++i) {
             std::string_view ev = in->event(i);
             o->begin_event();
-            if (checker_.append_compact_if_valid(o->buf, ev.data(), ev.size(), in->capacity_after(i))) {
+            JsonCheck chk = checker_.append_compact_if_valid(o->buf, ev.data(), ev.size(), in->capacity_after(i));
+            if (chk.ok) {
                 o->finish_event();
                 continue;
             }
-            JsonCheck chk = checker_.check(ev.data(), ev.size(), in->capacity_after(i));  // why, for the log
             log_limited(rl_, ctx_->log(), spdlog::level::warn, "invalid JSON event at byte {}: {} ({})", chk.offset, chk.message,
                         on_error_ == OnError::drop ? "dropped" : on_error_ == OnError::pass ? "passed on" : "wrapped");
             switch (on_error_) {

@@ -27,13 +27,15 @@ std::string_view media_type(std::string_view ct) {
 }
 
 // Appends one object compacted, with `extra` members spliced before its closing brace, when it is
-// a valid JSON object (validated and compacted in one pass); false, with nothing appended, if not.
-bool append_event(ObjectChecker& checker, const char* p, size_t n, size_t capacity, std::string_view extra, Batch& out) {
+// a valid JSON object (validated and compacted in one pass). Returns the check's verdict: when not
+// ok, nothing was appended.
+JsonCheck append_event(ObjectChecker& checker, const char* p, size_t n, size_t capacity, std::string_view extra, Batch& out) {
     out.reserve_more(n + extra.size() + 2);
     out.begin_event();
-    if (!checker.append_compact_if_valid(out.buf, p, n, capacity)) {
+    JsonCheck chk = checker.append_compact_if_valid(out.buf, p, n, capacity);
+    if (!chk.ok) {
         out.cancel_event();
-        return false;
+        return chk;
     }
     if (!extra.empty() && out.buf.back() == '}') {
         out.buf.pop_back();
@@ -42,7 +44,7 @@ bool append_event(ObjectChecker& checker, const char* p, size_t n, size_t capaci
         out.buf.push_back('}');
     }
     out.finish_event();
-    return true;
+    return chk;
 }
 
 // Where the first top-level value of [p, p+len) ends (one past its last byte), skipping strings;
@@ -66,10 +68,9 @@ size_t value_end(const char* p, size_t len) {
     return len;
 }
 
-// check_object, with a precise offset for trailing content: simdjson reports a root object
-// followed by anything as an error of the whole document, at byte 0.
-JsonCheck check_one(ObjectChecker& checker, const char* p, size_t len, size_t capacity) {
-    JsonCheck chk = checker.check(p, len, capacity);
+// checker.check()'s verdict `chk` on [p, p+len), with a precise offset for trailing content:
+// simdjson reports a root object followed by anything as an error of the whole document, at byte 0.
+JsonCheck pinpoint(ObjectChecker& checker, JsonCheck chk, const char* p, size_t len, size_t capacity) {
     if (chk.ok || chk.offset != 0) return chk;
     size_t first = 0;
     while (first < len && is_ws(p[first])) ++first;
@@ -128,10 +129,8 @@ BodyResult append_array(BodyParsers& ps, const char* p, size_t len, size_t capac
         if (auto e = v.get_object().get(o)) return fail(rb, where(len), error_message(e));
         if (auto e = o.raw_json().get(raw)) return fail(rb, where(len), error_message(e));
         const size_t off = size_t(raw.data() - p);
-        if (!append_event(ps.inner, raw.data(), raw.size(), capacity - off, extra, out)) {
-            JsonCheck chk = ps.inner.check(raw.data(), raw.size(), capacity - off);
-            return fail(rb, off + chk.offset, chk.message);
-        }
+        JsonCheck chk = append_event(ps.inner, raw.data(), raw.size(), capacity - off, extra, out);
+        if (!chk.ok) return fail(rb, off + chk.offset, chk.message);
         ++r.events;
     }
     // Anything after the closing bracket is an error; at the very end the location is out of bounds.
@@ -152,8 +151,9 @@ BodyResult append_ndjson(BodyParsers& ps, const char* p, size_t len, size_t capa
         while (a < b && is_ws(p[a])) ++a;
         while (b > a && is_ws(p[b - 1])) --b;
         if (b > a) {
-            if (!append_event(ps.inner, p + a, b - a, capacity - a, extra, out)) {
-                JsonCheck chk = check_one(ps.inner, p + a, b - a, capacity - a);
+            JsonCheck chk = append_event(ps.inner, p + a, b - a, capacity - a, extra, out);
+            if (!chk.ok) {
+                chk = pinpoint(ps.inner, chk, p + a, b - a, capacity - a);
                 return fail(rb, a + chk.offset, chk.message);
             }
             ++r.events;
@@ -189,10 +189,11 @@ BodyResult append_events(BodyParsers& ps, const char* p, size_t len, size_t capa
     if (first == len) return fail(rb, 0, "empty body");
     if (fmt == BodyFormat::ndjson) return append_ndjson(ps, p, len, capacity, extra, out, rb);
     if (p[first] == '[') return append_array(ps, p, len, capacity, extra, out, rb);
-    size_t last = len;
-    while (last > first && is_ws(p[last - 1])) --last;
-    if (!append_event(ps.inner, p + first, last - first, capacity - first, extra, out)) {
-        JsonCheck chk = check_one(ps.inner, p, len, capacity);
+    // The whole body, whitespace around the object included: compaction drops it, and the verdict
+    // (its offsets) is then the body's.
+    JsonCheck chk = append_event(ps.inner, p, len, capacity, extra, out);
+    if (!chk.ok) {
+        chk = pinpoint(ps.inner, chk, p, len, capacity);
         return fail(rb, chk.offset, chk.message);
     }
     BodyResult r;
