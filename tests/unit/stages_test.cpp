@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -304,6 +305,64 @@ TEST_CASE("the line splitter keeps partial lines across reads and drops over-lon
     CHECK(ls.feed(two.data(), two.size(), *b) == 1);
     CHECK(ls.finish(*b) == 0);
     CHECK(test::texts(*b) == std::vector<std::string>{"{\"a\":1}", "{\"b\":2}", "{}"});
+}
+
+// What splitting `text` into lines must give: every line without its CR, empty ones skipped,
+// those longer than max_line dropped (counted), the last one whether or not a newline ends it.
+static std::pair<std::vector<std::string>, size_t> split_reference(const std::string& text, size_t max_line) {
+    std::vector<std::string> lines;
+    size_t dropped = 0, start = 0;
+    while (start < text.size()) {
+        size_t nl = text.find('\n', start);
+        std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+        start = nl == std::string::npos ? text.size() : nl + 1;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.size() > max_line) ++dropped;
+        else if (!line.empty()) lines.push_back(line);
+    }
+    return {lines, dropped};
+}
+
+TEST_CASE("the line splitter reads in place: any reads and batch breaks give the reference split, dense batches") {
+    // Lines of 0-14 bytes (max_line 10) with CRs, empty lines and CRLF pairs, read in chunks of
+    // 1-40 bytes, some short of the room asked for, with batches handed over at random.
+    std::mt19937 rng(7);
+    for (int it = 0; it < 3000; ++it) {
+        std::string text;
+        const char alphabet[] = "ab{}\r\n\n";
+        const size_t n = rng() % 200;
+        for (size_t i = 0; i < n; ++i) text += alphabet[rng() % (sizeof alphabet - 1)];
+        LineSplitter ls(10);
+        std::vector<std::string> got;
+        size_t dropped = 0, pos = 0;
+        BatchPtr b = Batch::make();
+        auto hand_over = [&] {
+            ls.end(*b);
+            REQUIRE(b->dense());
+            for (const EventRef& e : b->events) REQUIRE(b->buf[e.off + e.len] == '\n');
+            REQUIRE(b->buf.capacity() >= b->buf.size() + Batch::kPadding);
+            for (auto& t : test::texts(*b)) got.push_back(t);
+            b = Batch::make();
+        };
+        ls.begin(*b);
+        while (pos < text.size()) {
+            const size_t ask = 1 + rng() % 40, fill = std::min({ask, size_t(1 + rng() % 40), text.size() - pos});
+            std::memcpy(ls.room(*b, ask), text.data() + pos, fill);
+            dropped += ls.commit(*b, fill);
+            pos += fill;
+            if (rng() % 3 == 0) {
+                hand_over();
+                ls.begin(*b);
+            }
+        }
+        hand_over();
+        dropped += ls.finish(*b);
+        for (auto& t : test::texts(*b)) got.push_back(t);
+        auto [want, want_dropped] = split_reference(text, 10);
+        INFO(text);
+        REQUIRE(got == want);
+        REQUIRE(dropped == want_dropped);
+    }
 }
 
 TEST_CASE("append_compact removes whitespace outside strings only") {
