@@ -111,7 +111,6 @@ namespace {
 constexpr size_t kWalkDepth = 128;  // < the DOM pass's 200: deeper texts go the slow way
 
 bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 int hex_value(uint8_t c) {
     if (c >= '0' && c <= '9') return c - '0';
     c |= 0x20;

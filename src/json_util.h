@@ -55,6 +55,8 @@ inline simdjson::simdjson_result<std::string_view> raw_value(simdjson::ondemand:
 // Appends valid JSON text without the whitespace outside strings (faster than simdjson::minify
 // on short documents, whose per-call setup dominates).
 void append_compact(std::string& out, std::string_view json);
+// JSON's whitespace.
+inline bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
 // Appends s as a JSON string literal, with quotes and escapes.
 void append_json_string(std::string& out, std::string_view s);

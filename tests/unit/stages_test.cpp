@@ -265,6 +265,25 @@ TEST_CASE("enrich stamps the receive time as RFC 3339 UTC with nanoseconds") {
     CHECK_THAT(out[0], Catch::EndsWith(",\"received_at\":\"2025-11-24T16:00:00.123456789Z\"}"));
 }
 
+TEST_CASE("enrich's receive time follows each batch: the same second, the next, an earlier one") {
+    FilterHarness f("enrich", "received_at_field = \"t\"");
+    auto stamp = [&](int64_t ns) {
+        BatchPtr b = test::batch({"{}"});
+        b->received_ns = ns;
+        return f.run(std::move(b))[0];
+    };
+    CHECK(stamp(1764000000123456789) == "{\"t\":\"2025-11-24T16:00:00.123456789Z\"}");
+    CHECK(stamp(1764000000000000005) == "{\"t\":\"2025-11-24T16:00:00.000000005Z\"}");
+    CHECK(stamp(1764000001900000000) == "{\"t\":\"2025-11-24T16:00:01.900000000Z\"}");
+    CHECK(stamp(1700000000000000000) == "{\"t\":\"2023-11-14T22:13:20.000000000Z\"}");
+}
+
+TEST_CASE("enrich puts a comma before its members only when the object has one, whatever the whitespace") {
+    FilterHarness f("enrich", "fields = { c = 1 }");
+    CHECK(f.run({"{}", "{ }", "{\"a\":1 }", "{\n\"a\":{}\t}", "{\"a\":{ }}"}) ==
+          std::vector<std::string>{"{\"c\":1}", "{ \"c\":1}", "{\"a\":1 ,\"c\":1}", "{\n\"a\":{}\t,\"c\":1}", "{\"a\":{ },\"c\":1}"});
+}
+
 TEST_CASE("enrich needs something to add") {
     auto cfg = load_config_text("[inputs.i]\ntype = \"stdin\"\n[filters.e]\ntype = \"enrich\"\ninputs = [\"i\"]\n[outputs.o]\ntype = \"null\"\ninputs = [\"e\"]\n", "t.toml");
     build_stages(*cfg);

@@ -124,7 +124,7 @@ private:
                 continue;
             }
             filters::MemberSplice s(*o);
-            s.buf().append(ev.substr(0, close));
+            s.head(ev.substr(0, close));
             char num[16];
             int n = std::snprintf(num, sizeof num, "%u", repeats_[i]);
             s.member(repeat_name_, std::string_view(num, size_t(n)));

@@ -83,14 +83,23 @@ private:
         return n;
     }
 
-    static std::string rfc3339(int64_t ns) {
-        std::time_t s = std::time_t(ns / 1000000000);
-        std::tm tm;
-        gmtime_r(&s, &tm);
-        char buf[64];
-        size_t n = std::strftime(buf, sizeof buf, "\"%Y-%m-%dT%H:%M:%S", &tm);
-        std::snprintf(buf + n, sizeof buf - n, ".%09lldZ\"", static_cast<long long>(ns % 1000000000));
-        return buf;
+    // "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ" as a JSON string. The seconds' text is kept from the batch
+    // before: with a request per batch (the webhook), gmtime_r, strftime and snprintf per batch
+    // were 0.7% of the CPU per request.
+    const std::string& rfc3339(int64_t ns) {
+        const int64_t sec = ns / 1000000000;
+        if (sec != stamp_sec_ || stamp_.empty()) {
+            std::time_t s = std::time_t(sec);
+            std::tm tm;
+            gmtime_r(&s, &tm);
+            char buf[64];
+            stamp_.assign(buf, std::strftime(buf, sizeof buf, "\"%Y-%m-%dT%H:%M:%S.000000000Z\"", &tm));
+            stamp_sec_ = sec;
+        }
+        char* last = stamp_.data() + stamp_.size() - 3;  // the nanoseconds' last digit, before Z"
+        uint32_t frac = uint32_t(ns % 1000000000);
+        for (int k = 0; k < 9; ++k, frac /= 10) last[-k] = char('0' + frac % 10);
+        return stamp_;
     }
 
     // Which of our fields the event has at its top level; only parses when a name occurs in the text.
@@ -129,7 +138,7 @@ private:
             return false;
         };
         if (!(have && overwrite_ && filters::copy_object_without(parser_, ev, in.capacity_after(i), s.buf(), replaced)))
-            s.buf().append(ev.substr(0, close));
+            s.head(ev.substr(0, close));
         for (size_t j = 0; j < fields_.size(); ++j)
             if (overwrite_ || !(have >> j & 1)) s.member(fields_[j].quoted_name, fields_[j].value);
         s.finish(ev.substr(close));
@@ -138,6 +147,8 @@ private:
     std::vector<Field> fields_;
     size_t received_at_ = SIZE_MAX;
     bool overwrite_ = false;
+    std::string stamp_;  // the last receive time, and its second
+    int64_t stamp_sec_ = 0;
     simdjson::ondemand::parser parser_;
     StageContext* ctx_ = nullptr;
 };

@@ -201,7 +201,7 @@ private:
             append_json_string(scratch_, name);
             return std::find(names.begin(), names.end(), scratch_) != names.end();
         };
-        if (!clash || !filters::copy_object_without(parser_, ev, cap, s.buf(), replaced)) s.buf().append(ev.substr(0, close));
+        if (!clash || !filters::copy_object_without(parser_, ev, cap, s.buf(), replaced)) s.head(ev.substr(0, close));
         s.members(row);
         s.finish(ev.substr(close));
     }

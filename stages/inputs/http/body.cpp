@@ -10,13 +10,11 @@ using namespace simdjson;
 
 namespace {
 
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
-
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
 
 std::string_view trim(std::string_view s) {
-    while (!s.empty() && is_ws(s.front())) s.remove_prefix(1);
-    while (!s.empty() && is_ws(s.back())) s.remove_suffix(1);
+    while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+    while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
     return s;
 }
 
@@ -73,14 +71,14 @@ size_t value_end(const char* p, size_t len) {
 JsonCheck pinpoint(ObjectChecker& checker, JsonCheck chk, const char* p, size_t len, size_t capacity) {
     if (chk.ok || chk.offset != 0) return chk;
     size_t first = 0;
-    while (first < len && is_ws(p[first])) ++first;
+    while (first < len && is_space(p[first])) ++first;
     if (first == len || p[first] != '{') return chk;
     size_t end = value_end(p, len);
     if (end == len) return {false, len, "the JSON object is not closed"};
     JsonCheck head = checker.check(p, end, capacity);
     if (!head.ok) return head;
     size_t next = end;
-    while (next < len && is_ws(p[next])) ++next;
+    while (next < len && is_space(p[next])) ++next;
     if (next == len) return chk;
     return {false, next, "trailing content after the JSON object"};
 }
@@ -148,8 +146,8 @@ BodyResult append_ndjson(BodyParsers& ps, const char* p, size_t len, size_t capa
         const void* nl = std::memchr(p + start, '\n', len - start);
         size_t end = nl ? size_t(static_cast<const char*>(nl) - p) : len;
         size_t a = start, b = end;
-        while (a < b && is_ws(p[a])) ++a;
-        while (b > a && is_ws(p[b - 1])) --b;
+        while (a < b && is_space(p[a])) ++a;
+        while (b > a && is_space(p[b - 1])) --b;
         if (b > a) {
             JsonCheck chk = append_event(ps.inner, p + a, b - a, capacity - a, extra, out);
             if (!chk.ok) {
@@ -185,7 +183,7 @@ BodyResult append_events(BodyParsers& ps, const char* p, size_t len, size_t capa
                          Batch& out) {
     Rollback rb{out, out.buf.size(), out.events.size()};
     size_t first = 0;
-    while (first < len && is_ws(p[first])) ++first;
+    while (first < len && is_space(p[first])) ++first;
     if (first == len) return fail(rb, 0, "empty body");
     if (fmt == BodyFormat::ndjson) return append_ndjson(ps, p, len, capacity, extra, out, rb);
     if (p[first] == '[') return append_array(ps, p, len, capacity, extra, out, rb);
