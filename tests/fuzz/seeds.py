@@ -31,7 +31,15 @@ def main():
     lines = samples()
     events = [json.loads(l) for l in lines]
     ndjson = ("\n".join(lines) + "\n").encode()
-    seeds = {n: {} for n in ("http_body", "condition", "config", "lookup_table", "syslog", "forward_frame")}
+    seeds = {n: {} for n in ("http_body", "condition", "config", "lookup_table", "syslog", "forward_frame", "lines")}
+
+    # lines: the first byte picks max_line (1 + byte % 64) and the reads; the samples with CRLF,
+    # blank lines and an unfinished last line.
+    mixed = "\r\n".join(lines[:3]) + "\n\n\r\n" + "\n".join(lines[3:6]) + "\n" + lines[0][:40]
+    for mode in (63, 64 + 31, 200):
+        seeds["lines"][f"samples-{mode}"] = bytes([mode]) + mixed.encode()
+    short = "".join(f'{{"seq":{i}}}' + ("\r\n" if i % 3 else "\n\n") for i in range(40))
+    seeds["lines"]["short"] = bytes([20]) + short.encode()
 
     # http_body: mode bit 0 = NDJSON, bit 1 = gzip/zlib, bit 2 = spliced members.
     hb = seeds["http_body"]
