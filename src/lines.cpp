@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "string_util.h"
+
 namespace hbf {
 
 void LineSplitter::begin(Batch& b) {
@@ -14,7 +16,7 @@ void LineSplitter::begin(Batch& b) {
 char* LineSplitter::room(Batch& b, size_t n) {
     b.reserve_more(n);
     room_ = n;
-    b.buf.resize(b.buf.size() + n);
+    resize_uninitialized(b.buf, b.buf.size() + n);  // read() writes them; commit() cuts what it did not
     return b.buf.data() + b.buf.size() - n;
 }
 

@@ -10,6 +10,7 @@
 #include "helpers.h"
 #include "json_util.h"
 #include "lines.h"
+#include "string_util.h"
 
 using namespace hbf;
 using test::FilterHarness;
@@ -324,6 +325,23 @@ TEST_CASE("the line splitter keeps partial lines across reads and drops over-lon
     CHECK(ls.feed(two.data(), two.size(), *b) == 1);
     CHECK(ls.finish(*b) == 0);
     CHECK(test::texts(*b) == std::vector<std::string>{"{\"a\":1}", "{\"b\":2}", "{}"});
+}
+
+TEST_CASE("resize_uninitialized grows a string keeping its bytes, and the string stays usable") {
+    for (size_t start : {size_t(0), size_t(5), size_t(15), size_t(16), size_t(1000)}) {
+        std::string s(start, 'x');
+        for (size_t n : {start, start + 1, start + 10, start + 4096}) {
+            resize_uninitialized(s, n);
+            REQUIRE(s.size() == n);
+            REQUIRE(s.capacity() >= n);
+            REQUIRE(s.c_str()[n] == '\0');
+            REQUIRE(s.compare(0, start, std::string(start, 'x')) == 0);
+            std::memset(s.data() + start, 'y', n - start);
+            s.resize(start);
+        }
+        s += "end";
+        REQUIRE(s == std::string(start, 'x') + "end");
+    }
 }
 
 // What splitting `text` into lines must give: every line without its CR, empty ones skipped,
