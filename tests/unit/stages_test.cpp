@@ -9,6 +9,7 @@
 #include "../../stages/filters/common/find.h"
 #include "helpers.h"
 #include "json_util.h"
+#include "line_split.h"
 #include "lines.h"
 #include "string_util.h"
 
@@ -344,23 +345,7 @@ TEST_CASE("resize_uninitialized grows a string keeping its bytes, and the string
     }
 }
 
-// What splitting `text` into lines must give: every line without its CR, empty ones skipped,
-// those longer than max_line dropped (counted), the last one whether or not a newline ends it.
-static std::pair<std::vector<std::string>, size_t> split_reference(const std::string& text, size_t max_line) {
-    std::vector<std::string> lines;
-    size_t dropped = 0, start = 0;
-    while (start < text.size()) {
-        size_t nl = text.find('\n', start);
-        std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-        start = nl == std::string::npos ? text.size() : nl + 1;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.size() > max_line) ++dropped;
-        else if (!line.empty()) lines.push_back(line);
-    }
-    return {lines, dropped};
-}
-
-TEST_CASE("the line splitter reads in place: any reads and batch breaks give the reference split, dense batches") {
+TEST_CASE("the line splitter reads in place: any reads and batch breaks give the plain split, dense batches") {
     // Lines of 0-14 bytes (max_line 10) with CRs, empty lines and CRLF pairs, read in chunks of
     // 1-40 bytes, some short of the room asked for, with batches handed over at random.
     std::mt19937 rng(7);
@@ -369,36 +354,11 @@ TEST_CASE("the line splitter reads in place: any reads and batch breaks give the
         const char alphabet[] = "ab{}\r\n\n";
         const size_t n = rng() % 200;
         for (size_t i = 0; i < n; ++i) text += alphabet[rng() % (sizeof alphabet - 1)];
-        LineSplitter ls(10);
-        std::vector<std::string> got;
-        size_t dropped = 0, pos = 0;
-        BatchPtr b = Batch::make();
-        auto hand_over = [&] {
-            ls.end(*b);
-            REQUIRE(b->dense());
-            for (const EventRef& e : b->events) REQUIRE(b->buf[e.off + e.len] == '\n');
-            REQUIRE(b->buf.capacity() >= b->buf.size() + Batch::kPadding);
-            for (auto& t : test::texts(*b)) got.push_back(t);
-            b = Batch::make();
-        };
-        ls.begin(*b);
-        while (pos < text.size()) {
-            const size_t ask = 1 + rng() % 40, fill = std::min({ask, size_t(1 + rng() % 40), text.size() - pos});
-            std::memcpy(ls.room(*b, ask), text.data() + pos, fill);
-            dropped += ls.commit(*b, fill);
-            pos += fill;
-            if (rng() % 3 == 0) {
-                hand_over();
-                ls.begin(*b);
-            }
-        }
-        hand_over();
-        dropped += ls.finish(*b);
-        for (auto& t : test::texts(*b)) got.push_back(t);
-        auto [want, want_dropped] = split_reference(text, 10);
+        test::Split want = test::split_plainly(text, 10), got = test::split_in_place(text, 10, 40, rng);
         INFO(text);
-        REQUIRE(got == want);
-        REQUIRE(dropped == want_dropped);
+        REQUIRE(got.batches_ok);
+        REQUIRE(got.lines == want.lines);
+        REQUIRE(got.dropped == want.dropped);
     }
 }
 
