@@ -297,8 +297,8 @@ private:
     std::string ckpt_path_;
     std::map<std::string, std::pair<uint64_t, uint64_t>> saved_;
     std::map<std::string, Tailed> files_;
-    // 128 KiB a read, as cat reads: the kernel's copy into a buffer that stays in the core's L2
-    // cost a third of what it cost into a 1 MiB one (perf: _copy_to_iter 15% -> 5% of the bulk pipeline).
+    // 128 KiB a read, as cat reads. (When reads went to a buffer of their own, this size kept it
+    // in the core's L2: the kernel's copy cost a third of what it cost into a 1 MiB one.)
     static constexpr size_t kRead = 128 << 10;
     StageContext* ctx_ = nullptr;
     Counter* undelivered_ = nullptr;
