@@ -38,9 +38,7 @@ public:
     // was 43% of enrich's time per webhook request (perf annotate).
     void head(std::string_view text) {
         out_.buf.append(text);
-        size_t p = text.size();
-        while (p > 0 && is_space(text[p - 1])) --p;
-        has_member_ = p > 0 && text[p - 1] != '{';
+        has_member_ = holds_member(text);
         head_known_ = true;
     }
     // Appends "name":value; `quoted_name` and `value` are JSON text.
@@ -62,14 +60,16 @@ public:
     }
 
 private:
-    // A comma, unless the head holds no member yet (looking back past whitespace for its '{').
+    // Whether an object's head (its text up to the closing brace) holds a member: its last byte
+    // before any whitespace is not the opening brace.
+    static bool holds_member(std::string_view head) {
+        size_t p = head.size();
+        while (p > 0 && is_space(head[p - 1])) --p;
+        return p > 0 && head[p - 1] != '{';
+    }
+    // A comma, unless the head holds no member yet (without head(), the output is looked at).
     void separate() {
-        if (!has_member_ && !head_known_) {
-            const std::string& b = out_.buf;
-            size_t p = b.size();
-            while (p > 0 && is_space(b[p - 1])) --p;
-            has_member_ = p > 0 && b[p - 1] != '{';
-        }
+        if (!has_member_ && !head_known_) has_member_ = holds_member(out_.buf);
         if (has_member_) out_.buf.push_back(',');
         has_member_ = true;
     }
