@@ -75,13 +75,8 @@ size_t LineSplitter::feed(const char* p, size_t n, Batch& b) {
 }
 
 size_t LineSplitter::finish(Batch& b) {
-    size_t d = 0;
-    if (!carry_.empty() && !skipping_) {
-        std::string_view line = carry_;
-        if (line.back() == '\r') line.remove_suffix(1);
-        if (line.size() > max_line_) d = 1;
-        else if (!line.empty()) b.append(line);
-    }
+    // The newline the input lacked: the last line then goes by commit()'s rules, as any other.
+    size_t d = feed("\n", 1, b);
     reset();
     return d;
 }
