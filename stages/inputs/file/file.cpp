@@ -222,15 +222,13 @@ private:
         f.lines->begin(*b);
         for (;;) {
             if (ctx_->stopping()) break;
-            ssize_t n = ::read(f.fd, f.lines->room(*b, kRead), kRead);
-            if (n < 0 && errno == EINTR) {
-                f.lines->commit(*b, 0);
-                continue;
-            }
+            const ssize_t n = ::read(f.fd, f.lines->room(*b, kRead), kRead);
+            const bool interrupted = n < 0 && errno == EINTR;
             if (size_t d = f.lines->commit(*b, n > 0 ? size_t(n) : 0)) {
                 ctx_->metrics().dropped("line_too_long").add(d);
                 log_limited(rl_, ctx_->log(), spdlog::level::warn, "{}: dropped {} line(s) longer than max_line", f.path, d);
             }
+            if (interrupted) continue;
             if (n <= 0) break;
             any = true;
             f.offset += uint64_t(n);
