@@ -25,6 +25,33 @@ TEST_CASE("a batch's compact_json mark goes with its clones and not back to the 
     CHECK_FALSE(b->compact_json);
 }
 
+TEST_CASE("a thread takes back the batches it released last, newest first, and others reach the pool") {
+    // Drain what this thread already holds, so that the next batches made are new.
+    std::vector<BatchPtr> drain;
+    for (int i = 0; i < 8; ++i) drain.push_back(Batch::make());
+    BatchPtr a = Batch::make(), b = Batch::make();
+    Batch* const pa = a.get();
+    Batch* const pb = b.get();
+    a->buf = "x\n";
+    a.reset();
+    b.reset();
+    BatchPtr first = Batch::make(), second = Batch::make();
+    CHECK(first.get() == pb);  // last released, first taken
+    CHECK(second.get() == pa);
+    CHECK(second->buf.empty());  // cleared on release
+    // Released on another thread, a batch is not this thread's to take first; that thread's end
+    // hands it to the shared pool, where any thread finds it.
+    Batch* const pc = first.get();
+    std::thread([&] { first.reset(); }).join();
+    bool found = false;
+    std::vector<BatchPtr> taken;
+    for (int i = 0; i < 600 && !found; ++i) {
+        taken.push_back(Batch::make());
+        found = taken.back().get() == pc;
+    }
+    CHECK(found);
+}
+
 TEST_CASE("an ack settles once every holder released it, with the worst status") {
     std::vector<AckStatus> seen;
     std::string why;
