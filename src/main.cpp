@@ -233,6 +233,7 @@ private:
             notify::stopping();
             rt_.request_stop();
             deadline_ = Clock::now() + shutdown_timeout_;
+            rt_.drain_by(deadline_);
         } else if (sig == SIGHUP && !rt_.stopping()) {
             spdlog::info("SIGHUP: reloading {}", path_);
             reload_();
@@ -255,7 +256,10 @@ private:
         // Every input ended by itself (stdin at EOF, a generator's count): the drain is bounded by
         // the shutdown timeout as after a signal, or an output that keeps retrying would hold the
         // process for ever.
-        if (deadline_ == Clock::time_point::max() && rt_.inputs_finished()) deadline_ = Clock::now() + shutdown_timeout_;
+        if (deadline_ == Clock::time_point::max() && rt_.inputs_finished()) {
+            deadline_ = Clock::now() + shutdown_timeout_;
+            rt_.drain_by(deadline_);
+        }
         if (Clock::now() >= deadline_) {
             if (!rt_.wait_until(deadline_)) {
                 spdlog::error("shutdown timeout passed; exiting with events undelivered");

@@ -729,10 +729,26 @@ void Runtime::run_output(Node& n) {
 }
 
 
+void Runtime::drain_by(std::chrono::steady_clock::time_point deadline) { drain_deadline_.store(deadline); }
+
+// When an output's last flush must end: a shutdown timeout from now, and before whoever waits for
+// it gives up (the drain's deadline, a removed stage's), less a margin for the output's stop and
+// its disk buffer's close. Ending the flush exactly at that deadline raced with it: the output
+// finished and its buffer logged what it kept, while the runtime had already called the stage
+// unfinished and the process exited 1.
+std::chrono::steady_clock::time_point Runtime::flush_deadline(const Node& n) const {
+    using namespace std::chrono;
+    const auto margin = std::min<steady_clock::duration>(shutdown_timeout_ / 10, milliseconds(500));
+    auto until = steady_clock::now() + shutdown_timeout_;
+    if (auto by = drain_deadline_.load(); by != steady_clock::time_point::max()) until = std::min(until, by - margin);
+    if (n.retiring.load()) until = std::min(until, n.retire_deadline - margin);
+    return until;
+}
+
 void Runtime::close_output(Node& n) {
     if (!n.object_started) return;  // it never started (a reload could not start it)
     try {
-        n.built.output->flush(std::chrono::steady_clock::now() + shutdown_timeout_);
+        n.built.output->flush(flush_deadline(n));
         n.built.output->stop();
     } catch (const std::exception& e) {
         n.ctx->log().error("output failed to flush: {}", e.what());

@@ -60,6 +60,9 @@ public:
     // Graceful stop: inputs stop, queues drain, outputs flush.
     void request_stop();
     bool stopping() const { return stopping_.load(); }
+    // When the caller gives up on the drain (wait_until's deadline): an output's last flush ends
+    // before it, so that what a disk buffer keeps is counted and logged, not cut off.
+    void drain_by(std::chrono::steady_clock::time_point deadline);
     // True when every stage has finished (all inputs ended and everything drained).
     bool finished() const;
     // True when every input has finished.
@@ -113,6 +116,7 @@ private:
     void set_inline(Node& n, bool on);
     void run_output(Node& n);
     void close_output(Node& n);
+    std::chrono::steady_clock::time_point flush_deadline(const Node& n) const;
     // Runs a stage's process()/write() on `b`: the batch's holds are reopened for this stage, and
     // an exception fails them with its text instead of letting the unwinding release them.
     template <typename F>
@@ -148,6 +152,7 @@ private:
     std::chrono::nanoseconds linger_;
     std::function<void()> on_finished_;
     std::chrono::steady_clock::time_point started_at_;
+    std::atomic<std::chrono::steady_clock::time_point> drain_deadline_{std::chrono::steady_clock::time_point::max()};
 };
 
 }  // namespace hbf

@@ -249,6 +249,29 @@ def test_sigterm_during_an_outage_keeps_the_buffer_and_the_next_start_delivers_i
     assert h2.stop() == 0, h2.log()
 
 
+def test_a_flush_longer_than_the_shutdown_timeout_ends_in_time_and_the_buffer_keeps_the_rest(hbf, broker, tmp_path):
+    # flush_timeout (60 s) is longer than shutdown_timeout (2 s): the output's last flush must end
+    # before the runtime gives up, so the disk buffer closes, says what it kept, and the exit is 0.
+    # The flush used to run a whole shutdown_timeout from when the output's queue emptied, ending
+    # with the runtime's deadline: "did not finish within the shutdown timeout", exit 1.
+    port, api = free_port(), free_port()
+    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "late"\nflush_timeout = "60s"'
+    cfg = config(port, tmp_path / "data", kafka, '{ type = "disk", max_size = "64MiB" }', api)
+    cfg = cfg.replace('shutdown_timeout = "10s"', 'shutdown_timeout = "2s"')
+    broker.control("down 1")
+    h = hbf(cfg, name="first")
+    listening(port)
+    loads = run_load(port, 1.0, clients=2)
+    acked = {s for l in loads for s in l.acked}
+    assert acked
+    wait_for(lambda: metric(api, "hbf_buffer_events") == len(acked), what="every acknowledged event in the buffer")
+    t0 = time.time()
+    assert h.stop() == 0, h.log()
+    assert time.time() - t0 < 4
+    assert f"kept {len(acked)} events for the next start" in h.log(), h.log()
+    assert "did not finish within the shutdown timeout" not in h.log(), h.log()
+
+
 def test_a_full_disk_is_backpressure_and_an_error_on_health_then_recovers(hbf, broker, tmp_path):
     """The buffer on a 2 MiB tmpfs (root only: it mounts one) with the broker down fills the disk:
     503s, /health names ENOSPC and the path; when the broker is back the buffer drains, its
