@@ -4,11 +4,13 @@ import gzip
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import free_port, run_cli, wait_for
 from hbhttp import listening
+from test_disk_buffer import metric
 from test_faults import post_events, webhook_to_file
 
 
@@ -226,3 +228,49 @@ def test_many_concurrent_webhook_requests_land_once_each_in_per_connection_order
         got[e["conn"]].append(e["seq"])
     for c in range(conns):
         assert got[c] == list(range(per_conn)), f"connection {c}: lost, duplicated or reordered: {got[c][:20]}"
+
+
+def thread_names(pid):
+    names = []
+    for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
+        try:
+            names.append(comm.read_text().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return names
+
+
+def test_the_periodic_fsync_runs_on_a_thread_of_its_own_while_events_are_written_and_not_when_idle(hbf, tmp_path):
+    port, api = free_port(), free_port()
+    out = tmp_path / "out.ndjson"
+    h = hbf(webhook_to_file(port, api, out) + 'fsync_interval = "100ms"\n')
+    listening(port)
+    assert "out/sync" in thread_names(h.proc.pid)
+
+    def fsyncs():
+        return metric(api, "hbf_file_out_fsyncs_total") or 0
+
+    time.sleep(0.3)
+    assert fsyncs() == 0  # nothing written yet, nothing to sync
+    for i in range(10):
+        assert post_events(port, range(i * 10, i * 10 + 10)) == 200
+        time.sleep(0.06)
+    wait_for(lambda: fsyncs() >= 3, what="fsyncs every 100 ms while events are written")
+    time.sleep(0.3)  # the last write's fsync
+    idle = fsyncs()
+    time.sleep(0.5)
+    assert fsyncs() == idle  # nothing written since: no fsync
+    assert seqs_in(out) == list(range(100))
+    assert h.stop() == 0, h.log()
+
+
+def test_with_fsync_interval_0_each_write_is_fsynced_on_the_output_thread_and_there_is_no_sync_thread(hbf, tmp_path):
+    port, api = free_port(), free_port()
+    out = tmp_path / "out.ndjson"
+    h = hbf(webhook_to_file(port, api, out) + 'fsync_interval = "0s"\n')
+    listening(port)
+    assert post_events(port, range(20)) == 200
+    assert "out/sync" not in thread_names(h.proc.pid)
+    assert metric(api, "hbf_file_out_fsyncs_total") is None
+    assert seqs_in(out) == list(range(20))
+    assert h.stop() == 0, h.log()

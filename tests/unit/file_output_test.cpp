@@ -12,6 +12,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "../../stages/outputs/file/background_sync.h"
 #include "fileio.h"
 #include "helpers.h"
 
@@ -202,4 +203,27 @@ TEST_CASE("with rotate, batches written at once rotate the file after the same b
     auto together = run(true);
     REQUIRE(one_at_a_time.size() >= 3);
     CHECK(together == one_at_a_time);
+}
+
+TEST_CASE("the background fsync counts what succeeded and reports a failure to the output's thread") {
+    Counter done;
+    {
+        stages::file::BackgroundSync s("t", done);
+        auto dir = std::filesystem::temp_directory_path() / ("hbf-bgsync-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(dir);
+        int fd = ::open((dir / "f").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        REQUIRE(fd >= 0);
+        REQUIRE(write_all(fd, "x\n", 2) == 0);
+        CHECK(s.start(fd));
+        ::close(fd);  // the fsync goes on through its own duplicate
+        for (int i = 0; i < 500 && done.v.load() == 0; ++i) std::this_thread::sleep_for(10ms);
+        CHECK(done.v.load() == 1);
+        CHECK(s.take_error() == 0);
+        // A descriptor that is not open cannot be synced: the error comes back once, nothing is counted.
+        for (int i = 0; i < 500 && !s.start(-1); ++i) std::this_thread::sleep_for(10ms);
+        CHECK(s.take_error() == EBADF);
+        CHECK(s.take_error() == 0);
+        CHECK(done.v.load() == 1);
+        std::filesystem::remove_all(dir);
+    }
 }

@@ -1,8 +1,8 @@
 // output "file": appends NDJSON to a file whose path may hold strftime patterns (daily files).
 //
 // A batch's acks settle once its bytes are written to the file (in the kernel's page cache);
-// the file is fsync'ed every fsync_interval, when the path rolls over, and on close.
-// fsync_interval = 0 fsyncs before every batch is released.
+// the file is fsync'ed every fsync_interval (on a thread of its own, background_sync.h), when the
+// path rolls over, and on close. fsync_interval = 0 fsyncs before every batch is released.
 //
 // A write that fails (a full disk, a directory that cannot be made, a permission) is retried,
 // as backpressure, until it succeeds: the output's queue fills and the inputs slow down, and
@@ -25,6 +25,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "background_sync.h"
 #include "fileio.h"
 #include "option_schema.h"
 #include "registry.h"
@@ -114,6 +115,11 @@ public:
             throw std::runtime_error("cannot open " + cur_path_ + ": " + std::strerror(open_errno_) +
                                      (open_errno_ == ENOENT && !create_dirs_ ? " (create_dirs = true creates missing directories)" : ""));
         if (rotator_) rotator_->start();
+        if (fsync_every_.count() > 0)
+            syncer_ = std::make_unique<file::BackgroundSync>(
+                ctx.name(), MetricsRegistry::global().counter("hbf_file_out_fsyncs_total",
+                                                              "Periodic fsyncs of the file (every fsync_interval, on their own thread) that succeeded.",
+                                                              {{"stage", ctx.name()}}));
     }
 
     bool writes_many() const override { return true; }
@@ -134,7 +140,9 @@ public:
 
     void tick() override {
         auto now = Clock::now();
-        if (dirty_ && fd_ >= 0 && now >= next_sync_) sync();
+        if (dirty_ && fd_ >= 0 && now >= next_sync_) sync_in_background(now);
+        if (syncer_)
+            if (int err = syncer_->take_error()) sync_failed(err);
         if (now >= next_check_) {  // idle: let go of a renamed file, rotate an old one
             next_check_ = now + std::chrono::seconds(1);
             reopen_if_moved();
@@ -144,6 +152,7 @@ public:
     void flush(Clock::time_point) override { sync(); }
     void stop() override {
         sync();
+        syncer_.reset();  // after the fsync in progress, if any
         if (fd_ >= 0) ::close(fd_);
         fd_ = -1;
         if (rotator_) rotator_->stop();
@@ -183,7 +192,7 @@ private:
             ctx_->log().info("writing to {} again after {:.1f}s of failures", cur_path_, secs);
             ctx_->clear_degraded();
         }
-        dirty_ = true;
+        dirty_ = syncer_ != nullptr;  // without one (fsync_interval = 0), attempt() fsync'ed the write
         size_t events = 0, bytes = 0;
         for (size_t i = 0; i < n; ++i) {
             events += bs[i]->size();
@@ -340,19 +349,25 @@ private:
         }
     }
 
-    // fsync's error, where a FIFO or a device that has nothing to sync (EINVAL, EROFS) is no failure.
-    static int sync_errno(int fd) {
-        if (::fsync(fd) == 0) return 0;
-        return errno == EINVAL || errno == EROFS ? 0 : errno;
-    }
+    static int sync_errno(int fd) { return file::fsync_errno(fd); }
 
+    // Before a roll-over, a rotation or a close: done when it returns.
     void sync() {
-        if (int err = fd_ >= 0 && dirty_ ? sync_errno(fd_) : 0) {
-            ctx_->metrics().errors.add();
-            log_limited(sync_rl_, ctx_->log(), spdlog::level::err, "fsync of {} failed: {}", cur_path_, std::strerror(err));
-        }
+        if (int err = fd_ >= 0 && dirty_ ? sync_errno(fd_) : 0) sync_failed(err);
         dirty_ = false;
         next_sync_ = Clock::now() + fsync_every_;
+    }
+
+    // Every fsync_interval: the writes go on meanwhile. When the one before has not finished,
+    // the next try is at the next interval, and what was written since stays dirty.
+    void sync_in_background(Clock::time_point now) {
+        if (syncer_->start(fd_)) dirty_ = false;
+        next_sync_ = now + fsync_every_;
+    }
+
+    void sync_failed(int err) {
+        ctx_->metrics().errors.add();
+        log_limited(sync_rl_, ctx_->log(), spdlog::level::err, "fsync of {} failed: {}", cur_path_, std::strerror(err));
     }
 
     std::string path_tmpl_, cur_path_, path_now_;
@@ -371,6 +386,7 @@ private:
     std::chrono::system_clock::time_point born_{};
     Clock::time_point next_check_{};
     std::vector<iovec> iov_;  // write_batches()'s, kept between writes
+    std::unique_ptr<file::BackgroundSync> syncer_;
     std::unique_ptr<file::Rotator> rotator_;  // last: its thread stops before the rest goes
 };
 
