@@ -287,24 +287,7 @@ private:
             put_member(out, first, prefix.json, key.json, sets_[size_t(k->set)]);
             return true;
         }
-        if (k->flatten) {
-            ondemand::object fo;
-            if (v.get_object().get(fo)) return member(key, v, nullptr, depth, out, first, prefix);  // not an object: left as is
-            for (auto fr : fo) {
-                Name fk;
-                if (fr.error()) return false;
-                ondemand::field& f = fr.value_unsafe();
-                if (key_texts(f, fk.json, fk.text)) return false;
-                ondemand::value& fv = f.value();
-                Name fp{flatten_prefix_, flatten_prefix_json_};
-                if (flatten_deferred_) {
-                    if (!defer(fp, fk, fv, k->find(fk.text))) return false;
-                } else if (!member(fk, fv, k->find(fk.text), 0, out, first, fp)) {
-                    return false;
-                }
-            }
-            return true;
-        }
+        if (k->flatten) return flatten(key, v, *k, depth, out, first, prefix);
         const Name* renamed = &key;
         if (k->rename >= 0) {
             Rename& r = renames_[size_t(k->rename)];
@@ -313,28 +296,14 @@ private:
             renamed = &r.to_name;
         }
         if (top && !kept(prefix.text, renamed->text)) return true;
-        if (k->parse_json) {
+        if (k->parse_json || k->ops_below) {
+            ondemand::json_type t;
+            if (v.type().get(t)) return false;
             std::string_view s;
-            ondemand::json_type t;
-            if (v.type().get(t)) return false;
-            if (t == ondemand::json_type::string && v.get_string().get(s) == SUCCESS) {
-                size_t mark = out.size();
-                bool was_first = first;
-                put_member(out, first, prefix.json, renamed->json);
-                if (parsed_json(s, out)) return true;
-                note_bad_json(key.text);
-                out.resize(mark);
-                first = was_first;
-                put_member(out, first, prefix.json, renamed->json);
-                append_json_string(out, s);
-                return true;
-            }
-        }
-        if (k->ops_below) {
+            if (k->parse_json && t == ondemand::json_type::string && v.get_string().get(s) == SUCCESS)
+                return parse_json_member(key, s, out, first, prefix.json, renamed->json);
             ondemand::object so;
-            ondemand::json_type t;
-            if (v.type().get(t)) return false;
-            if (t == ondemand::json_type::object && v.get_object().get(so) == SUCCESS) {
+            if (k->ops_below && t == ondemand::json_type::object && v.get_object().get(so) == SUCCESS) {
                 put_member(out, first, prefix.json, renamed->json);
                 out.push_back('{');
                 bool f2 = true;
@@ -342,7 +311,7 @@ private:
                 out.push_back('}');
                 return true;
             }
-            if (k->set_below) {  // a scalar where set needs an object: replaced
+            if (k->ops_below && k->set_below) {  // a scalar where set needs an object: replaced
                 put_member(out, first, prefix.json, renamed->json);
                 create(*k, out);
                 return true;
@@ -354,6 +323,43 @@ private:
         bool had_comma = !first;
         put_member(out, first, prefix.json, renamed->json, raw.value_unsafe());
         if (k->claim >= 0 && k->rename < 0) spans_.push_back({start, out.size(), had_comma, k->claim});
+        return true;
+    }
+
+    // `flatten`: the members of object `v` written at the top level under the flatten prefix, or
+    // `v` left as it is when it is not an object.
+    bool flatten(const Name& key, ondemand::value& v, Node& k, int depth, std::string& out, bool& first, const Name& prefix) {
+        ondemand::object fo;
+        if (v.get_object().get(fo)) return member(key, v, nullptr, depth, out, first, prefix);
+        for (auto fr : fo) {
+            Name fk;
+            if (fr.error()) return false;
+            ondemand::field& f = fr.value_unsafe();
+            if (key_texts(f, fk.json, fk.text)) return false;
+            ondemand::value& fv = f.value();
+            Name fp{flatten_prefix_, flatten_prefix_json_};
+            if (flatten_deferred_) {
+                if (!defer(fp, fk, fv, k.find(fk.text))) return false;
+            } else if (!member(fk, fv, k.find(fk.text), 0, out, first, fp)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // `parse_json`: the string `s` written as the JSON it holds, or as the string it is when that
+    // is not JSON (counted and logged).
+    bool parse_json_member(const Name& key, std::string_view s, std::string& out, bool& first, std::string_view prefix_json,
+                           std::string_view name_json) {
+        size_t mark = out.size();
+        bool was_first = first;
+        put_member(out, first, prefix_json, name_json);
+        if (parsed_json(s, out)) return true;
+        note_bad_json(key.text);
+        out.resize(mark);
+        first = was_first;
+        put_member(out, first, prefix_json, name_json);
+        append_json_string(out, s);
         return true;
     }
 
