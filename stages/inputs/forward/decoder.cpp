@@ -137,39 +137,38 @@ const Frame& ForwardDecoder::decode(const char* p, [[maybe_unused]] size_t n, Ba
         if (i == (message ? 3u : 2u) && !read_option(q)) return f_;
         mp_next(&q);
     }
-    bool ok = true;
-    if (message) {
-        const char* r = second;
-        ok = entry(r, out);  // [time, record] laid out in place
-    } else if (kind == MP_ARRAY) {
-        if (gzip_) ok = fail("option compressed applies to packed entries only");
-        uint32_t count = mp_decode_array(&p);
-        for (uint32_t i = 0; ok && i < count; ++i) {
-            if (mp_typeof(*p) != MP_ARRAY || mp_decode_array(&p) != 2) {
-                ok = fail("a Forward entry must be [time, record]");
-                break;
-            }
-            ok = entry(p, out);
-        }
-    } else {
-        uint32_t n_packed;
-        const char* packed = mp_decode_strbin(&p, &n_packed);
-        if (gzip_) {
-            int rc = inflater_.inflate(std::string_view(packed, n_packed), o_.max_frame, inflated_);
-            if (rc == 1) ok = fail("decompressed entries larger than max_frame");
-            else if (rc != 0) ok = fail("corrupt gzip data in CompressedPackedForward");
-            packed = inflated_.data();
-            n_packed = uint32_t(inflated_.size());
-        }
-        if (ok) ok = entries_packed(packed, n_packed, out);
-    }
-    if (!ok) {
+    if (!entries(second, message, out)) {
         rollback();
         f_.events = 0;
         return f_;
     }
     f_.events = out.events.size() - events0;
     return f_;
+}
+
+// What follows the tag: Message mode's [time, record] (laid out in place), Forward mode's array
+// of entries, or the msgpack stream of (Compressed)PackedForward.
+bool ForwardDecoder::entries(const char* p, bool message, Batch& out) {
+    if (message) return entry(p, out);
+    if (mp_typeof(*p) == MP_ARRAY) {
+        if (gzip_) return fail("option compressed applies to packed entries only");
+        uint32_t count = mp_decode_array(&p);
+        for (uint32_t i = 0; i < count; ++i) {
+            if (mp_typeof(*p) != MP_ARRAY || mp_decode_array(&p) != 2) return fail("a Forward entry must be [time, record]");
+            if (!entry(p, out)) return false;
+        }
+        return true;
+    }
+    uint32_t n_packed;
+    const char* packed = mp_decode_strbin(&p, &n_packed);
+    if (gzip_) {
+        int rc = inflater_.inflate(std::string_view(packed, n_packed), o_.max_frame, inflated_);
+        if (rc == 1) return fail("decompressed entries larger than max_frame");
+        if (rc != 0) return fail("corrupt gzip data in CompressedPackedForward");
+        packed = inflated_.data();
+        n_packed = uint32_t(inflated_.size());
+    }
+    return entries_packed(packed, n_packed, out);
 }
 
 bool ForwardDecoder::entries_packed(const char* p, size_t n, Batch& out) {

@@ -50,6 +50,7 @@ public:
 private:
     bool fail(const char* why);
     bool read_option(const char* p);
+    bool entries(const char* p, bool message, Batch& out);
     bool entries_packed(const char* p, size_t n, Batch& out);
     bool entry(const char*& p, Batch& out);
     bool event(const EventTime& t, const char* meta, const char*& record, Batch& out);
