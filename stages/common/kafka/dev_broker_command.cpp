@@ -35,6 +35,48 @@ std::string apply(DevBroker& b, const std::string& verb, int id) {
     return err;
 }
 
+// The cluster with the topics of --topics ("name" or "name:partitions", comma-separated).
+std::unique_ptr<DevBroker> start_broker(const DevBrokerArgs& a) {
+    auto b = std::make_unique<DevBroker>(a.brokers, a.port);
+    std::stringstream ss(a.topics);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        if (item.empty()) continue;
+        size_t colon = item.rfind(':');
+        std::string name = item.substr(0, colon);
+        int parts = colon == std::string::npos ? 1 : std::stoi(item.substr(colon + 1));
+        if (std::string e = b->create_topic(name, parts); !e.empty()) throw std::runtime_error("cannot create topic " + name + ": " + e);
+    }
+    return b;
+}
+
+// The control commands on stdin, one a line ("down N", "up N", "fail-produce COUNT CODE"), each
+// answered on stdout with "ok ..." or "error ...".
+void read_commands(DevBroker& b, std::mutex& m) {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+        std::istringstream ls(line);
+        std::string verb;
+        int id = 0;
+        ls >> verb >> id;
+        if (verb.empty()) continue;
+        std::string err;
+        if (verb == "down" || verb == "up") {
+            std::lock_guard lk(m);
+            err = apply(b, verb, id);
+        } else if (int code = 0; verb == "fail-produce") {
+            std::lock_guard lk(m);
+            err = ls >> code ? b.fail_produce(id, code) : "usage: fail-produce COUNT CODE";
+        } else {
+            err = "unknown command " + verb;
+        }
+        std::printf("%s %s %d\n", err.empty() ? "ok" : "error", err.empty() ? verb.c_str() : err.c_str(), id);
+        std::fflush(stdout);
+        if (err.empty() && verb == "fail-produce") spdlog::info("the next {} Produce request(s) fail", id);
+        else if (err.empty()) spdlog::info("broker{} {}", id ? " " + std::to_string(id) : "s", verb);
+    }
+}
+
 int run_dev_broker(const DevBrokerArgs& a) {
     sigset_t set;
     sigemptyset(&set);
@@ -45,17 +87,7 @@ int run_dev_broker(const DevBrokerArgs& a) {
 
     std::unique_ptr<DevBroker> b;
     try {
-        b = std::make_unique<DevBroker>(a.brokers, a.port);
-        std::stringstream ss(a.topics);
-        std::string item;
-        while (std::getline(ss, item, ',')) {
-            if (item.empty()) continue;
-            size_t colon = item.rfind(':');
-            std::string name = item.substr(0, colon);
-            int parts = colon == std::string::npos ? 1 : std::stoi(item.substr(colon + 1));
-            if (std::string e = b->create_topic(name, parts); !e.empty())
-                throw std::runtime_error("cannot create topic " + name + ": " + e);
-        }
+        b = start_broker(a);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "dev-broker: %s\n", e.what());
         return 1;
@@ -66,30 +98,7 @@ int run_dev_broker(const DevBrokerArgs& a) {
                  b->advertised());
 
     std::mutex m;
-    std::thread control([&] {
-        std::string line;
-        while (std::getline(std::cin, line)) {
-            std::istringstream ls(line);
-            std::string verb;
-            int id = 0;
-            ls >> verb >> id;
-            if (verb.empty()) continue;
-            std::string err;
-            if (verb == "down" || verb == "up") {
-                std::lock_guard lk(m);
-                err = apply(*b, verb, id);
-            } else if (int code = 0; verb == "fail-produce") {
-                std::lock_guard lk(m);
-                err = ls >> code ? b->fail_produce(id, code) : "usage: fail-produce COUNT CODE";
-            } else {
-                err = "unknown command " + verb;
-            }
-            std::printf("%s %s %d\n", err.empty() ? "ok" : "error", err.empty() ? verb.c_str() : err.c_str(), id);
-            std::fflush(stdout);
-            if (err.empty() && verb == "fail-produce") spdlog::info("the next {} Produce request(s) fail", id);
-            else if (err.empty()) spdlog::info("broker{} {}", id ? " " + std::to_string(id) : "s", verb);
-        }
-    });
+    std::thread control([&] { read_commands(*b, m); });
     control.detach();  // blocked in a read when we exit; the process ends it
 
     for (;;) {
