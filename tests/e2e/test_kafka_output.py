@@ -199,3 +199,25 @@ def test_fatal_producer_error_recreates_the_producer_and_loses_nothing(hbf, brok
             assert ev["group"] == f"g{g}" and key == ev["device-id"], line
             got[ev["seq"]] = True
     assert set(got) == set(range(n)), f"missing {sorted(set(range(n)) - set(got))[:10]}"
+
+
+def test_dev_broker_on_a_fixed_port_relays_kafka_clients_to_its_cluster():
+    # `--port N` (what conf/ and the service use) puts a TCP relay to the mock cluster on N:
+    # kcat bootstraps through it, then produces and consumes.
+    from conftest import HBF
+    port = free_port()
+    p = subprocess.Popen([str(HBF), "dev-broker", "--port", str(port), "--topics", "fixed:2"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == f"bootstrap 127.0.0.1:{port}"
+        meta = subprocess.run([KCAT, "-b", f"127.0.0.1:{port}", "-L", "-t", "fixed"], capture_output=True, text=True, timeout=20)
+        assert meta.returncode == 0, meta.stderr
+        assert 'topic "fixed" with 2 partitions' in meta.stdout, meta.stdout
+        lines = [json.dumps({"n": i}) for i in range(50)]
+        subprocess.run([KCAT, "-b", f"127.0.0.1:{port}", "-P", "-t", "fixed"], input="\n".join(lines) + "\n",
+                       text=True, check=True, timeout=20)
+        got = consume(f"127.0.0.1:{port}", "fixed").decode().splitlines()
+        assert sorted(got) == sorted(lines)
+    finally:
+        p.terminate()
+        p.wait(timeout=10)

@@ -35,6 +35,43 @@ bool drain(int fd, std::string& buf) {
     return true;
 }
 
+// A non-blocking connection to the broker, or -1 when it refuses (it is down). The client's
+// socket `cfd` is made non-blocking too.
+int connect_broker(const std::string& host, int port, int cfd) {
+    int bfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in t{};
+    t.sin_family = AF_INET;
+    t.sin_port = htons(uint16_t(port));
+    ::inet_pton(AF_INET, host.c_str(), &t.sin_addr);
+    if (::connect(bfd, reinterpret_cast<sockaddr*>(&t), sizeof t) != 0) {
+        ::close(bfd);
+        return -1;
+    }
+    int one = 1;
+    ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::setsockopt(bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_nonblock(cfd);
+    set_nonblock(bfd);
+    return bfd;
+}
+
+// One poll's worth of both directions of `c` (pf: its two pollfds, client then broker).
+void move_bytes(Conn& c, const pollfd* pf, char* buf, size_t cap) {
+    for (int s = 0; s < 2 && !c.dead; ++s) {
+        short re = pf[s].revents;
+        if (re & POLLOUT && !drain(c.fd[s], c.out[s])) c.dead = true;
+        if (re & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t n = ::recv(c.fd[s], buf, cap, 0);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                c.dead = true;
+            } else if (n > 0) {
+                c.out[1 - s].append(buf, size_t(n));
+                if (!drain(c.fd[1 - s], c.out[1 - s])) c.dead = true;
+            }
+        }
+    }
+}
+
 }  // namespace
 
 TcpRelay::TcpRelay(int port, std::string target_host, int target_port)
@@ -85,42 +122,13 @@ void TcpRelay::loop() {
         if (pfds[1].revents & POLLIN) {
             int cfd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
             if (cfd >= 0) {
-                int bfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                sockaddr_in t{};
-                t.sin_family = AF_INET;
-                t.sin_port = htons(uint16_t(target_port_));
-                ::inet_pton(AF_INET, host_.c_str(), &t.sin_addr);
-                if (::connect(bfd, reinterpret_cast<sockaddr*>(&t), sizeof t) != 0) {  // broker down: refuse
-                    ::close(bfd);
-                    ::close(cfd);
-                } else {
-                    int one = 1;
-                    ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    ::setsockopt(bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    set_nonblock(cfd);
-                    set_nonblock(bfd);
-                    conns.push_back(Conn{{cfd, bfd}, {}, false});
-                }
+                if (int bfd = connect_broker(host_, target_port_, cfd); bfd >= 0) conns.push_back(Conn{{cfd, bfd}, {}, false});
+                else ::close(cfd);  // broker down: refuse
             }
         }
         // pfds[2 + 2i + s] belongs to conns[i].fd[s]; connections accepted above are not in pfds yet.
         size_t polled = (pfds.size() - 2) / 2;
-        for (size_t i = 0; i < polled; ++i) {
-            Conn& c = conns[i];
-            for (int s = 0; s < 2 && !c.dead; ++s) {
-                short re = pfds[2 + 2 * i + size_t(s)].revents;
-                if (re & POLLOUT && !drain(c.fd[s], c.out[s])) c.dead = true;
-                if (re & (POLLIN | POLLHUP | POLLERR)) {
-                    ssize_t n = ::recv(c.fd[s], buf, sizeof buf, 0);
-                    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-                        c.dead = true;
-                    } else if (n > 0) {
-                        c.out[1 - s].append(buf, size_t(n));
-                        if (!drain(c.fd[1 - s], c.out[1 - s])) c.dead = true;
-                    }
-                }
-            }
-        }
+        for (size_t i = 0; i < polled; ++i) move_bytes(conns[i], &pfds[2 + 2 * i], buf, sizeof buf);
         for (size_t i = conns.size(); i-- > 0;) {
             if (!conns[i].dead) continue;
             ::close(conns[i].fd[0]);
