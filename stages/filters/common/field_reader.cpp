@@ -180,30 +180,36 @@ bool FieldReader::take(ondemand::value& v, const Node& n) {
         default: break;
     }
     if (!out) return false;  // a scalar where the path wanted to go deeper
-    out->raw = v.raw_json_token();
-    while (!out->raw.empty() && (out->raw.back() == ' ' || out->raw.back() == '\n' || out->raw.back() == '\r' || out->raw.back() == '\t'))
-        out->raw.remove_suffix(1);
+    if (take_scalar(v, t, *out)) return true;
+    ++found_;
+    return found_ == paths_.size();
+}
+
+// A string, number, boolean or null into `out`, with its JSON text; true when it cannot be read.
+bool FieldReader::take_scalar(ondemand::value& v, ondemand::json_type t, FieldValue& out) {
+    using K = FieldValue::Kind;
+    out.raw = v.raw_json_token();
+    while (!out.raw.empty() && is_space(out.raw.back())) out.raw.remove_suffix(1);
     switch (t) {
         case ondemand::json_type::string:
-            if (string_of(v, out->str)) return true;
-            out->kind = K::string;
-            break;
+            if (string_of(v, out.str)) return true;
+            out.kind = K::string;
+            return false;
         case ondemand::json_type::number:
-            if (v.get_double().get(out->num)) return true;
-            out->kind = K::number;
-            break;
+            if (v.get_double().get(out.num)) return true;
+            out.kind = K::number;
+            return false;
         case ondemand::json_type::boolean:
-            if (v.get_bool().get(out->b)) return true;
-            out->kind = K::boolean;
-            break;
+            if (v.get_bool().get(out.b)) return true;
+            out.kind = K::boolean;
+            return false;
         default: {
             bool isnull = false;
             if (v.is_null().get(isnull) || !isnull) return true;
-            out->kind = K::null;
+            out.kind = K::null;
+            return false;
         }
     }
-    ++found_;
-    return found_ == paths_.size();
 }
 
 }  // namespace hbf::filters

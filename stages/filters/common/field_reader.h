@@ -57,6 +57,7 @@ private:
     bool walk_array(simdjson::ondemand::array a, const Node& n);
     // Records a value for the node's slot and descends; returns true when every path is resolved.
     bool take(simdjson::ondemand::value& v, const Node& n);
+    bool take_scalar(simdjson::ondemand::value& v, simdjson::ondemand::json_type t, FieldValue& out);
     bool hash_object(simdjson::ondemand::value& v, uint64_t& h);
 
     Node root_;
