@@ -44,3 +44,23 @@ TEST_CASE("value_hash tells objects apart whether or not the reader hashed them"
     auto text = hashes(evs, false);
     CHECK(text[0] != text[2]);
 }
+
+TEST_CASE("a quoted path segment takes JSON's \\u escapes, surrogate pairs whole, and names a bad one by its column") {
+    auto name = [](std::string_view text) { return parse_path_option(text).segments.at(1).name; };
+    CHECK(name(R"(keys."caf\u00e9")") == "caf\xc3\xa9");
+    CHECK(name(R"(keys."\ud83d\ude00 up")") == "\xf0\x9f\x98\x80 up");
+    CHECK(name(R"(keys."a\"b\\c\/d\te")") == "a\"b\\c/d\te");
+    auto error = [](std::string_view text) {
+        size_t pos = 0;
+        FieldPath p;
+        PathError err;
+        CHECK_FALSE(parse_path(text, pos, false, p, err));
+        return std::to_string(err.column) + ": " + err.message;
+    };
+    CHECK(error(R"(k."x\u12")") == "5: \\u needs four hex digits");
+    CHECK(error(R"(k."x\ud83d")") == "5: unpaired UTF-16 surrogate in \\u escape");
+    CHECK(error(R"(k."x\ud83d\u0041")") == "5: unpaired UTF-16 surrogate in \\u escape");
+    CHECK(error(R"(k."x\ude00")") == "5: unpaired UTF-16 surrogate in \\u escape");
+    CHECK(error(R"(k."x\q")") == "5: unknown escape '\\q'");
+    CHECK(error(R"(k."x)") == "3: unterminated string");
+}

@@ -46,6 +46,32 @@ bool read_hex4(std::string_view t, size_t p, uint32_t& v) {
     return true;
 }
 
+// The \\u escape at t[pos] (a surrogate pair takes two) appended to `out` as UTF-8; returns the
+// bytes it took, 0 with `err` set when it is not four hex digits or a lone surrogate.
+size_t unicode_escape(std::string_view t, size_t pos, std::string& out, PathError& err) {
+    uint32_t cp;
+    if (!read_hex4(t, pos + 2, cp)) {
+        err = {pos + 1, "\\u needs four hex digits"};
+        return 0;
+    }
+    size_t used = 6;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        uint32_t lo;
+        if (pos + 7 < t.size() && t[pos + 6] == '\\' && t[pos + 7] == 'u' && read_hex4(t, pos + 8, lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            used = 12;
+        } else {
+            err = {pos + 1, "unpaired UTF-16 surrogate in \\u escape"};
+            return 0;
+        }
+    } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        err = {pos + 1, "unpaired UTF-16 surrogate in \\u escape"};
+        return 0;
+    }
+    append_utf8(out, cp);
+    return used;
+}
+
 }  // namespace
 
 bool parse_json_string(std::string_view t, size_t& pos, std::string& out, PathError& err) {
@@ -83,27 +109,8 @@ bool parse_json_string(std::string_view t, size_t& pos, std::string& out, PathEr
             case 'r': out.push_back('\r'); break;
             case 't': out.push_back('\t'); break;
             case 'u': {
-                uint32_t cp;
-                if (!read_hex4(t, pos + 2, cp)) {
-                    err = {pos + 1, "\\u needs four hex digits"};
-                    return false;
-                }
-                size_t used = 6;
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    uint32_t lo;
-                    if (pos + 7 < t.size() && t[pos + 6] == '\\' && t[pos + 7] == 'u' && read_hex4(t, pos + 8, lo) && lo >= 0xDC00 &&
-                        lo <= 0xDFFF) {
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                        used = 12;
-                    } else {
-                        err = {pos + 1, "unpaired UTF-16 surrogate in \\u escape"};
-                        return false;
-                    }
-                } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-                    err = {pos + 1, "unpaired UTF-16 surrogate in \\u escape"};
-                    return false;
-                }
-                append_utf8(out, cp);
+                size_t used = unicode_escape(t, pos, out, err);
+                if (used == 0) return false;
                 pos += used;
                 continue;
             }
