@@ -78,38 +78,44 @@ void Sender::start(StageContext& ctx) {
     // max_inflight requests on the wire, one more being built by the output thread.
     for (size_t i = 0; i < o_.max_inflight + 1; ++i) {
         auto r = std::make_unique<Request>();
-        CURL* e = curl_easy_init();
-        if (!e) throw std::runtime_error("cannot create a libcurl handle");
-        r->easy = e;
-        curl_easy_setopt(e, CURLOPT_URL, o_.url.c_str());
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers_);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_reply);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, r.get());
-        curl_easy_setopt(e, CURLOPT_PRIVATE, r.get());
-        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to_ms(o_.request_timeout));
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_ms(o_.connect_timeout));
-        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-        curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-        curl_easy_setopt(e, CURLOPT_PROXY, o_.proxy.c_str());  // "" = none, whatever the environment says
-        curl_easy_setopt(e, CURLOPT_SSLVERSION, long(CURL_SSLVERSION_TLSv1_2));
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o_.tls_verify ? 1L : 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o_.tls_verify ? 2L : 0L);
-        if (!o_.tls_ca.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o_.tls_ca.c_str());
-        if (!o_.tls_cert.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, o_.tls_cert.c_str());
-        if (!o_.tls_key.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, o_.tls_key.c_str());
-        if (!o_.username.empty() || !o_.password.empty()) {
-            curl_easy_setopt(e, CURLOPT_HTTPAUTH, long(CURLAUTH_BASIC));
-            curl_easy_setopt(e, CURLOPT_USERNAME, o_.username.c_str());
-            curl_easy_setopt(e, CURLOPT_PASSWORD, o_.password.c_str());
-        }
-        r->reply_cap = o_.body.format == Format::elasticsearch_bulk ? kBulkReplyCap : kReplyCap;
+        r->easy = curl_easy_init();
+        if (!r->easy) throw std::runtime_error("cannot create a libcurl handle");
+        set_up(*r);
         free_.push_back(r.get());
         pool_.push_back(std::move(r));
     }
     thread_ = std::thread([this] { loop(); });
+}
+
+// A request's handle as every request is sent: the URL, headers, timeouts, TLS, proxy and auth
+// of the options.
+void Sender::set_up(Request& r) {
+    CURL* e = r.easy;
+    curl_easy_setopt(e, CURLOPT_URL, o_.url.c_str());
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers_);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_reply);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, &r);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r.errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to_ms(o_.request_timeout));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_ms(o_.connect_timeout));
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_PROXY, o_.proxy.c_str());  // "" = none, whatever the environment says
+    curl_easy_setopt(e, CURLOPT_SSLVERSION, long(CURL_SSLVERSION_TLSv1_2));
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o_.tls_verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o_.tls_verify ? 2L : 0L);
+    if (!o_.tls_ca.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o_.tls_ca.c_str());
+    if (!o_.tls_cert.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, o_.tls_cert.c_str());
+    if (!o_.tls_key.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, o_.tls_key.c_str());
+    if (!o_.username.empty() || !o_.password.empty()) {
+        curl_easy_setopt(e, CURLOPT_HTTPAUTH, long(CURLAUTH_BASIC));
+        curl_easy_setopt(e, CURLOPT_USERNAME, o_.username.c_str());
+        curl_easy_setopt(e, CURLOPT_PASSWORD, o_.password.c_str());
+    }
+    r.reply_cap = o_.body.format == Format::elasticsearch_bulk ? kBulkReplyCap : kReplyCap;
 }
 
 void Sender::stop() {
@@ -191,26 +197,7 @@ void Sender::loop() {
             submitted_.clear();
         }
         if (abort || quit) {
-            // Everything still held fails: running, waiting for a retry, not yet sent.
-            std::string why = abort ? abort_why_ : std::string("the output stopped");
-            uint64_t events = 0;
-            for (Request* r : running_) {
-                curl_multi_remove_handle(multi_, r->easy);
-                m_.inflight->add(-1);
-            }
-            for (auto* list : {&running_, &waiting_, &incoming})
-                for (Request* r : *list) {
-                    events += r->items.size();
-                    m_.failed_shutdown->add(r->items.size());
-                    settle_all(r, AckStatus::failed, why);
-                }
-            running_.clear();
-            waiting_.clear();
-            incoming.clear();
-            std::lock_guard lk(mu_);
-            aborted_events_ += events;
-            abort_done_ = true;
-            cv_.notify_all();
+            fail_everything(abort ? abort_why_ : std::string("the output stopped"), incoming);
             if (quit) return;
             continue;
         }
@@ -245,6 +232,28 @@ void Sender::loop() {
         if (!incoming.empty() && running_.size() < o_.max_inflight) wait_ms = 0;
         curl_multi_poll(multi_, nullptr, 0, int(wait_ms), nullptr);
     }
+}
+
+// At an abort or a stop: everything still held fails, running, waiting for a retry or not yet sent.
+void Sender::fail_everything(const std::string& why, std::vector<Request*>& incoming) {
+    uint64_t events = 0;
+    for (Request* r : running_) {
+        curl_multi_remove_handle(multi_, r->easy);
+        m_.inflight->add(-1);
+    }
+    for (auto* list : {&running_, &waiting_, &incoming})
+        for (Request* r : *list) {
+            events += r->items.size();
+            m_.failed_shutdown->add(r->items.size());
+            settle_all(r, AckStatus::failed, why);
+        }
+    running_.clear();
+    waiting_.clear();
+    incoming.clear();
+    std::lock_guard lk(mu_);
+    aborted_events_ += events;
+    abort_done_ = true;
+    cv_.notify_all();
 }
 
 void Sender::launch(Request* r) {

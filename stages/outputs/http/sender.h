@@ -122,6 +122,8 @@ public:
 private:
     void settle_impl(Held* h, uint32_t n, AckStatus s, std::string_view why, bool events, bool final);
     void loop();
+    void set_up(Request& r);
+    void fail_everything(const std::string& why, std::vector<Request*>& incoming);
     void launch(Request* r);
     void done(Request* r, CURLcode rc);
     void retry_or_fail(Request* r, int64_t retry_after_s, const std::string& why);
