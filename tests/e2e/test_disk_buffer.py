@@ -221,10 +221,13 @@ def test_records_on_disk_carry_crc32c_that_python_agrees_with(hbf, tmp_path):
     assert acked <= seen | {e["seq"] for e in read_ndjson(tmp_path / "out.ndjson")}
 
 
-def test_sigterm_during_an_outage_keeps_the_buffer_and_the_next_start_delivers_it(hbf, broker, tmp_path):
+def buffered_during_an_outage(hbf, broker, tmp_path, topic, flush_timeout, shutdown_timeout="10s"):
+    """hbforward with a disk-buffered Kafka output whose broker is down, after a second of webhook
+    load: returns it, its config, ports and the events that got a 200, once all are in the buffer."""
     port, api = free_port(), free_port()
-    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "kept"\nflush_timeout = "1s"'
+    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "{topic}"\nflush_timeout = "{flush_timeout}"'
     cfg = config(port, tmp_path / "data", kafka, '{ type = "disk", max_size = "64MiB" }', api)
+    cfg = cfg.replace('shutdown_timeout = "10s"', f'shutdown_timeout = "{shutdown_timeout}"')
     broker.control("down 1")
     h = hbf(cfg, name="first")
     listening(port)
@@ -232,6 +235,11 @@ def test_sigterm_during_an_outage_keeps_the_buffer_and_the_next_start_delivers_i
     acked = {s for l in loads for s in l.acked}
     assert acked
     wait_for(lambda: metric(api, "hbf_buffer_events") == len(acked), what="every acknowledged event in the buffer")
+    return h, cfg, port, api, acked
+
+
+def test_sigterm_during_an_outage_keeps_the_buffer_and_the_next_start_delivers_it(hbf, broker, tmp_path):
+    h, cfg, port, api, acked = buffered_during_an_outage(hbf, broker, tmp_path, "kept", "1s")
     t0 = time.time()
     assert h.stop() == 0, h.log()  # undelivered but kept: not a failure
     assert time.time() - t0 < 10
@@ -254,17 +262,7 @@ def test_a_flush_longer_than_the_shutdown_timeout_ends_in_time_and_the_buffer_ke
     # before the runtime gives up, so the disk buffer closes, says what it kept, and the exit is 0.
     # The flush used to run a whole shutdown_timeout from when the output's queue emptied, ending
     # with the runtime's deadline: "did not finish within the shutdown timeout", exit 1.
-    port, api = free_port(), free_port()
-    kafka = f'type = "kafka"\nbrokers = "{broker.bootstrap}"\ntopic = "late"\nflush_timeout = "60s"'
-    cfg = config(port, tmp_path / "data", kafka, '{ type = "disk", max_size = "64MiB" }', api)
-    cfg = cfg.replace('shutdown_timeout = "10s"', 'shutdown_timeout = "2s"')
-    broker.control("down 1")
-    h = hbf(cfg, name="first")
-    listening(port)
-    loads = run_load(port, 1.0, clients=2)
-    acked = {s for l in loads for s in l.acked}
-    assert acked
-    wait_for(lambda: metric(api, "hbf_buffer_events") == len(acked), what="every acknowledged event in the buffer")
+    h, _, _, _, acked = buffered_during_an_outage(hbf, broker, tmp_path, "late", "60s", shutdown_timeout="2s")
     t0 = time.time()
     assert h.stop() == 0, h.log()
     assert time.time() - t0 < 4
