@@ -224,6 +224,10 @@ TEST_CASE("the background fsync counts what succeeded and reports a failure to t
         CHECK(s.take_error() == EBADF);
         CHECK(s.take_error() == 0);
         CHECK(done.v.load() == 1);
+        // An error not yet taken comes back from finish(), which ends the thread: no more starts.
+        CHECK(s.start(-1));
+        CHECK(s.finish() == EBADF);
+        CHECK_FALSE(s.start(-1));
         std::filesystem::remove_all(dir);
     }
 }

@@ -15,18 +15,19 @@ int fsync_errno(int fd) {
 
 BackgroundSync::BackgroundSync(const std::string& stage, Counter& done) : done_(done), thread_([this, stage] { run(stage); }) {}
 
-BackgroundSync::~BackgroundSync() {
+int BackgroundSync::finish() {
     {
         std::lock_guard lk(m_);
         stop_ = true;
     }
     cv_.notify_all();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
+    return take_error();
 }
 
 bool BackgroundSync::start(int fd) {
     std::lock_guard lk(m_);
-    if (busy_) return false;
+    if (busy_ || stop_) return false;
     const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) {
         error_.store(errno);

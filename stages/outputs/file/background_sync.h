@@ -23,15 +23,18 @@ class BackgroundSync {
 public:
     // Its thread is named "<stage>/sync"; each fsync that finished adds one to `done`.
     BackgroundSync(const std::string& stage, Counter& done);
-    ~BackgroundSync();  // waits for the fsync in progress
+    ~BackgroundSync() { finish(); }
     BackgroundSync(const BackgroundSync&) = delete;
     BackgroundSync& operator=(const BackgroundSync&) = delete;
 
     // Starts an fsync of fd's file, through a duplicate of fd (the caller may close fd meanwhile).
     // False when the one before is still running: the caller tries again at its next interval.
     bool start(int fd);
-    // The errno of an fsync that failed since the last call, or 0.
+    // The errno of an fsync that failed since the last call, or 0. The duplicate shares the open
+    // file with the caller's descriptor, so an error it reports is not reported again there.
     int take_error() { return error_.exchange(0); }
+    // Waits for the fsync in progress and ends the thread; returns take_error().
+    int finish();
 
 private:
     void run(const std::string& stage);

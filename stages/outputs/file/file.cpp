@@ -152,7 +152,8 @@ public:
     void flush(Clock::time_point) override { sync(); }
     void stop() override {
         sync();
-        syncer_.reset();  // after the fsync in progress, if any
+        if (syncer_)  // after the fsync in progress, if any, whose error fd_ would not see again
+            if (int err = syncer_->finish()) sync_failed(err);
         if (fd_ >= 0) ::close(fd_);
         fd_ = -1;
         if (rotator_) rotator_->stop();
