@@ -232,8 +232,7 @@ private:
                          std::chrono::duration_cast<std::chrono::milliseconds>(shutdown_timeout_).count());
             notify::stopping();
             rt_.request_stop();
-            deadline_ = Clock::now() + shutdown_timeout_;
-            rt_.drain_by(deadline_);
+            drain_from_now();
         } else if (sig == SIGHUP && !rt_.stopping()) {
             spdlog::info("SIGHUP: reloading {}", path_);
             reload_();
@@ -252,14 +251,17 @@ private:
         }
     }
 
+    // The drain may take shutdown_timeout from now; the runtime ends the outputs' flushes before that.
+    void drain_from_now() {
+        deadline_ = Clock::now() + shutdown_timeout_;
+        rt_.drain_by(deadline_);
+    }
+
     void bound_drain() {
         // Every input ended by itself (stdin at EOF, a generator's count): the drain is bounded by
         // the shutdown timeout as after a signal, or an output that keeps retrying would hold the
         // process for ever.
-        if (deadline_ == Clock::time_point::max() && rt_.inputs_finished()) {
-            deadline_ = Clock::now() + shutdown_timeout_;
-            rt_.drain_by(deadline_);
-        }
+        if (deadline_ == Clock::time_point::max() && rt_.inputs_finished()) drain_from_now();
         if (Clock::now() >= deadline_) {
             if (!rt_.wait_until(deadline_)) {
                 spdlog::error("shutdown timeout passed; exiting with events undelivered");
