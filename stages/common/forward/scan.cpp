@@ -11,10 +11,9 @@ inline uint64_t be(const char* p, unsigned n) {
     return v;
 }
 
-// What a type byte says of the object it starts: the header's bytes, the length field's, and the
-// payload's size or the children's count (a length field, when there is one, says it instead).
+// What a type byte says of the object it starts: the bytes of its length field, and the payload's
+// size or the children's count (a length field, when there is one, says it instead).
 struct Header {
-    unsigned hl = 1;     // header bytes, the type byte included
     unsigned lenb = 0;   // bytes of the length field after the type byte
     uint64_t payload = 0, children = 0;
     bool is_map = false, is_container = false;
@@ -73,19 +72,19 @@ Scan MsgpackScanner::scan(const char* p, size_t n) {
         const uint8_t c = uint8_t(p[pos_]);
         Header h;
         if (const char* why = header_of(c, h)) return fail(why);
+        const unsigned hl = 1 + h.lenb;  // header bytes, the type byte included
         if (h.lenb) {
-            if (n - pos_ < 1 + h.lenb) break;
+            if (n - pos_ < hl) break;
             uint64_t len = be(p + pos_ + 1, h.lenb);
-            h.hl = 1 + h.lenb;
             if (h.is_container) h.children = len;
             else h.payload = len + (c >= 0xc7 && c <= 0xc9 ? 1 : 0);
         }
         if (h.is_map) h.children *= 2;  // at most 2^33: no overflow in 64 bits
-        const size_t left = max_size_ > pos_ + h.hl ? max_size_ - pos_ - h.hl : 0;
+        const size_t left = max_size_ > pos_ + hl ? max_size_ - pos_ - hl : 0;
         if (h.payload > left) return fail("a string, binary or extension longer than the frame limit");
         if (h.children > left) return fail("an array or map with more elements than the frame limit allows");
-        if (n - pos_ < h.hl + h.payload) break;
-        pos_ += h.hl + h.payload;
+        if (n - pos_ < hl + h.payload) break;
+        pos_ += hl + h.payload;
         --stack_.back();
         if (h.is_container && h.children) {
             if (stack_.size() > max_depth_) return fail("nested deeper than 64 levels");
