@@ -35,9 +35,8 @@ bool drain(int fd, std::string& buf) {
     return true;
 }
 
-// A non-blocking connection to the broker, or -1 when it refuses (it is down). The client's
-// socket `cfd` is made non-blocking too.
-int connect_broker(const std::string& host, int port, int cfd) {
+// A connection to the broker, or -1 when it refuses (it is down).
+int connect_broker(const std::string& host, int port) {
     int bfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in t{};
     t.sin_family = AF_INET;
@@ -47,12 +46,14 @@ int connect_broker(const std::string& host, int port, int cfd) {
         ::close(bfd);
         return -1;
     }
-    int one = 1;
-    ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    ::setsockopt(bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    set_nonblock(cfd);
-    set_nonblock(bfd);
     return bfd;
+}
+
+// Each side of a relayed connection: no Nagle delay, and non-blocking for the poll loop.
+void relay_socket(int fd) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_nonblock(fd);
 }
 
 // One poll's worth of both directions of `c` (pf: its two pollfds, client then broker).
@@ -122,8 +123,13 @@ void TcpRelay::loop() {
         if (pfds[1].revents & POLLIN) {
             int cfd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
             if (cfd >= 0) {
-                if (int bfd = connect_broker(host_, target_port_, cfd); bfd >= 0) conns.push_back(Conn{{cfd, bfd}, {}, false});
-                else ::close(cfd);  // broker down: refuse
+                if (int bfd = connect_broker(host_, target_port_); bfd >= 0) {
+                    relay_socket(cfd);
+                    relay_socket(bfd);
+                    conns.push_back(Conn{{cfd, bfd}, {}, false});
+                } else {
+                    ::close(cfd);  // broker down: refuse
+                }
             }
         }
         // pfds[2 + 2i + s] belongs to conns[i].fd[s]; connections accepted above are not in pfds yet.
