@@ -232,7 +232,7 @@ private:
         if (!have_size && ::fstat(fd_, &st) != 0) return fail_io(errno, why);
         uint64_t written = 0;
         int err = write_batches(fd_, bs, n, iov_, written);
-        if (!err && fsync_every_.count() == 0) err = sync_errno(fd_);
+        if (!err && fsync_every_.count() == 0) err = file::fsync_errno(fd_);
         if (!err) {
             size_ = uint64_t(st.st_size) + written;
             return 0;
@@ -350,11 +350,9 @@ private:
         }
     }
 
-    static int sync_errno(int fd) { return file::fsync_errno(fd); }
-
     // Before a roll-over, a rotation or a close: done when it returns.
     void sync() {
-        if (int err = fd_ >= 0 && dirty_ ? sync_errno(fd_) : 0) sync_failed(err);
+        if (int err = fd_ >= 0 && dirty_ ? file::fsync_errno(fd_) : 0) sync_failed(err);
         dirty_ = false;
         next_sync_ = Clock::now() + fsync_every_;
     }
