@@ -241,11 +241,13 @@ void Conn::process() {
     kick();
 }
 
-// Starts what the connection needs next: a write of queued replies, a read for more requests.
 void Conn::kick() {
     if (phase_ == Phase::closed) return;
     if (!out_.empty() && !writing_) start_write();
-    if (!reading_ && (phase_ == Phase::open || phase_ == Phase::lingering)) start_read();
+    if (!reading_ && (phase_ == Phase::open || phase_ == Phase::lingering)) {
+        if (w_.defer_reads) return w_.read_later.push_back(shared_from_this());
+        start_read();
+    }
 }
 
 // A parse error, or a request refused from its header.

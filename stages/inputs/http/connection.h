@@ -46,6 +46,9 @@ public:
     // Shutdown began: an idle connection closes now, a busy one after its reply.
     void on_drain();
     void close_now();
+    // Starts what the connection needs next: a write of queued replies, a read for more requests
+    // (later, in the worker's answer_round(), while it writes a round's replies).
+    void kick();
 
 private:
     // The request being read or answered. Its strings keep their capacity from one to the next.
@@ -66,7 +69,6 @@ private:
     void begin_request();
     void idle_now();
     void process();
-    void kick();
     void refuse(const boost::beast::error_code& ec);
     std::string refusal_headers(int code) const;
     bool can_join_round() const;

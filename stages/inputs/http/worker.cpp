@@ -109,8 +109,9 @@ void Worker::flush() {
             std::shared_ptr<Worker> w = group->worker.lock();
             if (!w) return;  // the input is gone: nobody is waiting any more
             asio::post(w->io, [group, s] {
-                if (group->abandoned) return;
-                for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, s == AckStatus::failed ? 503 : 200, wt.events);
+                std::shared_ptr<Worker> w = group->worker.lock();
+                if (group->abandoned || !w) return;
+                w->answer_round(group->waiters, s == AckStatus::failed ? 503 : 200);
             });
         },
         srv.opts.ack_delivered ? AckLevel::delivered : AckLevel::accepted);
@@ -124,12 +125,24 @@ void Worker::flush() {
     }
     ref.reset();
     group->flushing_on.store(std::thread::id{});
-    if (!queued) {
-        for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, 503, 0);
-    } else if (group->settled_in_flush >= 0) {
-        const int code = AckStatus(group->settled_in_flush) == AckStatus::failed ? 503 : 200;
-        for (auto& wt : group->waiters) wt.conn->finish_waiting(wt.id, code, wt.events);
-    }
+    if (!queued) answer_round(group->waiters, 503);
+    else if (group->settled_in_flush >= 0) answer_round(group->waiters, AckStatus(group->settled_in_flush) == AckStatus::failed ? 503 : 200);
+}
+
+// The round's replies go out first; the connections read again only in a handler posted behind
+// them. Asio tries a read at once before it waits for the socket, and a read started right after
+// the reply finds nothing yet (EAGAIN: a syscall for nothing); started after the whole round, it
+// often finds the client's next request already there (bench/README.md, tenth round).
+void Worker::answer_round(const std::vector<Waiter>& round, int code) {
+    defer_reads = true;
+    for (auto& wt : round) wt.conn->finish_waiting(wt.id, code, code == 200 ? wt.events : 0);
+    defer_reads = false;
+    if (read_later.empty()) return;
+    asio::post(io, [self = shared_from_this()] {
+        self->reading_now.swap(self->read_later);
+        for (auto& c : self->reading_now) c->kick();
+        self->reading_now.clear();
+    });
 }
 
 }  // namespace hbf::http

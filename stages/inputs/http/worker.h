@@ -62,6 +62,11 @@ struct Worker : std::enable_shared_from_this<Worker> {
     bool flush_posted = false;
     std::vector<Conn*> conns;
     bool draining = false;
+    // While a round's replies are written (answer_round): the connections that will read next.
+    bool defer_reads = false;
+    std::vector<std::shared_ptr<Conn>> read_later, reading_now;
+    // Answers the round's waiting requests with `code` (200 with their events counted).
+    void answer_round(const std::vector<Waiter>& round, int code);
 
 private:
     void flush();
