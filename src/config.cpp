@@ -22,8 +22,9 @@ const OptionSchema<ServiceConfig>& service_schema() {
         {"batch_events", &S::batch_events, "Most events an input puts in one batch.", at_least{1}},
         {"linger", &S::linger,
          "After taking fewer than 256 events from its queue, a stage's thread waits this long for more before the next take: "
-         "far fewer thread wake-ups under many small requests (the webhook's 100k req/s went from 13.0 to 10.2 µs of CPU per "
-         "request), at most this much added latency; 0 = off."},
+         "far fewer thread wake-ups under many small requests, at most this much added latency; not after taking events "
+         "an input waits on (a webhook request with ack = \"delivered\", a file input's checkpoint, a Kafka input's "
+         "offset), whose senders the wait would only delay; 0 = off."},
         {"api_address", &S::api_address, "host:port of the health, metrics and reload API; empty disables it."},
         {"data_dir", &S::data_dir, "Directory for checkpoints, disk buffers (buffer/<output>/) and other state."},
     };

@@ -654,12 +654,14 @@ void Runtime::run_filter(Node& n) {
     for (;;) {
         size_t got = n.queue->pop(in, kPopMax, kPollTimeout);
         size_t events = 0;
+        bool awaited = false;
         for (size_t i = 0; i < got; ++i) {
             events += in[i]->size();
+            awaited |= waited_on(n, *in[i]);
             if (aborted(n, in[i], "filter")) continue;
             take(n, std::move(in[i]));
         }
-        linger(got, events);
+        linger(got, events, awaited);
         // What its pool still holds is finished by stop() below: waiting here for the pool to be idle
         // would cost a whole poll timeout at the end of every run with workers.
         if (got == 0 && n.queue->producers() == 0 && n.queue->events() == 0) break;
@@ -671,11 +673,21 @@ void Runtime::run_filter(Node& n) {
     finish_node(n);
 }
 
+// An input waits for the batch's delivery: it still carries acks, which only a delivery settles
+// (a webhook request with ack = "delivered", a file input's checkpoint, a Kafka input's offset).
+// A batch from a disk buffer carries only the buffer's own, and nobody waits on those.
+bool Runtime::waited_on(const Node& n, const Batch& b) {
+    return !b.acks.empty() && !n.queue->on_disk();
+}
+
 // After a small hand-over, wait a little for more instead of going back to sleep on the queue:
 // a thread parked on the queue costs its producer a futex wake-up per batch, and under many
-// small requests (the HTTP input) those wake-ups were a fifth of the CPU.
-void Runtime::linger(size_t batches, size_t events) const {
-    if (batches > 0 && events < kLingerBelow && linger_.count() > 0 && !stopping_.load(std::memory_order_relaxed))
+// small requests (the HTTP input) those wake-ups were a fifth of the CPU. Not after a hand-over
+// that an input waits on (`awaited`): a webhook client with ack = "delivered" sends nothing more
+// until it is answered, so the wait would only add to its latency and cut its rate
+// (bench/README.md, tenth round).
+void Runtime::linger(size_t batches, size_t events, bool awaited) const {
+    if (batches > 0 && !awaited && events < kLingerBelow && linger_.count() > 0 && !stopping_.load(std::memory_order_relaxed))
         std::this_thread::sleep_for(linger_);
 }
 
@@ -693,11 +705,13 @@ void Runtime::run_output(Node& n) {
         const bool settling = out.settles_in_tick();
         size_t got = n.queue->pop(in, kPopMax, settling ? kSettlePoll : kPollTimeout);
         size_t events = 0, kept = 0;
+        bool awaited = false;
         for (size_t i = 0; i < got; ++i) {
             events += in[i]->size();
             m.events_in.add(in[i]->size());
             m.bytes_in.add(in[i]->bytes());
             m.latency.observe_ns(now_ns() - in[i]->received_ns);
+            awaited |= waited_on(n, *in[i]);
             if (aborted(n, in[i], "output")) continue;
             if (together) {
                 taken[kept] = in[i].get();
@@ -714,7 +728,7 @@ void Runtime::run_output(Node& n) {
             guarded(n, n.out_guard, taken, kept, "output", [&] { out.write_many(in, kept); });
             for (size_t i = 0; i < kept; ++i) in[i].reset();
         }
-        linger(got, events);
+        linger(got, events, awaited);
         auto now = std::chrono::steady_clock::now();
         if (now >= next_tick || (settling && got == 0)) {
             out.tick();

@@ -134,7 +134,8 @@ private:
     // reports failed.
     void fail_queued(Node& n, const std::string& why);
     void finish_node(Node& n);
-    void linger(size_t batches, size_t events) const;
+    static bool waited_on(const Node& n, const Batch& b);
+    void linger(size_t batches, size_t events, bool awaited) const;
     void reap_locked();  // with reload_m_ held
     void join_all();
     void abort_unfinished();

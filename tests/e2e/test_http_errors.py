@@ -234,6 +234,23 @@ def test_http_ack_delivered_200_only_after_the_output_wrote(hbf):
     assert seqs(stop_and_read(h)) == [1, 2]
 
 
+def test_http_ack_delivered_requests_do_not_wait_for_the_linger(hbf):
+    # [service] linger: after a small take a stage's thread sleeps before the next one, but not
+    # after events whose sender waits for their delivery: each of these requests is sent after
+    # the reply to the one before, so a linger of 500 ms after each write would make six of them
+    # take 2.5 s or more.
+    port = free_port()
+    h = hbf(pipeline(port, 'ack = "delivered"', service='linger = "500ms"'))
+    listening(port)
+    t0 = time.monotonic()
+    for i in range(1, 7):
+        st, _, reply = post(port, [notification(i)])
+        assert (st, reply) == (200, {"accepted": 1})
+    took = time.monotonic() - t0
+    assert took < 1.5, f"six delivered requests took {took:.2f} s"
+    assert seqs(stop_and_read(h)) == [1, 2, 3, 4, 5, 6]
+
+
 def test_http_ack_delivered_output_failure_is_503(hbf):
     # /dev/full: every write fails with ENOSPC. The file output retries until the shutdown
     # timeout ends it; the batch then reports failed, and the waiting request hears 503.
