@@ -64,6 +64,38 @@ def test_http_pipelined_requests_join_one_round_and_one_batch(hbf):
     assert order(stop_and_read(h)) == list(range(n + 1))
 
 
+def lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def test_http_replies_a_client_reads_late_are_all_written_in_order(hbf):
+    # Replies go to the socket at once when its send buffer takes them. A client that pipelines
+    # more replies than that buffer holds (up to 4 MB here) before it reads leaves the rest to be
+    # written as the buffer drains, in order, with nothing lost.
+    import threading
+    port = free_port()
+    h = hbf(pipeline(port))
+    listening(port)
+    n = 60000                                                        # ~88-byte replies: 5 MB
+    payload = b"".join(raw_post(b'{"seq":%d}' % i) for i in range(n))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        sender = threading.Thread(target=s.sendall, args=(payload,))
+        sender.start()
+        # Read nothing until every request is answered (its event written): the replies back up.
+        wait_for(lambda: lines(h.tmp / "out.ndjson") == n, 60, what="every request to be written")
+        got = read_responses(s, n, timeout=20)
+        sender.join(10)
+    assert len(got) == n
+    assert all(st == 200 and b == b'{"accepted":1}' for st, _, b in got)
+    assert order(stop_and_read(h)) == list(range(n))
+
+
 def test_http_replies_ready_early_wait_behind_the_pipelined_requests_ahead(hbf):
     # Refusals and bad bodies behind requests waiting for their flush are answered after them, in
     # order; nothing is read past a request that closes the connection.

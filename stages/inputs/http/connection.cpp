@@ -36,6 +36,7 @@ Conn::Conn(Worker& w, tcp::socket s) : w_(w), srv_(w.srv), sock_(std::move(s)) {
         append_json_string(remote_extra_, ep.address().to_string());
     }
     sock_.set_option(tcp::no_delay(true), ec);
+    sock_.non_blocking(true, ec);  // write_now() must not block; Asio's own operations are unaffected
     if (srv_.tls) tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock_, *srv_.tls);
 }
 
@@ -383,6 +384,7 @@ void Conn::start_read() {
 }
 
 void Conn::start_write() {
+    if (!tls_ && write_now()) return;
     writing_ = true;
     wout_.swap(out_);
     out_.clear();
@@ -398,6 +400,26 @@ void Conn::start_write() {
     auto h = asio::bind_allocator(HandlerAllocator<char>(write_mem_), std::move(done));
     if (tls_) asio::async_write(*tls_, asio::buffer(wout_), std::move(h));
     else asio::async_write(sock_, asio::buffer(wout_), std::move(h));
+}
+
+// Plain TCP: a reply goes to the socket at once, and when the send buffer takes all of it (replies
+// are small) no completion handler is queued. Through async_write the send was already made at
+// once, but its handler ran in a later pass of the event loop (bench/README.md, eleventh round).
+// Returns false when bytes remain: they are written asynchronously.
+bool Conn::write_now() {
+    boost::system::error_code ec;
+    size_t n = sock_.write_some(asio::buffer(out_), ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        close_now();
+        return true;
+    }
+    if (n < out_.size()) {
+        out_.erase(0, n);
+        return false;
+    }
+    out_.clear();
+    if (phase_ == Phase::closing) linger();
+    return true;
 }
 
 // Half-close, then read and drop what the client still sends for a moment, so that our last

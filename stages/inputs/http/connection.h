@@ -80,6 +80,7 @@ private:
     void reply(int code, std::string_view body, bool close, std::string_view headers = {});
     void start_read();
     void start_write();
+    bool write_now();
     void linger();
 
     Worker& w_;
