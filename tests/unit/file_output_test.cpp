@@ -219,11 +219,22 @@ TEST_CASE("the background fsync counts what succeeded and reports a failure to t
         for (int i = 0; i < 500 && done.v.load() == 0; ++i) std::this_thread::sleep_for(10ms);
         CHECK(done.v.load() == 1);
         CHECK(s.take_error() == 0);
+        // wait() returns once the fsync in progress has finished, with its error.
+        fd = ::open((dir / "f").c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+        REQUIRE(fd >= 0);
+        REQUIRE(write_all(fd, "y\n", 2) == 0);
+        CHECK(s.start(fd));
+        ::close(fd);
+        CHECK(s.wait() == 0);
+        CHECK(done.v.load() == 2);
+        CHECK(s.start(-1));
+        CHECK(s.wait() == EBADF);
+        CHECK(s.wait() == 0);  // nothing in progress: at once
         // A descriptor that is not open cannot be synced: the error comes back once, nothing is counted.
         for (int i = 0; i < 500 && !s.start(-1); ++i) std::this_thread::sleep_for(10ms);
         CHECK(s.take_error() == EBADF);
         CHECK(s.take_error() == 0);
-        CHECK(done.v.load() == 1);
+        CHECK(done.v.load() == 2);
         // An error not yet taken comes back from finish(), which ends the thread: no more starts.
         CHECK(s.start(-1));
         CHECK(s.finish() == EBADF);

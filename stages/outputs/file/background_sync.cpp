@@ -25,6 +25,14 @@ int BackgroundSync::finish() {
     return take_error();
 }
 
+int BackgroundSync::wait() {
+    {
+        std::unique_lock lk(m_);
+        idle_.wait(lk, [this] { return !busy_; });
+    }
+    return take_error();
+}
+
 bool BackgroundSync::start(int fd) {
     std::lock_guard lk(m_);
     if (busy_ || stop_) return false;
@@ -53,6 +61,7 @@ void BackgroundSync::run(const std::string& stage) {
         ::close(fd);
         lk.lock();
         busy_ = false;
+        idle_.notify_all();
     }
 }
 

@@ -33,6 +33,8 @@ public:
     // The errno of an fsync that failed since the last call, or 0. The duplicate shares the open
     // file with the caller's descriptor, so an error it reports is not reported again there.
     int take_error() { return error_.exchange(0); }
+    // Waits for the fsync in progress, if any; returns take_error().
+    int wait();
     // Waits for the fsync in progress and ends the thread; returns take_error().
     int finish();
 
@@ -40,7 +42,7 @@ private:
     void run(const std::string& stage);
 
     std::mutex m_;
-    std::condition_variable cv_;
+    std::condition_variable cv_, idle_;
     int fd_ = -1;  // the duplicate to fsync, or -1
     bool busy_ = false, stop_ = false;
     std::atomic<int> error_{0};

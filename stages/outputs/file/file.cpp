@@ -350,9 +350,14 @@ private:
         }
     }
 
-    // Before a roll-over, a rotation or a close: done when it returns.
+    // Before a roll-over, a rotation or a close: done when it returns. An fsync still running on
+    // its own thread is waited for first, so that its failure is reported under this file's path,
+    // not the next one's.
     void sync() {
-        if (int err = fd_ >= 0 && dirty_ ? file::fsync_errno(fd_) : 0) sync_failed(err);
+        int err = syncer_ ? syncer_->wait() : 0;
+        if (fd_ >= 0 && dirty_)
+            if (int e = file::fsync_errno(fd_)) err = e;
+        if (err) sync_failed(err);
         dirty_ = false;
         next_sync_ = Clock::now() + fsync_every_;
     }
