@@ -23,3 +23,29 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 # labels), and the value of one sample written out whole (NAME{labels}).
 metric_sum() { curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^"n"\\{" {s += $2} END {printf "%d\n", s}'; }
 metric_value() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+
+# The webhook pipeline of issue 15 as TOML: http on 127.0.0.1:PORT -> json -> enrich -> file OUT,
+# with extra [service] lines (optional third argument).
+webhook_toml() {
+  cat <<TOML
+[service]
+log_level = "warn"
+${3:-}
+[inputs.healthbot]
+type = "http"
+address = "127.0.0.1:$1"
+paths = ["/healthbot"]
+[filters.parse]
+type = "json"
+inputs = ["healthbot"]
+[filters.tag]
+type = "enrich"
+inputs = ["parse"]
+fields = { collector = "bench" }
+received_at_field = "received_at"
+[outputs.out]
+type = "file"
+inputs = ["tag"]
+path = "$2"
+TOML
+}

@@ -64,26 +64,7 @@ report() {
 case "$WHAT" in
 webhook)
   PORT=$(free_port)
-  cat >"$W/hook.toml" <<TOML
-[service]
-log_level = "warn"
-[inputs.healthbot]
-type = "http"
-address = "127.0.0.1:$PORT"
-paths = ["/healthbot"]
-[filters.parse]
-type = "json"
-inputs = ["healthbot"]
-[filters.tag]
-type = "enrich"
-inputs = ["parse"]
-fields = { collector = "bench" }
-received_at_field = "received_at"
-[outputs.out]
-type = "file"
-inputs = ["tag"]
-path = "$W/out.ndjson"
-TOML
+  webhook_toml "$PORT" "$W/out.ndjson" >"$W/hook.toml"
   "$HBF" run -c "$W/hook.toml" 2>"$W/hbf.log" &
   HBF_PID=$!; PIDS="$PIDS $HBF_PID"
   wait_port "$PORT"

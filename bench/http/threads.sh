@@ -23,27 +23,7 @@ BARE_PORT=$(free_port)
 HBF_PORT=$(free_port)
 "$BUILD/bench/http_bare_responder" "$BARE_PORT" &
 BARE_PID=$!; PIDS="$PIDS $BARE_PID"
-cat >"$TMP/hbf.toml" <<TOML
-[service]
-log_level = "warn"
-${SERVICE:-}
-[inputs.healthbot]
-type = "http"
-address = "127.0.0.1:$HBF_PORT"
-paths = ["/healthbot"]
-[filters.parse]
-type = "json"
-inputs = ["healthbot"]
-[filters.tag]
-type = "enrich"
-inputs = ["parse"]
-fields = { collector = "bench" }
-received_at_field = "received_at"
-[outputs.out]
-type = "file"
-inputs = ["tag"]
-path = "$TMP/out.ndjson"
-TOML
+webhook_toml "$HBF_PORT" "$TMP/out.ndjson" "${SERVICE:-}" >"$TMP/hbf.toml"
 "$BUILD/hbforward" run -c "$TMP/hbf.toml" 2>"$TMP/hbf.log" &
 HBF_PID=$!; PIDS="$PIDS $HBF_PID"
 wait_port "$BARE_PORT"
