@@ -29,6 +29,9 @@ struct AckGroup {
     int settled_in_flush = -1;
 };
 
+// What a round's requests hear once their batch's ack settled with `s`.
+int round_code(AckStatus s) { return s == AckStatus::failed ? 503 : 200; }
+
 // Keeps each connection alive while `fn` runs on it: fn may close it, which edits the list.
 template <typename Fn>
 void each_conn(const std::vector<Conn*>& conns, Fn&& fn) {
@@ -111,7 +114,7 @@ void Worker::flush() {
             asio::post(w->io, [group, s] {
                 std::shared_ptr<Worker> w = group->worker.lock();
                 if (group->abandoned || !w) return;
-                w->answer_round(group->waiters, s == AckStatus::failed ? 503 : 200);
+                w->answer_round(group->waiters, round_code(s));
             });
         },
         srv.opts.ack_delivered ? AckLevel::delivered : AckLevel::accepted);
@@ -126,7 +129,7 @@ void Worker::flush() {
     ref.reset();
     group->flushing_on.store(std::thread::id{});
     if (!queued) answer_round(group->waiters, 503);
-    else if (group->settled_in_flush >= 0) answer_round(group->waiters, AckStatus(group->settled_in_flush) == AckStatus::failed ? 503 : 200);
+    else if (group->settled_in_flush >= 0) answer_round(group->waiters, round_code(AckStatus(group->settled_in_flush)));
 }
 
 // The round's replies go out first; the connections read again only in a handler posted behind
