@@ -4,13 +4,14 @@ import re
 import selectors
 import signal
 import socket
+import threading
 import time
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import free_port, run_cli, wait_for
+from conftest import free_port, read_ndjson, run_cli, wait_for
 from hbhttp import listening, notification, pipeline, post, raw_post, read_responses, seqs, stop_and_read
 
 
@@ -64,19 +65,10 @@ def test_http_pipelined_requests_join_one_round_and_one_batch(hbf):
     assert order(stop_and_read(h)) == list(range(n + 1))
 
 
-def lines(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 def test_http_replies_a_client_reads_late_are_all_written_in_order(hbf):
     # Replies go to the socket at once when its send buffer takes them. A client that pipelines
     # more replies than that buffer holds (up to 4 MB here) before it reads leaves the rest to be
     # written as the buffer drains, in order, with nothing lost.
-    import threading
     port = free_port()
     h = hbf(pipeline(port))
     listening(port)
@@ -88,7 +80,7 @@ def test_http_replies_a_client_reads_late_are_all_written_in_order(hbf):
         sender = threading.Thread(target=s.sendall, args=(payload,))
         sender.start()
         # Read nothing until every request is answered (its event written): the replies back up.
-        wait_for(lambda: lines(h.tmp / "out.ndjson") == n, 60, what="every request to be written")
+        wait_for(lambda: len(read_ndjson(h.tmp / "out.ndjson")) == n, 60, what="every request to be written")
         got = read_responses(s, n, timeout=20)
         sender.join(10)
     assert len(got) == n
