@@ -1,9 +1,11 @@
 """http input: keep-alive, pipelining, many connections, connection limits, start-up and shutdown."""
 import json
+import os
 import re
 import selectors
 import signal
 import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -136,6 +138,40 @@ def test_http_client_close_is_honoured(hbf):
         assert got[0][1]["connection"] == "close"
         assert s.recv(100) == b""
     assert seqs(stop_and_read(h)) == [1]
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_http_bytes_or_a_reset_while_a_request_waits_do_not_spin(hbf):
+    """A plain connection is read on readiness from a level-triggered epoll set: a connection whose
+    request waits for its round (here for ever: every write to /dev/full fails) stops asking for
+    reads when more bytes come, and closes on a reset, instead of being reported on every pass."""
+    port = free_port()
+    h = hbf(pipeline(port, 'ack = "delivered"\nack_timeout = "30s"', service='shutdown_timeout = "1s"', out_path="/dev/full"))
+    listening(port)
+    pipelined = socket.create_connection(("127.0.0.1", port))
+    reset = socket.create_connection(("127.0.0.1", port))
+    pipelined.sendall(raw_post(notification(1)))
+    reset.sendall(raw_post(notification(2)))
+    h.wait_log("No space left on device; retrying until it succeeds")
+    time.sleep(0.2)
+    pipelined.sendall(raw_post(notification(3)))  # arrives while request 1 waits
+    reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    reset.close()                                   # an RST while request 2 waits
+    time.sleep(0.3)
+    before = _cpu_seconds(h.proc.pid)
+    time.sleep(1.5)
+    used = _cpu_seconds(h.proc.pid) - before
+    assert used < 0.5, f"hbforward used {used:.2f} s of CPU in 1.5 s with two connections waiting"
+    h.signal()
+    got = read_responses(pipelined, 1, timeout=10)  # request 1 hears the output's failure, then the connection ends
+    assert [st for st, _, _ in got] == [503]
+    pipelined.close()
+    assert h.wait() == 1
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -3,6 +3,9 @@
 #include <boost/asio/bind_allocator.hpp>
 #include <charconv>
 #include <fmt/format.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "json_util.h"
 
@@ -40,13 +43,24 @@ Conn::Conn(Worker& w, tcp::socket s) : w_(w), srv_(w.srv), sock_(std::move(s)) {
     if (srv_.tls) tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock_, *srv_.tls);
 }
 
+Conn::~Conn() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
 void Conn::start() {
     if (tls_) {
         deadline_ = timeout_clock_ns() + srv_.opts.read_timeout.count();  // the handshake must finish in time
         return sniff();
     }
     idle_now();
-    start_read();
+    // Plain: the socket leaves Asio for the worker's epoll set (worker.h); reads wait for bytes.
+    boost::system::error_code ec;
+    int fd = sock_.release(ec);
+    if (ec) return start_read();
+    fd_ = fd;
+    interest_ = EPOLLIN;
+    self_ = shared_from_this();
+    if (!w_.watch(*this, fd_)) close_now();
 }
 
 // Called by the parser once the header is complete: refuse early, or invite the body.
@@ -127,8 +141,16 @@ void Conn::on_drain() {
 void Conn::close_now() {
     if (phase_ == Phase::closed) return;
     phase_ = Phase::closed;
-    boost::system::error_code ec;
-    sock_.close(ec);
+    if (fd_ >= 0) {
+        ::close(fd_);  // which takes it out of the epoll set
+        fd_ = -1;
+        w_.unwatch();
+        // Freed behind the current handler: the epoll pass that called this may hold its events.
+        asio::post(w_.io, [keep = std::move(self_)] {});
+    } else {
+        boost::system::error_code ec;
+        sock_.close(ec);
+    }
     w_.remove(this);
 }
 
@@ -246,7 +268,7 @@ void Conn::kick() {
     if (phase_ == Phase::closed) return;
     if (!out_.empty() && !writing_) start_write();
     if (!reading_ && (phase_ == Phase::open || phase_ == Phase::lingering)) {
-        if (w_.defer_reads) return w_.read_later.push_back(shared_from_this());
+        if (w_.defer_reads && fd_ < 0) return w_.read_later.push_back(shared_from_this());
         start_read();
     }
 }
@@ -361,6 +383,7 @@ void Conn::reply(int code, std::string_view body, bool close, std::string_view h
 }
 
 void Conn::start_read() {
+    if (fd_ >= 0) return want(interest_ | EPOLLIN);
     reading_ = true;
     auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
         self->reading_ = false;
@@ -385,6 +408,11 @@ void Conn::start_read() {
 
 void Conn::start_write() {
     if (!tls_ && write_now()) return;
+    if (fd_ >= 0) {  // the rest when the socket takes more (on_ready)
+        writing_ = true;
+        write_deadline_ = timeout_clock_ns() + srv_.opts.read_timeout.count();
+        return want(interest_ | EPOLLOUT);
+    }
     writing_ = true;
     wout_.swap(out_);
     out_.clear();
@@ -408,7 +436,7 @@ void Conn::start_write() {
 // Returns false when bytes remain: they are written asynchronously.
 bool Conn::write_now() {
     boost::system::error_code ec;
-    size_t n = sock_.write_some(asio::buffer(out_), ec);
+    size_t n = send_some(ec);
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
         close_now();
         return true;
@@ -428,11 +456,67 @@ bool Conn::write_now() {
 void Conn::linger() {
     phase_ = Phase::lingering;
     boost::system::error_code ec;
-    sock_.shutdown(tcp::socket::shutdown_send, ec);
+    if (fd_ >= 0) {
+        if (::shutdown(fd_, SHUT_WR) != 0) return close_now();
+    } else {
+        sock_.shutdown(tcp::socket::shutdown_send, ec);
+    }
     if (ec) return close_now();
     rbuf_.clear();
     deadline_ = timeout_clock_ns() + kLingerNs;
     if (!reading_) start_read();
+}
+
+size_t Conn::send_some(boost::system::error_code& ec) {
+    if (fd_ < 0) return sock_.write_some(asio::buffer(out_), ec);
+    ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n >= 0) return size_t(n);
+    ec = boost::system::error_code(errno, boost::system::system_category());
+    return 0;
+}
+
+// The events asked for in the epoll set: EPOLLIN while requests may be read (it stays while a
+// connection waits for its round, and is dropped only if bytes come then), EPOLLOUT while a
+// reply waits for room.
+void Conn::want(uint32_t events) {
+    if (events == interest_ || fd_ < 0) return;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = this;
+    if (::epoll_ctl(w_.poller.native_handle(), EPOLL_CTL_MOD, fd_, &ev) != 0) return close_now();
+    interest_ = events;
+}
+
+// A plain connection's socket is ready. A write that finishes (or fails: write_now() then closed
+// the connection) stops asking for room.
+void Conn::on_ready(uint32_t events) {
+    if (phase_ == Phase::closed) return;
+    if (writing_ && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && write_now()) {
+        writing_ = false;
+        if (phase_ == Phase::closed) return;
+        want(interest_ & ~uint32_t(EPOLLOUT));
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_ready();
+}
+
+// Bytes (or the end) came. While the connection may not read (waiting for its round, or closing)
+// it stops asking, and kick() asks again: a level-triggered set would report the unread bytes on
+// every pass. An error or hang-up is reported even unasked: the peer is gone, and it closes.
+void Conn::read_ready() {
+    if ((interest_ & EPOLLIN) == 0) return close_now();
+    if (phase_ != Phase::open && phase_ != Phase::lingering) return want(interest_ & ~uint32_t(EPOLLIN));
+    auto buf = rbuf_.prepare(kReadChunk);
+    ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n <= 0) {  // EOF or reset: as in start_read()
+        if (!writing_) return close_now();
+        if (phase_ == Phase::open) phase_ = Phase::closing;
+        return want(interest_ & ~uint32_t(EPOLLIN));
+    }
+    if (size_t(n) == buf.size()) w_.poll_again = true;
+    rbuf_.commit(size_t(n));
+    if (phase_ == Phase::lingering) return rbuf_.clear();
+    process();
 }
 
 }  // namespace hbf::http

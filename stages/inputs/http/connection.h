@@ -8,6 +8,10 @@
 // that is ready before the requests ahead of it are answered (a refusal, a bad body) waits
 // behind them, and parsing stops there until the flush. Timeouts (read, idle, ack, write,
 // linger) are checked by Worker::sweep().
+//
+// A plain connection's socket is taken from Asio at start() and read and written on readiness
+// from its worker's epoll set (Worker::poll_pass(), on_ready()); a TLS connection stays with Asio
+// (sniff(), start_read(), start_write()). Replies go out at once either way (write_now()).
 #pragma once
 
 #include <boost/asio/ssl/stream.hpp>
@@ -34,6 +38,7 @@ enum class Phase : uint8_t {
 class Conn final : public std::enable_shared_from_this<Conn>, private HeaderHandler {
 public:
     Conn(Worker& w, tcp::socket s);
+    ~Conn();
 
     size_t slot = 0;  // index in the worker's list
 
@@ -49,6 +54,8 @@ public:
     // Starts what the connection needs next: a write of queued replies, a read for more requests
     // (later, in the worker's answer_round(), while it writes a round's replies).
     void kick();
+    // A plain connection's socket is ready (epoll `events`): it writes what waits, reads what came.
+    void on_ready(uint32_t events);
 
 private:
     // The request being read or answered. Its strings keep their capacity from one to the next.
@@ -82,6 +89,9 @@ private:
     void start_write();
     bool write_now();
     void linger();
+    void read_ready();
+    void want(uint32_t events);
+    size_t send_some(boost::system::error_code& ec);
 
     Worker& w_;
     Server& srv_;
@@ -100,6 +110,11 @@ private:
     bool reading_ = false, writing_ = false;  // an async read, an async write in flight
     HandlerMemory read_mem_, write_mem_;      // for that read and that write: no malloc per request
     int64_t deadline_ = 0, write_deadline_ = 0;
+    // A plain connection, taken from Asio at start(): its descriptor in the worker's epoll set,
+    // the events asked for there, and the reference that keeps it alive until it closes.
+    int fd_ = -1;
+    uint32_t interest_ = 0;
+    std::shared_ptr<Conn> self_;
 };
 
 }  // namespace hbf::http

@@ -3,6 +3,8 @@
 #include "connection.h"
 
 #include <atomic>
+#include <sys/epoll.h>
+#include <system_error>
 #include <thread>
 
 namespace hbf::http {
@@ -10,6 +12,13 @@ namespace hbf::http {
 namespace {
 
 constexpr auto kSweepEvery = std::chrono::milliseconds(200);
+constexpr int kPollEvents = 64;  // readiness events taken per pass
+
+int make_epoll() {
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+    return fd;
+}
 
 // The requests of one batch handed over: answered when its ack settles. With ack = "accepted"
 // that is once every copy is queued (memory) or written to a disk buffer, which a disk buffer's
@@ -43,6 +52,8 @@ void each_conn(const std::vector<Conn*>& conns, Fn&& fn) {
 
 }  // namespace
 
+Worker::Worker(Server& s) : srv(s), io(1), sweep_timer(io), poller(io, make_epoll()) {}
+
 void Worker::adopt(tcp::socket s) {
     auto c = std::make_shared<Conn>(*this, std::move(s));
     c->slot = conns.size();
@@ -64,6 +75,7 @@ void Worker::remove(Conn* c) {
     }
     srv.open.fetch_sub(1);
     srv.open_gauge->add(-1);
+    if (draining && conns.empty()) poller.cancel();
 }
 
 void Worker::sweep() {
@@ -80,6 +92,42 @@ void Worker::drain() {
     draining = true;
     each_conn(conns, [](Conn& c) { c.on_drain(); });
     if (conns.empty() && waiters.empty()) sweep_timer.cancel();
+    if (conns.empty()) poller.cancel();
+}
+
+// Counted even when it fails: the connection then closes, and close_now() unwatches it.
+bool Worker::watch(Conn& c, int fd) {
+    ++polled;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &c;
+    if (::epoll_ctl(poller.native_handle(), EPOLL_CTL_ADD, fd, &ev) != 0) return false;
+    arm_poll();
+    return true;
+}
+
+void Worker::unwatch() { --polled; }
+
+void Worker::arm_poll() {
+    if (poll_armed || polled == 0) return;
+    poll_armed = true;
+    poller.async_wait(asio::posix::descriptor_base::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
+        self->poll_armed = false;
+        if (!ec) self->poll_pass();
+    });
+}
+
+// One pass over the plain connections that are ready. A connection closed during the pass stays
+// alive until a handler posted behind it (Conn::close_now()), so the events of this pass never
+// point at a freed one; its descriptor left the set when it was closed.
+void Worker::poll_pass() {
+    poll_again = false;
+    epoll_event ev[kPollEvents];
+    int n = ::epoll_wait(poller.native_handle(), ev, kPollEvents, 0);
+    for (int i = 0; i < n; ++i) static_cast<Conn*>(ev[i].data.ptr)->on_ready(ev[i].events);
+    if (draining && conns.empty()) return;
+    if (poll_again || n == kPollEvents) asio::post(io, [self = shared_from_this()] { self->poll_pass(); });
+    else arm_poll();
 }
 
 void Worker::wait_for_flush(std::shared_ptr<Conn> c, uint64_t id, uint32_t events) {
@@ -132,10 +180,11 @@ void Worker::flush() {
     else if (group->settled_in_flush >= 0) answer_round(group->waiters, round_code(AckStatus(group->settled_in_flush)));
 }
 
-// The round's replies go out first; the connections read again only in a handler posted behind
-// them. Asio tries a read at once before it waits for the socket, and a read started right after
-// the reply finds nothing yet (EAGAIN: a syscall for nothing); started after the whole round, it
-// often finds the client's next request already there (bench/README.md, tenth round).
+// The round's replies go out first; TLS connections (read through Asio) read again only in a
+// handler posted behind them. Asio tries a read at once before it waits for the socket, and a
+// read started right after the reply finds nothing yet (EAGAIN: a syscall for nothing); started
+// after the whole round, it often finds the client's next request already there (bench/README.md,
+// tenth round). Plain connections read only when their socket has bytes (poll_pass()).
 void Worker::answer_round(const std::vector<Waiter>& round, int code) {
     defer_reads = true;
     for (auto& wt : round) wt.conn->finish_waiting(wt.id, code, code == 200 ? wt.events : 0);

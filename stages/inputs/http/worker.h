@@ -9,6 +9,7 @@
 // queue was full or an output failed.
 #pragma once
 
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,7 +30,7 @@ struct Waiter {
 };
 
 struct Worker : std::enable_shared_from_this<Worker> {
-    explicit Worker(Server& s) : srv(s), io(1), sweep_timer(io) {}
+    explicit Worker(Server& s);
 
     void adopt(tcp::socket s);
     void remove(Conn* c);
@@ -68,8 +69,23 @@ struct Worker : std::enable_shared_from_this<Worker> {
     // Answers the round's waiting requests with `code` (200 with their events counted).
     void answer_round(const std::vector<Waiter>& round, int code);
 
+    // Plain connections are read and written on readiness from this epoll set, level-triggered,
+    // which the io_context waits on as one descriptor (Conn::on_ready()): one pass reads every
+    // connection that has bytes, and a read is made only when the socket has bytes. Asio's own
+    // sockets try each read at once, which finds nothing right after a reply (EAGAIN: a system
+    // call for nothing per request) and queues an operation per read (bench/README.md, twelfth round).
+    asio::posix::stream_descriptor poller;
+    size_t polled = 0;        // plain connections in the set
+    bool poll_armed = false;  // the io_context waits for the set
+    bool poll_again = false;  // a read filled its buffer: the socket may hold more, and no new edge will say so
+    // A connection enters the set (the set holds it by `c`'s keep-alive reference until it closes).
+    bool watch(Conn& c, int fd);
+    void unwatch();
+
 private:
     void flush();
+    void arm_poll();
+    void poll_pass();
 };
 
 }  // namespace hbf::http
