@@ -144,7 +144,6 @@ void Conn::close_now() {
     if (fd_ >= 0) {
         ::close(fd_);  // which takes it out of the epoll set
         fd_ = -1;
-        w_.unwatch();
         // Freed behind the current handler: the epoll pass that called this may hold its events.
         asio::post(w_.io, [keep = std::move(self_)] {});
     } else {
@@ -388,12 +387,7 @@ void Conn::start_read() {
     auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
         self->reading_ = false;
         if (self->phase_ == Phase::closed) return;
-        if (ec) {
-            // EOF or reset: a request cut off mid-way was never queued. Replies still owed are written first.
-            if (!self->writing_) return self->close_now();
-            if (self->phase_ == Phase::open) self->phase_ = Phase::closing;
-            return;
-        }
+        if (ec) return self->read_ended();
         self->rbuf_.commit(n);
         if (self->phase_ == Phase::lingering) {
             self->rbuf_.clear();
@@ -408,15 +402,11 @@ void Conn::start_read() {
 
 void Conn::start_write() {
     if (!tls_ && write_now()) return;
-    if (fd_ >= 0) {  // the rest when the socket takes more (on_ready)
-        writing_ = true;
-        write_deadline_ = timeout_clock_ns() + srv_.opts.read_timeout.count();
-        return want(interest_ | EPOLLOUT);
-    }
     writing_ = true;
+    write_deadline_ = timeout_clock_ns() + srv_.opts.read_timeout.count();
+    if (fd_ >= 0) return want(interest_ | EPOLLOUT);  // the rest when the socket takes more (on_ready)
     wout_.swap(out_);
     out_.clear();
-    write_deadline_ = timeout_clock_ns() + srv_.opts.read_timeout.count();
     auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
         self->writing_ = false;
         self->wout_.clear();
@@ -487,6 +477,14 @@ void Conn::want(uint32_t events) {
     interest_ = events;
 }
 
+// EOF or reset: a request cut off mid-way was never queued. Replies still owed are written first
+// (a plain connection stops asking for reads meanwhile: the end would be reported on every pass).
+void Conn::read_ended() {
+    if (!writing_) return close_now();
+    if (phase_ == Phase::open) phase_ = Phase::closing;
+    want(interest_ & ~uint32_t(EPOLLIN));
+}
+
 // A plain connection's socket is ready. A write that finishes (or fails: write_now() then closed
 // the connection) stops asking for room.
 void Conn::on_ready(uint32_t events) {
@@ -508,11 +506,7 @@ void Conn::read_ready() {
     auto buf = rbuf_.prepare(kReadChunk);
     ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    if (n <= 0) {  // EOF or reset: as in start_read()
-        if (!writing_) return close_now();
-        if (phase_ == Phase::open) phase_ = Phase::closing;
-        return want(interest_ & ~uint32_t(EPOLLIN));
-    }
+    if (n <= 0) return read_ended();
     if (size_t(n) == buf.size()) w_.poll_again = true;
     rbuf_.commit(size_t(n));
     if (phase_ == Phase::lingering) return rbuf_.clear();

@@ -89,6 +89,7 @@ private:
     void start_write();
     bool write_now();
     void linger();
+    void read_ended();
     void read_ready();
     void want(uint32_t events);
     size_t send_some(boost::system::error_code& ec);

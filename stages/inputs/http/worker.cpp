@@ -95,9 +95,7 @@ void Worker::drain() {
     if (conns.empty()) poller.cancel();
 }
 
-// Counted even when it fails: the connection then closes, and close_now() unwatches it.
 bool Worker::watch(Conn& c, int fd) {
-    ++polled;
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = &c;
@@ -106,10 +104,8 @@ bool Worker::watch(Conn& c, int fd) {
     return true;
 }
 
-void Worker::unwatch() { --polled; }
-
 void Worker::arm_poll() {
-    if (poll_armed || polled == 0) return;
+    if (poll_armed) return;
     poll_armed = true;
     poller.async_wait(asio::posix::descriptor_base::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
         self->poll_armed = false;

@@ -75,12 +75,10 @@ struct Worker : std::enable_shared_from_this<Worker> {
     // sockets try each read at once, which finds nothing right after a reply (EAGAIN: a system
     // call for nothing per request) and queues an operation per read (bench/README.md, twelfth round).
     asio::posix::stream_descriptor poller;
-    size_t polled = 0;        // plain connections in the set
-    bool poll_armed = false;  // the io_context waits for the set
+    bool poll_armed = false;  // the io_context waits for the set (until drain() or remove() cancels it)
     bool poll_again = false;  // a read filled its buffer: the socket may hold more, and no new edge will say so
-    // A connection enters the set (the set holds it by `c`'s keep-alive reference until it closes).
+    // A connection enters the set (it keeps itself alive until it closes: Conn::close_now()).
     bool watch(Conn& c, int fd);
-    void unwatch();
 
 private:
     void flush();
