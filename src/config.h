@@ -25,7 +25,7 @@ struct ServiceConfig {
     int64_t queue_events = 16384;
     Size queue_bytes = Size(8 << 20);
     int64_t batch_events = 1024;
-    Duration linger = std::chrono::milliseconds(1);
+    Duration linger = std::chrono::milliseconds(2);
     std::string api_address;
     std::string data_dir = ".hbforward";
 };

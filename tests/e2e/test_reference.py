@@ -23,7 +23,7 @@ def test_markdown_tables_say_type_default_and_doc():
     assert "| `max_body` | size | `1MiB` |" in http
     assert "| `address` | string | `0.0.0.0:8080` |" in http
     assert "| `inputs` | list of strings | required |" in blocks["output kafka"]
-    assert "| `linger` | duration | `1ms` |" in blocks["service"]
+    assert "| `linger` | duration | `2ms` |" in blocks["service"]
 
 
 def test_stages_of_an_unknown_type_exits_1_and_lists_the_known_ones():

@@ -16,7 +16,7 @@ inline constexpr size_t kNCodes = std::size(kCodes);
 
 // The counter index of `code`; an unknown code counts as 500.
 size_t code_index(int code);
-const char* reason(int code);
+std::string_view reason(int code);
 
 // Appends the whole reply (status line, headers, body) to `out`. `headers` are extra lines,
 // each ending in CRLF.
