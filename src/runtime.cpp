@@ -685,9 +685,13 @@ bool Runtime::waited_on(const Node& n, const Batch& b) {
 // small requests (the HTTP input) those wake-ups were a fifth of the CPU. Not after a hand-over
 // that an input waits on (`awaited`): a webhook client with ack = "delivered" sends nothing more
 // until it is answered, so the wait would only add to its latency and cut its rate
-// (bench/README.md, tenth round).
+// (bench/README.md, tenth round). Nor after a take that filled its array: more batches are
+// waiting, and with many small batches (a webhook round of a few requests each) a thread that
+// lingered after every full take fell behind its producers, its queue grew to its budget and the
+// peak RSS with it (bench/README.md, thirteenth round).
 void Runtime::linger(size_t batches, size_t events, bool awaited) const {
-    if (batches > 0 && !awaited && events < kLingerBelow && linger_.count() > 0 && !stopping_.load(std::memory_order_relaxed))
+    if (batches > 0 && batches < kPopMax && !awaited && events < kLingerBelow && linger_.count() > 0 &&
+        !stopping_.load(std::memory_order_relaxed))
         std::this_thread::sleep_for(linger_);
 }
 
