@@ -21,7 +21,7 @@ const OptionSchema<ServiceConfig>& service_schema() {
         {"queue_bytes", &S::queue_bytes, "The same, in bytes of event text.", at_least{1024}},
         {"batch_events", &S::batch_events, "Most events an input puts in one batch.", at_least{1}},
         {"linger", &S::linger,
-         "After taking fewer than 256 events from its queue, a stage's thread waits this long for more before the next take: "
+         "After taking fewer than 256 events (in fewer than 32 batches) from its queue, a stage's thread waits this long for more before the next take: "
          "far fewer thread wake-ups under many small requests, at most this much added latency; not after taking events "
          "an input waits on (a webhook request with ack = \"delivered\", a file input's checkpoint, a Kafka input's "
          "offset), whose senders the wait would only delay; 0 = off."},
